@@ -1,0 +1,76 @@
+"""The user-facing error catalogue.
+
+Every expected failure is a ``KeyctlError``: a one-line message naming what was wrong, a remedy saying how
+to fix it, and a documented exit code. Lower layers raise these (or their own errors, which ``cli`` maps
+onto these); ``cli`` prints them in one place. Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Process exit codes; the README's table is generated from the same values."""
+
+    OK = 0
+    ERROR = 1  # unexpected failure (a bug): rerun with --debug
+    USAGE = 2  # the command line itself is wrong (Typer/Click's own code)
+    INVALID_INPUT = 3  # a value given to keyctl is malformed (URI, base32, file, option value)
+    NOT_FOUND = 4  # a named thing does not exist (TOTP entry, virtual authenticator, ...)
+    ALREADY_EXISTS = 5  # the name is taken; --force where offered
+    SECRET_STORE = 6  # the OS keyring is missing, locked, or did not answer
+    STATE = 7  # a stored file is corrupt or cannot be written
+    CANCELED = 8  # the user said no at a confirmation prompt, or pressed Ctrl-C
+    # WebAuthn and security-key failures, in the words users know from their sign-in page.
+    NO_CREDENTIAL = 10  # "No passkeys available" / "Passkey not found on this device"
+    CREDENTIAL_EXCLUDED = 11  # "Passkey already registered for this device"
+    PASSKEY_LIMIT = 12  # "Passkey limit reached"
+    TIMEOUT = 13  # "Passkey request timed out"
+    PASSKEY_CANCELED = 14  # "Passkey setup canceled" / "Request canceled"
+    NOT_VERIFIED = 15  # "We could not verify you" (PIN wrong/blocked, UV failed)
+    NOT_SUPPORTED = 16  # "Passkeys not supported" (no authenticator, algorithm, capability)
+    NO_DEVICE = 17  # "No compatible device found"
+    SESSION_EXPIRED = 18  # "Session expired"
+    VERIFICATION_FAILED = 19  # "Verification failed"
+    SERVER_UNAVAILABLE = 20  # "Passkey unavailable"
+    SIGN_IN_FAILED = 21  # password / TOTP step refused by the server
+    PHISHING = 22  # origin / rpId mismatch refused before any authenticator is touched
+
+
+class KeyctlError(Exception):
+    """An expected failure: shown as ``error: <message>`` plus a remedy line, no traceback."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, remedy: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.remedy = remedy
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(KeyctlError):
+    exit_code = ExitCode.INVALID_INPUT
+
+
+class NotFound(KeyctlError):
+    exit_code = ExitCode.NOT_FOUND
+
+
+class AlreadyExists(KeyctlError):
+    exit_code = ExitCode.ALREADY_EXISTS
+
+
+class SecretStoreError(KeyctlError):
+    exit_code = ExitCode.SECRET_STORE
+
+
+class StateError(KeyctlError):
+    exit_code = ExitCode.STATE
+
+
+class Canceled(KeyctlError):
+    exit_code = ExitCode.CANCELED

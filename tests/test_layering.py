@@ -1,0 +1,70 @@
+"""The dependency rules of the architecture, enforced on the source tree."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "keyctl"
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def _modules() -> list[tuple[str, set[str]]]:
+    return [(str(p.relative_to(SRC)), _imports(p)) for p in sorted(SRC.rglob("*.py"))]
+
+
+def _imports_any(imports: set[str], roots: tuple[str, ...]) -> list[str]:
+    return sorted(name for name in imports if any(name == r or name.startswith(r + ".") for r in roots))
+
+
+def test_the_tree_is_not_empty() -> None:
+    assert len(_modules()) >= 5
+
+
+def test_only_cli_imports_typer_or_rich() -> None:
+    offenders = {
+        path: bad
+        for path, imports in _modules()
+        if not path.startswith("cli/") and (bad := _imports_any(imports, ("typer", "rich", "click")))
+    }
+    assert offenders == {}
+
+
+def test_nothing_outside_cli_imports_cli() -> None:
+    offenders = {
+        path: bad
+        for path, imports in _modules()
+        if not path.startswith("cli/")
+        and path != "__main__.py"
+        and (bad := _imports_any(imports, ("keyctl.cli",)))
+    }
+    assert offenders == {}
+
+
+def test_authenticator_imports_neither_hid_nor_webauthn() -> None:
+    offenders = {
+        path: bad
+        for path, imports in _modules()
+        if path.startswith("authenticator/")
+        and (bad := _imports_any(imports, ("keyctl.hid", "keyctl.webauthn", "keyctl.server")))
+    }
+    assert offenders == {}
+
+
+def test_server_shares_no_code_with_the_client_side() -> None:
+    client_side = ("keyctl.webauthn", "keyctl.hid", "keyctl.authenticator")
+    offenders = {
+        path: bad
+        for path, imports in _modules()
+        if path.startswith("server/") and (bad := _imports_any(imports, client_side))
+    }
+    assert offenders == {}
