@@ -6,7 +6,10 @@ cd "$(dirname "$0")/.."
 bash scripts/install-system-deps.sh
 python=${PYTHON:-python3.11}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+pip_log=$(mktemp)
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]' >"$pip_log" 2>&1 \
+  || { cat "$pip_log" >&2; exit 1; }
+rm -f "$pip_log"
 export PATH="$PWD/.venv/bin:$PATH"
 ruff check src tests benchmarks
 ruff format --check src tests benchmarks

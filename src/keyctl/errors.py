@@ -74,3 +74,77 @@ class StateError(KeyctlError):
 
 class Canceled(KeyctlError):
     exit_code = ExitCode.CANCELED
+
+
+# WebAuthn / security-key failures: the default message is the one users know from their sign-in page;
+# callers pass a more precise message and a remedy where they have one.
+class PasskeyError(KeyctlError):
+    default_message = "Passkey request failed"
+
+    def __init__(self, message: str = "", remedy: str = "") -> None:
+        super().__init__(message or self.default_message, remedy)
+
+
+class NoCredential(PasskeyError):
+    exit_code = ExitCode.NO_CREDENTIAL
+    default_message = "No passkeys available"
+
+
+class CredentialExcluded(PasskeyError):
+    exit_code = ExitCode.CREDENTIAL_EXCLUDED
+    default_message = "Passkey already registered for this device"
+
+
+class PasskeyLimit(PasskeyError):
+    exit_code = ExitCode.PASSKEY_LIMIT
+    default_message = "Passkey limit reached"
+
+
+class PasskeyTimeout(PasskeyError):
+    exit_code = ExitCode.TIMEOUT
+    default_message = "Passkey request timed out"
+
+
+class PasskeyCanceled(PasskeyError):
+    exit_code = ExitCode.PASSKEY_CANCELED
+    default_message = "Passkey setup canceled"
+
+
+class NotVerified(PasskeyError):
+    exit_code = ExitCode.NOT_VERIFIED
+    default_message = "We could not verify you"
+
+
+class NotSupported(PasskeyError):
+    exit_code = ExitCode.NOT_SUPPORTED
+    default_message = "Passkeys not supported"
+
+
+class NoDevice(PasskeyError):
+    exit_code = ExitCode.NO_DEVICE
+    default_message = "No compatible device found"
+
+
+class SessionExpired(PasskeyError):
+    exit_code = ExitCode.SESSION_EXPIRED
+    default_message = "Session expired"
+
+
+class VerificationFailed(PasskeyError):
+    exit_code = ExitCode.VERIFICATION_FAILED
+    default_message = "Verification failed"
+
+
+class ServerUnavailable(PasskeyError):
+    exit_code = ExitCode.SERVER_UNAVAILABLE
+    default_message = "Passkey unavailable"
+
+
+class SignInFailed(PasskeyError):
+    exit_code = ExitCode.SIGN_IN_FAILED
+    default_message = "Sign-in failed"
+
+
+class PhishingRefused(PasskeyError):
+    exit_code = ExitCode.PHISHING
+    default_message = "This server may not ask for passkeys of that site"
