@@ -18,6 +18,8 @@ from keyctl.logs import configure_logging
 # (command name, module defining ``app``, one-line help). Each module imports heavy libraries inside its
 # commands, never at module level, so that building the whole tree stays cheap.
 SUB_APPS: list[tuple[str, str, str]] = []
+# (command name, module, function name): top-level commands such as ``keyctl login``.
+COMMANDS: list[tuple[str, str, str]] = []
 
 _debug = False
 
@@ -57,6 +59,9 @@ def build_app() -> typer.Typer:
     for name, module_name, help_text in SUB_APPS:
         module = importlib.import_module(module_name)
         app.add_typer(module.app, name=name, help=help_text)
+    for name, module_name, function_name in COMMANDS:
+        module = importlib.import_module(module_name)
+        app.command(name)(getattr(module, function_name))
     return app
 
 
