@@ -1,0 +1,211 @@
+"""Audit findings and the rules that produce them from registered passkeys and FIDO metadata.
+
+Inputs are plain records (fetched from a server's admin API by the caller) so the rules are pure
+functions: same records, metadata, policy and clock, same findings.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import IntEnum
+from pathlib import Path
+
+from keyctl.audit.mds import CERTIFICATION_STATUSES, MetadataBlob, MetadataEntry, normalize_aaguid
+from keyctl.errors import InvalidInput
+
+ZERO_AAGUID = "00000000-0000-0000-0000-000000000000"
+PASSKEY_LIMIT = 5
+
+
+class Severity(IntEnum):
+    INFO = 0
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+    CRITICAL = 4
+
+    @classmethod
+    def parse(cls, name: str) -> Severity:
+        try:
+            return cls[name.upper()]
+        except KeyError:
+            choices = ", ".join(s.name.lower() for s in cls)
+            raise InvalidInput(f"unknown severity {name!r}", f"use one of: {choices}") from None
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    code: str  # stable identifier, e.g. "passkey.stale"
+    subject: str  # who or what: a user, a passkey, a device
+    message: str
+    fix: str
+
+
+@dataclass(frozen=True)
+class Passkey:
+    credential_id: str
+    name: str
+    aaguid: str
+    created: datetime
+    last_used: datetime | None
+    sign_count: int
+    backup_eligible: bool
+    backed_up: bool
+    attestation_format: str
+    counter_anomalies: int = 0
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    email: str
+    passkeys: tuple[Passkey, ...]
+
+
+@dataclass(frozen=True)
+class Policy:
+    stale_days: int = 90
+    allowed_aaguids: frozenset[str] | None = None  # None: any model
+    min_certification: str | None = None  # e.g. FIDO_CERTIFIED_L1
+    device_bound_only: bool = False
+    require_passkey: bool = True
+
+
+def load_policy(path: Path, stale_days: int | None = None) -> Policy:
+    """Read a policy TOML file: allowed_aaguids, min_certification, device_bound_only, stale_days."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as error:
+        raise InvalidInput(f"cannot read policy file {path}: {error.strerror}", "check the path") from None
+    except tomllib.TOMLDecodeError as error:
+        raise InvalidInput(f"policy file {path} is not valid TOML: {error}", "fix the syntax") from None
+    known = {"allowed_aaguids", "min_certification", "device_bound_only", "stale_days", "require_passkey"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InvalidInput(
+            f"policy file {path}: unknown key {unknown[0]!r}", f"known keys: {', '.join(sorted(known))}"
+        )
+    allowed = data.get("allowed_aaguids")
+    certification = data.get("min_certification")
+    if certification is not None and certification not in CERTIFICATION_STATUSES[1:]:
+        raise InvalidInput(
+            f"policy file {path}: min_certification {certification!r} is not a FIDO certification level",
+            f"use one of: {', '.join(CERTIFICATION_STATUSES[1:])}",
+        )
+    days = stale_days if stale_days is not None else data.get("stale_days", Policy.stale_days)
+    if not isinstance(days, int) or days < 1:
+        raise InvalidInput(
+            f"stale_days must be a positive whole number, got {days!r}", "e.g. stale_days = 90"
+        )
+    return Policy(
+        stale_days=days,
+        allowed_aaguids=None if allowed is None else frozenset(normalize_aaguid(a) for a in allowed),
+        min_certification=certification,
+        device_bound_only=bool(data.get("device_bound_only", False)),
+        require_passkey=bool(data.get("require_passkey", True)),
+    )
+
+
+def _certification_rank(status: str | None) -> int:
+    return CERTIFICATION_STATUSES.index(status) if status in CERTIFICATION_STATUSES else 0
+
+
+def audit_users(
+    users: Iterable[UserRecord], metadata: MetadataBlob | None, policy: Policy, now: datetime
+) -> Iterator[Finding]:
+    """Findings for every user and passkey, in input order (callers sort by severity)."""
+    lookup = {e.aaguid: e for e in metadata.entries if e.aaguid} if metadata else {}
+    stale_before = now - timedelta(days=policy.stale_days)
+    for user in users:
+        if not user.passkeys and policy.require_passkey:
+            yield Finding(
+                Severity.LOW,
+                "user.no_passkey",
+                user.email,
+                "has no passkey",
+                "ask the user to register a security key or passkey",
+            )
+        if len(user.passkeys) >= PASSKEY_LIMIT:
+            yield Finding(
+                Severity.INFO,
+                "user.passkey_limit",
+                user.email,
+                f"is at the limit of {PASSKEY_LIMIT} passkeys",
+                "remove unused passkeys before adding new ones",
+            )
+        for passkey in user.passkeys:
+            yield from _audit_passkey(user.email, passkey, lookup, policy, stale_before)
+
+
+def _audit_passkey(
+    email: str, passkey: Passkey, lookup: dict[str, MetadataEntry], policy: Policy, stale_before: datetime
+) -> Iterator[Finding]:
+    subject = f"{email} / {passkey.name}"
+    entry = lookup.get(passkey.aaguid)
+    model = entry.description if entry else f"AAGUID {passkey.aaguid}"
+    if passkey.counter_anomalies:
+        yield Finding(
+            Severity.HIGH,
+            "passkey.counter_anomaly",
+            subject,
+            f"sign counter went backwards {passkey.counter_anomalies} time(s): "
+            "possibly a cloned authenticator",
+            "ask the user whether the key was lost; delete the passkey if in doubt",
+        )
+    last = passkey.last_used or passkey.created
+    if last < stale_before:
+        yield Finding(
+            Severity.MEDIUM,
+            "passkey.stale",
+            subject,
+            f"unused since {last:%Y-%m-%d} (over {policy.stale_days} days)",
+            "confirm the user still has the authenticator, or delete the passkey",
+        )
+    if entry is not None:
+        for report in entry.compromises:
+            severity = Severity.HIGH if report.status == "USER_VERIFICATION_BYPASS" else Severity.CRITICAL
+            yield Finding(
+                severity,
+                f"model.{report.status.lower()}",
+                subject,
+                f"{model}: FIDO metadata reports {report.status} "
+                f"since {report.effective_date or 'an unknown date'}",
+                "replace the authenticator and delete this passkey",
+            )
+    elif passkey.aaguid != ZERO_AAGUID:
+        yield Finding(
+            Severity.LOW,
+            "model.unknown",
+            subject,
+            f"{model} is not in the FIDO metadata",
+            "check the model by hand, or run 'keyctl mds update'",
+        )
+    if policy.allowed_aaguids is not None and passkey.aaguid not in policy.allowed_aaguids:
+        yield Finding(
+            Severity.HIGH,
+            "policy.model_not_allowed",
+            subject,
+            f"{model} is not on the allow-list",
+            "register an allowed model and delete this passkey",
+        )
+    if policy.min_certification is not None:
+        level = entry.certification if entry else None
+        if _certification_rank(level) < _certification_rank(policy.min_certification):
+            yield Finding(
+                Severity.MEDIUM,
+                "policy.certification",
+                subject,
+                f"{model} is certified {level or 'not at all'}, below {policy.min_certification}",
+                "use a model with the required certification level",
+            )
+    if policy.device_bound_only and passkey.backed_up:
+        yield Finding(
+            Severity.MEDIUM,
+            "policy.synced_passkey",
+            subject,
+            "is a synced (backed-up) passkey where policy wants device-bound ones",
+            "register a security key and delete this passkey",
+        )

@@ -1,0 +1,96 @@
+"""Audit reports: findings sorted by severity, as JSON, CSV or one self-contained HTML page."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from keyctl.audit.findings import Finding, Severity
+
+FIELDS = ("severity", "code", "subject", "message", "fix")
+
+
+def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
+    return sorted(findings, key=lambda f: (-f.severity, f.subject, f.code))
+
+
+def counts(findings: Iterable[Finding]) -> dict[str, int]:
+    tally = {severity.name.lower(): 0 for severity in reversed(Severity)}
+    for finding in findings:
+        tally[finding.severity.name.lower()] += 1
+    return tally
+
+
+def _row(finding: Finding) -> dict[str, str]:
+    return {
+        "severity": finding.severity.name.lower(),
+        "code": finding.code,
+        "subject": finding.subject,
+        "message": finding.message,
+        "fix": finding.fix,
+    }
+
+
+def to_json(findings: list[Finding], summary: Mapping[str, object]) -> str:
+    return json.dumps(
+        {"summary": {**summary, "counts": counts(findings)}, "findings": [_row(f) for f in findings]},
+        indent=2,
+    )
+
+
+def to_csv(findings: list[Finding]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(_row(f) for f in findings)
+    return buffer.getvalue()
+
+
+_COLOURS = {
+    "critical": "#7f1d1d",
+    "high": "#b91c1c",
+    "medium": "#b45309",
+    "low": "#1d4ed8",
+    "info": "#4b5563",
+}
+
+
+def _badge(severity: str, text: str) -> str:
+    return f'<span class="badge" style="background:{_COLOURS[severity]}">{html.escape(text)}</span>'
+
+
+def to_html(findings: list[Finding], title: str, summary: Mapping[str, object], generated: datetime) -> str:
+    """One page with inline CSS and no external resources, so it can be mailed as it is."""
+    tally = counts(findings)
+    badges = " ".join(_badge(name, f"{name}: {count}") for name, count in tally.items())
+    facts = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in summary.items()
+    )
+    rows = "".join(
+        "<tr>"
+        f"<td>{_badge(r['severity'], r['severity'])}</td>"
+        + "".join(f"<td>{html.escape(r[key])}</td>" for key in FIELDS[1:])
+        + "</tr>"
+        for r in (_row(f) for f in findings)
+    )
+    body = rows or '<tr><td colspan="5">No findings.</td></tr>'
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body{{font-family:system-ui,sans-serif;margin:2em;color:#111}}
+table{{border-collapse:collapse;width:100%;margin-top:1em}}
+th,td{{border:1px solid #ddd;padding:.4em .6em;text-align:left;vertical-align:top}}
+th{{background:#f3f4f6}}
+.badge{{color:#fff;border-radius:.3em;padding:.1em .5em;font-size:.85em}}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>Generated {generated:%Y-%m-%d %H:%M} UTC by keyctl. {badges}</p>
+<table>{facts}</table>
+<table><thead><tr><th>severity</th><th>finding</th><th>subject</th><th>what</th><th>fix</th></tr></thead>
+<tbody>{body}</tbody></table>
+</body></html>
+"""
