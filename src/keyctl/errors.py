@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     SECRET_STORE = 6  # the OS keyring is missing, locked, or did not answer
     STATE = 7  # a stored file is corrupt or cannot be written
     CANCELED = 8  # the user said no at a confirmation prompt, or pressed Ctrl-C
+    AUDIT_FINDINGS = 9  # an audit found problems at or above the --fail-on severity
     # WebAuthn and security-key failures, in the words users know from their sign-in page.
     NO_CREDENTIAL = 10  # "No passkeys available" / "Passkey not found on this device"
     CREDENTIAL_EXCLUDED = 11  # "Passkey already registered for this device"
@@ -36,6 +37,13 @@ class ExitCode(IntEnum):
     SERVER_UNAVAILABLE = 20  # "Passkey unavailable"
     SIGN_IN_FAILED = 21  # password / TOTP step refused by the server
     PHISHING = 22  # origin / rpId mismatch refused before any authenticator is touched
+    # Security-key management failures (keyctl key ...).
+    PIN_BLOCKED = 23  # too many wrong PINs: only a reset helps
+    PIN_AUTH_BLOCKED = 24  # 3 wrong PINs in a row: remove and re-insert the key
+    PIN_POLICY = 25  # PIN too short / too long / refused by the key's policy
+    PIN_NOT_SET = 26  # the operation needs a PIN and the key has none
+    DEVICE_REMOVED = 27  # the key disappeared mid-operation
+    RESET_REFUSED = 28  # reset asked for outside the key's power-up window
 
 
 class KeyctlError(Exception):
@@ -148,3 +156,31 @@ class SignInFailed(PasskeyError):
 class PhishingRefused(PasskeyError):
     exit_code = ExitCode.PHISHING
     default_message = "This server may not ask for passkeys of that site"
+
+
+class AuditFindings(KeyctlError):
+    exit_code = ExitCode.AUDIT_FINDINGS
+
+
+class PinBlocked(KeyctlError):
+    exit_code = ExitCode.PIN_BLOCKED
+
+
+class PinAuthBlocked(KeyctlError):
+    exit_code = ExitCode.PIN_AUTH_BLOCKED
+
+
+class PinPolicy(KeyctlError):
+    exit_code = ExitCode.PIN_POLICY
+
+
+class PinNotSet(KeyctlError):
+    exit_code = ExitCode.PIN_NOT_SET
+
+
+class DeviceRemoved(KeyctlError):
+    exit_code = ExitCode.DEVICE_REMOVED
+
+
+class ResetRefused(KeyctlError):
+    exit_code = ExitCode.RESET_REFUSED
