@@ -23,7 +23,10 @@ SUB_APPS: list[tuple[str, str, str]] = [
     ("mds", "keyctl.cli.mds", "FIDO metadata: model names, certification, security alerts."),
 ]
 # (command name, module, function name): top-level commands such as ``keyctl login``.
-COMMANDS: list[tuple[str, str, str]] = []
+COMMANDS: list[tuple[str, str, str]] = [
+    ("register", "keyctl.cli.ceremony", "register"),
+    ("login", "keyctl.cli.ceremony", "login"),
+]
 
 _debug = False
 

@@ -1,0 +1,281 @@
+"""`keyctl register`, `keyctl login` and `keyctl demo`: WebAuthn ceremonies from the terminal.
+
+keyctl plays the browser's role: options from the server, the origin/rpId check, the authenticator,
+the response back. Heavy libraries (fido2, httpx) are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from keyctl.cli.output import JsonOption, Terminal
+from keyctl.errors import InvalidInput, NotFound
+
+if TYPE_CHECKING:
+    from rich.status import Status
+
+    from keyctl.webauthn.flows import Result
+    from keyctl.webauthn.session import Session
+
+ServerOption = Annotated[str, typer.Option("--server", help="The server's URL, e.g. https://id.example.com.")]
+ProfileOption = Annotated[
+    str,
+    typer.Option("--profile", help="How the server exposes the ceremonies: a built-in name or a TOML file."),
+]
+AuthenticatorOption = Annotated[
+    str,
+    typer.Option("--authenticator", help="usb, virtual:NAME, udp:HOST:PORT or platform.", show_default=True),
+]
+DeviceOption = Annotated[
+    str | None, typer.Option("--device", help="With --authenticator usb: the key's hidraw path or serial.")
+]
+PinEnvOption = Annotated[
+    str | None,
+    typer.Option("--pin-env", help="Read the key's PIN from this environment variable (else stdin/prompt)."),
+]
+TimeoutOption = Annotated[
+    float, typer.Option("--timeout", min=1, help="Seconds to wait for a touch before giving up.")
+]
+OriginOption = Annotated[
+    str | None,
+    typer.Option("--origin", help="Origin to claim instead of the server URL's (needs the next flag)."),
+]
+InsecureOption = Annotated[
+    bool,
+    typer.Option("--insecure-origin-override", help="Allow --origin: disables the anti-phishing check."),
+]
+CookieJarOption = Annotated[
+    Path | None,
+    typer.Option("--cookie-jar", help="Read and save cookies here (Netscape format, mode 0600, curl -b)."),
+]
+PrintSessionOption = Annotated[
+    bool, typer.Option("--print-session", help="Print only the session cookie's value on stdout.")
+]
+PasswordEnvOption = Annotated[
+    str | None, typer.Option("--password-env", help="Sign in with the password in this environment variable.")
+]
+TotpOption = Annotated[
+    str | None, typer.Option("--totp", help="2FA: a code from this keyctl TOTP vault entry.")
+]
+RecoveryEnvOption = Annotated[
+    str | None,
+    typer.Option("--recovery-code-env", help="2FA: the recovery code in this environment variable."),
+]
+SaveTotpOption = Annotated[
+    str | None,
+    typer.Option("--save-totp", help="First sign-in: store the enrolled TOTP secret in the vault as NAME."),
+]
+
+
+class TerminalInteraction:
+    """Touch and PIN prompts on stderr; the PIN from --pin-env, stdin, or a hidden prompt."""
+
+    def __init__(self, term: Terminal, pin_env: str | None) -> None:
+        self.term = term
+        self.pin_env = pin_env
+        self._spinner: Status | None = None
+
+    def touch(self) -> None:
+        if self._spinner is not None:
+            return
+        message = "Touch your authenticator to continue…"
+        if self.term.err.is_terminal:
+            self._spinner = self.term.err.status(message)
+            self._spinner.start()
+        else:
+            self.term.status(message)
+
+    def pin(self) -> str | None:
+        self.done()
+        if self.pin_env:
+            return _env_secret(self.pin_env, "--pin-env")
+        if not sys.stdin.isatty():
+            return sys.stdin.readline().rstrip("\r\n") or None
+        return typer.prompt("PIN of your security key", hide_input=True, err=True) or None
+
+    def done(self) -> None:
+        if self._spinner is not None:
+            self._spinner.stop()
+            self._spinner = None
+
+
+def _env_secret(var: str, flag: str) -> str:
+    value = os.environ.get(var)
+    if not value:
+        raise InvalidInput(f"{flag} {var}: that environment variable is not set or empty", f"export {var}")
+    return value
+
+
+def _authenticator_spec(authenticator: str, device: str | None) -> str:
+    if device is None:
+        return authenticator
+    if authenticator != "usb":
+        raise InvalidInput("--device goes with --authenticator usb", "drop --device or use usb")
+    return f"usb:{device}"
+
+
+def _prepare(
+    term: Terminal, server: str, profile_spec: str, origin: str | None, insecure: bool
+) -> tuple[Any, str]:
+    """The profile and the origin to claim, after the browser's checks on the server URL."""
+    from keyctl.webauthn import origin as origins
+    from keyctl.webauthn import profile as profiles
+
+    profile = profiles.load(profile_spec)
+    server_origin = origins.origin_of(server)
+    if origin is not None and not insecure:
+        raise InvalidInput(
+            "--origin needs --insecure-origin-override",
+            "drop --origin: the origin is the server URL's, as in a browser",
+        )
+    if origin is None:
+        origins.require_secure(server_origin)
+        return profile, server_origin
+    claimed = origins.origin_of(origin, "--origin")
+    term.warn(f"claiming origin {claimed} for {server_origin}: the anti-phishing check is weakened")
+    return profile, claimed
+
+
+def _open_session(server: str, profile: Any, cookie_jar: Path | None) -> Session:
+    from keyctl.webauthn.session import Session
+
+    session = Session(server, profile)
+    if cookie_jar is not None:
+        session.load_cookies(cookie_jar)
+    return session
+
+
+def _finish(
+    term: Terminal,
+    session: Session,
+    result: Result,
+    cookie_jar: Path | None,
+    print_session: bool,
+) -> None:
+    if cookie_jar is not None:
+        session.save_cookies(cookie_jar)
+    if print_session:
+        name = session.profile.session_cookie
+        value = session.cookie(name) if name else None
+        if value is None:
+            raise NotFound(
+                f"the server set no session cookie{f' named {name!r}' if name else ''}",
+                "set [session] cookie = NAME in the server profile",
+            )
+        term.line(value)
+    elif term.json_mode:
+        term.json(result.as_json())
+    else:
+        what = "registered a passkey for" if result.ceremony == "register" else "signed in as"
+        term.line(f"{what} {result.user or '(unknown user)'} at {result.rp_id}")
+        if result.credential_id:
+            term.line(f"credential {result.credential_id} ({result.authenticator})")
+
+
+def _client(
+    term: Terminal,
+    origin: str,
+    spec: str,
+    pin_env: str | None,
+    timeout: float,
+    insecure: bool,
+) -> tuple[Any, TerminalInteraction]:
+    from keyctl.webauthn import ceremony
+    from keyctl.webauthn.flows import Client
+
+    interaction = TerminalInteraction(term, pin_env)
+    client = Client(
+        origin=origin,
+        authenticator=spec,
+        open_device=lambda: ceremony.open_authenticator(spec),
+        interaction=interaction,
+        timeout_s=timeout,
+        insecure=insecure,
+    )
+    return client, interaction
+
+
+def register(
+    server: ServerOption,
+    user: Annotated[str, typer.Option("--user", help="The account (email) to add the passkey to.")],
+    name: Annotated[str | None, typer.Option("--name", help="A name for the passkey.")] = None,
+    resident: Annotated[
+        bool | None,
+        typer.Option(
+            "--resident/--no-resident", help="Ask for a discoverable passkey (default: as the server)."
+        ),
+    ] = None,
+    uv: Annotated[
+        str | None, typer.Option("--uv", help="User verification: required, preferred or discouraged.")
+    ] = None,
+    profile: ProfileOption = "keyctl",
+    authenticator: AuthenticatorOption = "usb",
+    device: DeviceOption = None,
+    pin_env: PinEnvOption = None,
+    timeout: TimeoutOption = 60.0,
+    origin: OriginOption = None,
+    insecure_origin_override: InsecureOption = False,
+    cookie_jar: CookieJarOption = None,
+    print_session: PrintSessionOption = False,
+    password_env: PasswordEnvOption = None,
+    totp: TotpOption = None,
+    recovery_code_env: RecoveryEnvOption = None,
+    save_totp: SaveTotpOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Register a passkey for an account on a WebAuthn server."""
+    from keyctl.webauthn import flows
+
+    term = Terminal(as_json)
+    if uv is not None and uv not in flows.UV_CHOICES:
+        raise InvalidInput(f"--uv {uv!r} is not one of {', '.join(flows.UV_CHOICES)}", "e.g. --uv preferred")
+    spec = _authenticator_spec(authenticator, device)
+    the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
+    client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
+    request = flows.Request(user=user, name=name, resident=resident, uv=uv)  # type: ignore[arg-type]
+    with _open_session(server, the_profile, cookie_jar) as session:
+        try:
+            result = flows.register(session, client, request)
+        finally:
+            interaction.done()
+        _finish(term, session, result, cookie_jar, print_session)
+
+
+def login(
+    server: ServerOption,
+    user: Annotated[
+        str | None, typer.Option("--user", help="The account (email); without it, a username-less login.")
+    ] = None,
+    profile: ProfileOption = "keyctl",
+    authenticator: AuthenticatorOption = "usb",
+    device: DeviceOption = None,
+    pin_env: PinEnvOption = None,
+    timeout: TimeoutOption = 60.0,
+    origin: OriginOption = None,
+    insecure_origin_override: InsecureOption = False,
+    cookie_jar: CookieJarOption = None,
+    print_session: PrintSessionOption = False,
+    password_env: PasswordEnvOption = None,
+    totp: TotpOption = None,
+    recovery_code_env: RecoveryEnvOption = None,
+    save_totp: SaveTotpOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sign in to a WebAuthn server with a passkey (exit code 0 only on a verified sign-in)."""
+    from keyctl.webauthn import flows
+
+    term = Terminal(as_json)
+    spec = _authenticator_spec(authenticator, device)
+    the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
+    client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
+    with _open_session(server, the_profile, cookie_jar) as session:
+        try:
+            result = flows.login(session, client, flows.Request(user=user))
+        finally:
+            interaction.done()
+        _finish(term, session, result, cookie_jar, print_session)

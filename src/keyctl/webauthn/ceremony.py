@@ -1,0 +1,152 @@
+"""The authenticator side of a ceremony, through fido2's ``Fido2Client`` exactly as for a real key.
+
+The options reaching this module have passed the origin/rpId check already (``origin.check_rp_id``);
+the client data collector checks again with the same rule, so no path reaches the authenticator
+without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client, UserInteraction
+from fido2.ctap import CtapDevice, CtapError
+from fido2.ctap2.base import Ctap2
+from fido2.ctap2.pin import ClientPin
+from fido2.rpid import verify_rp_id
+from fido2.webauthn import (
+    AuthenticationResponse,
+    PublicKeyCredentialCreationOptions,
+    PublicKeyCredentialRequestOptions,
+    RegistrationResponse,
+)
+
+from keyctl.errors import NoCredential, NoDevice, NotSupported
+from keyctl.webauthn import errors
+from keyctl.webauthn.origin import rp_id_fits_host
+
+logger = logging.getLogger(__name__)
+
+PLATFORM = "platform"
+T = TypeVar("T")
+
+
+class Interaction(Protocol):
+    """What the terminal does while the authenticator works (the CLI implements it)."""
+
+    def touch(self) -> None:
+        """The authenticator waits for a touch."""
+
+    def pin(self) -> str | None:
+        """The authenticator needs its PIN: the PIN, or None to cancel."""
+
+
+class _Bridge(UserInteraction):
+    def __init__(self, interaction: Interaction) -> None:
+        self.interaction = interaction
+
+    def prompt_up(self) -> None:
+        self.interaction.touch()
+
+    def request_pin(self, permissions: ClientPin.PERMISSION, rp_id: str | None) -> str | None:
+        return self.interaction.pin()
+
+    def request_uv(self, permissions: ClientPin.PERMISSION, rp_id: str | None) -> bool:
+        return True
+
+
+def open_authenticator(spec: str) -> CtapDevice:
+    """The device for ``--authenticator``: usb[:PATH], virtual:NAME, udp:HOST:PORT or platform."""
+    if spec == PLATFORM:
+        raise NotSupported(
+            "Passkeys not supported on this device (no platform authenticator on this system)",
+            "use --authenticator usb (a security key) or virtual:NAME",
+        )
+    from keyctl.hid import open_device
+
+    try:
+        device: CtapDevice = open_device(spec)
+    except OSError as error:
+        raise NoDevice(
+            f"No compatible device found ({spec}: {error.strerror or type(error).__name__})",
+            "insert the key; on Linux install the udev rules from scripts/udev/ for hidraw access",
+        ) from None
+    return device
+
+
+def _client(device: CtapDevice, origin: str, insecure: bool, interaction: Interaction) -> Fido2Client:
+    verify: Callable[[str, str], bool] = rp_id_fits_host if insecure else verify_rp_id
+    collector = DefaultClientDataCollector(origin, verify=verify)
+    try:
+        return Fido2Client(device, collector, user_interaction=_Bridge(interaction))
+    except OSError as error:
+        raise NoDevice(f"No compatible device found ({error})", "reconnect the key and try again") from None
+
+
+def _pin_retries(device: CtapDevice) -> int | None:
+    try:
+        retries, _ = ClientPin(Ctap2(device)).get_pin_retries()
+    except (CtapError, OSError, ValueError):
+        return None
+    return retries
+
+
+def _run(device: CtapDevice, registering: bool, timeout_s: float, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except ClientError as error:
+        code = error.cause.code if isinstance(error.cause, CtapError) else None
+        retries = _pin_retries(device) if code == CtapError.ERR.PIN_INVALID else None
+        logger.debug("fido2 client error %r", error)
+        raise errors.from_client_error(error, registering, timeout_s, retries) from None
+    except KeyboardInterrupt:
+        raise errors.canceled(registering) from None
+    except OSError as error:
+        raise NoDevice(
+            f"No compatible device found (the authenticator stopped answering: {error})",
+            "reconnect the key and try again",
+        ) from None
+
+
+def make_credential(
+    device: CtapDevice,
+    origin: str,
+    options: PublicKeyCredentialCreationOptions,
+    interaction: Interaction,
+    timeout_s: float,
+    insecure: bool = False,
+) -> RegistrationResponse:
+    """Create a credential (``options.rp.id`` is the rpId already checked against ``origin``)."""
+    options = dataclasses.replace(options, timeout=int(timeout_s * 1000))
+    client = _client(device, origin, insecure, interaction)
+    return _run(device, True, timeout_s, lambda: client.make_credential(options, threading.Event()))
+
+
+def get_assertion(
+    device: CtapDevice,
+    origin: str,
+    options: PublicKeyCredentialRequestOptions,
+    interaction: Interaction,
+    timeout_s: float,
+    insecure: bool = False,
+    user_name: str | None = None,
+) -> AuthenticationResponse:
+    """Get an assertion; with several discoverable passkeys, the one of ``user_name`` (else the first)."""
+    options = dataclasses.replace(options, timeout=int(timeout_s * 1000))
+    client = _client(device, origin, insecure, interaction)
+    selection = _run(device, False, timeout_s, lambda: client.get_assertion(options, threading.Event()))
+    assertions = selection.get_assertions()
+    index = 0
+    if user_name is not None and len(assertions) > 1:
+        names = [(a.user or {}).get("name") for a in assertions]
+        if user_name not in names:
+            raise NoCredential(
+                f"Passkey not found on this device for {user_name}",
+                "sign in with password and 2FA, then 'keyctl register'",
+            )
+        index = names.index(user_name)
+    return selection.get_response(index)

@@ -1,0 +1,180 @@
+"""Registration and login as a browser does them: options from the server, the origin/rpId check, the
+authenticator, the response back to the server, and the server's verdict."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Mapping
+from contextlib import closing
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fido2.ctap import CtapDevice
+from fido2.utils import websafe_encode
+from fido2.webauthn import (
+    AuthenticatorSelectionCriteria,
+    PublicKeyCredentialCreationOptions,
+    PublicKeyCredentialRequestOptions,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+
+from keyctl.errors import ServerUnavailable, VerificationFailed
+from keyctl.webauthn import ceremony
+from keyctl.webauthn.origin import check_rp_id
+from keyctl.webauthn.profile import Step, bury, dig, fill
+from keyctl.webauthn.session import Session
+
+logger = logging.getLogger(__name__)
+
+UV_CHOICES = ("required", "preferred", "discouraged")
+
+
+@dataclass(frozen=True)
+class Client:
+    """Everything a ceremony needs on the client side, besides the server session."""
+
+    origin: str
+    authenticator: str  # the --authenticator spec, reported in results
+    open_device: Callable[[], CtapDevice]
+    interaction: ceremony.Interaction
+    timeout_s: float = 60.0
+    insecure: bool = False  # --insecure-origin-override
+
+
+@dataclass(frozen=True)
+class Request:
+    user: str | None = None
+    name: str | None = None  # the passkey's display name (registration)
+    resident: bool | None = None  # None: as the server asks
+    uv: Literal["required", "preferred", "discouraged"] | None = None  # None: as the server asks
+
+
+@dataclass(frozen=True)
+class Result:
+    ceremony: Literal["register", "login"]
+    verified: bool
+    user: str | None
+    credential_id: str  # base64url
+    authenticator: str
+    rp_id: str
+    server: Any  # the server's verdict, as it answered
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _values(request: Request) -> dict[str, Any]:
+    resident = None if request.resident is None else request.resident
+    return {
+        "user": request.user,
+        "name": request.name,
+        "uv": request.uv,
+        "resident_key": None if resident is None else ("required" if resident else "discouraged"),
+        "require_resident_key": resident,
+    }
+
+
+def _begin(session: Session, step: Step, values: Mapping[str, Any]) -> Any:
+    answer = session.call(
+        step.method, step.path, fill(step.body, values), fill(step.query, values), step.status
+    )
+    return dig(answer, step.options)
+
+
+def _finish(session: Session, step: Step, credential: Mapping[str, Any], values: Mapping[str, Any]) -> Any:
+    body = bury(dict(credential), step.credential, fill(step.body, values))
+    verdict = session.call(step.method, step.path, body, fill(step.query, values), step.status, finish=True)
+    profile = session.profile
+    if dig(verdict, profile.verdict) != profile.verdict_equals:
+        raise VerificationFailed(
+            "Verification failed (the server did not confirm the passkey)",
+            "check that the authenticator is the one registered for this account",
+        )
+    return verdict
+
+
+def _malformed(what: str, error: Exception) -> ServerUnavailable:
+    logger.debug("malformed %s: %r", what, error)
+    return ServerUnavailable(
+        f"Passkey unavailable (the server's {what} are malformed: {type(error).__name__})",
+        "check that --profile matches this server",
+    )
+
+
+def _json(response: Mapping[str, Any]) -> dict[str, Any]:
+    """fido2's response objects as plain JSON-ready dicts (WebAuthn Level 3 JSON forms)."""
+    return {
+        key: _json(value) if isinstance(value, Mapping) else value for key, value in dict(response).items()
+    }
+
+
+def register(session: Session, client: Client, request: Request) -> Result:
+    steps = session.profile.register
+    values = _values(request)
+    raw = _begin(session, steps.begin, values)
+    try:
+        options = PublicKeyCredentialCreationOptions.from_dict(raw)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise _malformed("registration options", error) from None
+    rp_id = check_rp_id(options.rp.id, client.origin, client.insecure)
+    selection = options.authenticator_selection or AuthenticatorSelectionCriteria()
+    if request.resident is not None:
+        wanted = ResidentKeyRequirement.REQUIRED if request.resident else ResidentKeyRequirement.DISCOURAGED
+        selection = dataclasses.replace(selection, resident_key=wanted, require_resident_key=request.resident)
+    if request.uv is not None:
+        selection = dataclasses.replace(selection, user_verification=UserVerificationRequirement(request.uv))
+    options = dataclasses.replace(
+        options, rp=dataclasses.replace(options.rp, id=rp_id), authenticator_selection=selection
+    )
+    with closing(client.open_device()) as device:
+        response = ceremony.make_credential(
+            device, client.origin, options, client.interaction, client.timeout_s, client.insecure
+        )
+    verdict = _finish(session, steps.finish, _json(response), values)
+    return Result(
+        ceremony="register",
+        verified=True,
+        user=request.user or options.user.name,
+        credential_id=websafe_encode(response.raw_id),
+        authenticator=client.authenticator,
+        rp_id=rp_id,
+        server=verdict,
+    )
+
+
+def login(session: Session, client: Client, request: Request) -> Result:
+    steps = session.profile.login
+    values = _values(request)
+    raw = _begin(session, steps.begin, values)
+    try:
+        options = PublicKeyCredentialRequestOptions.from_dict(raw)
+    except (TypeError, ValueError, KeyError, AttributeError) as error:
+        raise _malformed("login options", error) from None
+    rp_id = check_rp_id(options.rp_id, client.origin, client.insecure)
+    options = dataclasses.replace(options, rp_id=rp_id)
+    if request.uv is not None:
+        options = dataclasses.replace(options, user_verification=UserVerificationRequirement(request.uv))
+    with closing(client.open_device()) as device:
+        response = ceremony.get_assertion(
+            device,
+            client.origin,
+            options,
+            client.interaction,
+            client.timeout_s,
+            client.insecure,
+            request.user,
+        )
+    verdict = _finish(session, steps.finish, _json(response), values)
+    said = dig(verdict, session.profile.verdict_user) if session.profile.verdict_user else None
+    user = request.user or (said if isinstance(said, str) else None)
+    return Result(
+        ceremony="login",
+        verified=True,
+        user=user,
+        credential_id=websafe_encode(response.raw_id),
+        authenticator=client.authenticator,
+        rp_id=rp_id,
+        server=verdict,
+    )
