@@ -1,0 +1,20 @@
+"""The virtual CTAP2 authenticator (device side). No I/O of its own: transports live in keyctl.hid."""
+
+from keyctl.authenticator.device import MemoryStore, VirtualAuthenticator, new_state
+from keyctl.authenticator.ports import FakeClock, Policy, PresenceMode, PresenceRequest, SeededRng, UvMode
+from keyctl.authenticator.state import AttestationMode, AuthenticatorState, CounterMode
+
+__all__ = [
+    "AttestationMode",
+    "AuthenticatorState",
+    "CounterMode",
+    "FakeClock",
+    "MemoryStore",
+    "Policy",
+    "PresenceMode",
+    "PresenceRequest",
+    "SeededRng",
+    "UvMode",
+    "VirtualAuthenticator",
+    "new_state",
+]

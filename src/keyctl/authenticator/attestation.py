@@ -1,0 +1,98 @@
+"""Attestation: a per-authenticator CA, the attestation certificate it issues, packed statements."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID, ObjectIdentifier
+
+from keyctl.authenticator.credentials import Alg, PrivateKey, sign
+from keyctl.authenticator.state import AttestationMode, AuthenticatorState
+
+AAGUID_OID = ObjectIdentifier("1.3.6.1.4.1.45724.1.1.4")  # id-fido-gen-ce-aaguid
+_VALIDITY = datetime.timedelta(days=365 * 20)
+
+
+def _der(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _name(common_name: str, unit: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "keyctl"),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def make_attestation_pki(aaguid: bytes) -> tuple[bytes, bytes, bytes, bytes]:
+    """(CA key, CA cert, attestation key, attestation cert), keys as PKCS#8 DER, certificates as DER."""
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = _name(f"keyctl virtual authenticator CA {aaguid.hex()[:8]}", "Attestation CA")
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    att_key = ec.generate_private_key(ec.SECP256R1())
+    att_cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("keyctl virtual authenticator", "Authenticator Attestation"))
+        .issuer_name(ca_name)
+        .public_key(att_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.UnrecognizedExtension(AAGUID_OID, b"\x04\x10" + aaguid), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return (
+        _der(ca_key),
+        ca_cert.public_bytes(serialization.Encoding.DER),
+        _der(att_key),
+        att_cert.public_bytes(serialization.Encoding.DER),
+    )
+
+
+def ca_certificate_pem(state: AuthenticatorState) -> str:
+    return x509.load_der_x509_certificate(state.ca_cert).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def statement(
+    state: AuthenticatorState,
+    alg: Alg,
+    credential_key: PrivateKey,
+    auth_data: bytes,
+    client_data_hash: bytes,
+    enterprise: bool,
+) -> tuple[str, dict[str, Any]]:
+    """(fmt, attStmt) for a new credential; enterprise attestation always uses the certificate."""
+    signed = auth_data + client_data_hash
+    mode = AttestationMode.X5C if enterprise else state.attestation
+    if mode is AttestationMode.NONE:
+        return "none", {}
+    if mode is AttestationMode.SELF:
+        return "packed", {"alg": int(alg), "sig": sign(credential_key, signed)}
+    key = serialization.load_der_private_key(state.attestation_key, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return "packed", {"alg": int(Alg.ES256), "sig": sign(key, signed), "x5c": [state.attestation_cert]}

@@ -1,0 +1,120 @@
+"""The CBOR subset CTAP2 uses (CTAP 2.1 §8 canonical encoding), strict on input.
+
+Decoding refuses what a careful key refuses: indefinite lengths, truncated items, trailing bytes,
+nesting deeper than CTAP allows, floats and tags, and duplicate or unhashable map keys.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MAX_DEPTH = 8
+
+
+class CborError(ValueError):
+    """Malformed or unsupported CBOR."""
+
+
+def _head(major: int, value: int) -> bytes:
+    if value < 24:
+        return bytes([major << 5 | value])
+    if value < 0x100:
+        return bytes([major << 5 | 24, value])
+    if value < 0x10000:
+        return bytes([major << 5 | 25]) + struct.pack(">H", value)
+    if value < 0x100000000:
+        return bytes([major << 5 | 26]) + struct.pack(">I", value)
+    return bytes([major << 5 | 27]) + struct.pack(">Q", value)
+
+
+def encode(value: Any) -> bytes:
+    if value is True:
+        return b"\xf5"
+    if value is False:
+        return b"\xf4"
+    if value is None:
+        return b"\xf6"
+    if isinstance(value, int):
+        return _head(0, value) if value >= 0 else _head(1, -1 - value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        data = bytes(value)
+        return _head(2, len(data)) + data
+    if isinstance(value, str):
+        text = value.encode()
+        return _head(3, len(text)) + text
+    if isinstance(value, Mapping):
+        items = sorted((encode(k), encode(v)) for k, v in value.items())
+        items.sort(key=lambda kv: len(kv[0]))  # canonical: shorter keys first, then bytewise
+        return _head(5, len(items)) + b"".join(k + v for k, v in items)
+    if isinstance(value, Sequence):
+        return _head(4, len(value)) + b"".join(encode(v) for v in value)
+    raise CborError(f"cannot encode {type(value).__name__}")
+
+
+def decode(data: bytes) -> Any:
+    """Decode exactly one item; raise CborError on anything malformed."""
+    value, offset = _decode(data, 0, 0)
+    if offset != len(data):
+        raise CborError("trailing bytes")
+    return value
+
+
+def _decode(data: bytes, offset: int, depth: int) -> tuple[Any, int]:
+    if depth > MAX_DEPTH:
+        raise CborError("nested too deeply")
+    if offset >= len(data):
+        raise CborError("truncated")
+    initial = data[offset]
+    major, info = initial >> 5, initial & 0x1F
+    offset += 1
+    if major == 7:
+        simple = {20: False, 21: True, 22: None}
+        if info not in simple:
+            raise CborError("unsupported simple value or float")
+        return simple[info], offset
+    if info < 24:
+        arg = info
+    elif info <= 27:
+        size = 1 << (info - 24)
+        if offset + size > len(data):
+            raise CborError("truncated")
+        arg = int.from_bytes(data[offset : offset + size], "big")
+        offset += size
+    else:
+        raise CborError("indefinite length or reserved value")
+    if major == 0:
+        return arg, offset
+    if major == 1:
+        return -1 - arg, offset
+    if major in (2, 3):
+        end = offset + arg
+        if end > len(data):
+            raise CborError("truncated")
+        raw = data[offset:end]
+        if major == 2:
+            return raw, end
+        try:
+            return raw.decode("utf-8"), end
+        except UnicodeDecodeError as error:
+            raise CborError("invalid UTF-8") from error
+    if major == 4:
+        if arg > len(data) - offset:
+            raise CborError("truncated")
+        items = []
+        for _ in range(arg):
+            item, offset = _decode(data, offset, depth + 1)
+            items.append(item)
+        return items, offset
+    if major == 5:
+        if arg > len(data) - offset:
+            raise CborError("truncated")
+        result: dict[Any, Any] = {}
+        for _ in range(arg):
+            key, offset = _decode(data, offset, depth + 1)
+            if not isinstance(key, int | str | bytes) or isinstance(key, bool) or key in result:
+                raise CborError("unsupported or duplicate map key")
+            result[key], offset = _decode(data, offset, depth + 1)
+        return result, offset
+    raise CborError("tags are not supported")

@@ -1,0 +1,1 @@
+"""One module per CTAP command: parse the request map into a dataclass, then handle it."""

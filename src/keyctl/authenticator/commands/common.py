@@ -1,0 +1,64 @@
+"""Pieces makeCredential and getAssertion share: authenticator data and credential lookup."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from typing import Any
+
+from keyctl.authenticator import cbor, credentials
+from keyctl.authenticator.credentials import WrappedKey
+from keyctl.authenticator.state import AuthenticatorState, ResidentCredential
+
+FLAG_UP = 0x01
+FLAG_UV = 0x04
+FLAG_AT = 0x40
+FLAG_ED = 0x80
+
+
+def rp_id_hash(rp_id: str) -> bytes:
+    return hashlib.sha256(rp_id.encode()).digest()
+
+
+def auth_data(
+    rp_hash: bytes,
+    *,
+    up: bool,
+    uv: bool,
+    counter: int,
+    attested: bytes | None = None,
+    extensions: dict[str, Any] | None = None,
+) -> bytes:
+    flags = (FLAG_UP if up else 0) | (FLAG_UV if uv else 0)
+    flags |= (FLAG_AT if attested is not None else 0) | (FLAG_ED if extensions else 0)
+    data = rp_hash + struct.pack(">BI", flags, counter & 0xFFFFFFFF)
+    if attested is not None:
+        data += attested
+    if extensions:
+        data += cbor.encode(extensions)
+    return data
+
+
+def find_resident(state: AuthenticatorState, credential_id: bytes) -> ResidentCredential | None:
+    for credential in state.credentials:
+        if credential.credential_id == credential_id:
+            return credential
+    return None
+
+
+def lookup(
+    state: AuthenticatorState, credential_id: bytes, rp_id: str
+) -> tuple[WrappedKey, ResidentCredential | None] | None:
+    """A credential of ours for this RP: (key, resident record or None), or None when it is not ours.
+
+    A discoverable credential that was deleted is not ours any more, though its ID still unwraps.
+    """
+    wrapped = credentials.unwrap(state.wrap_key, credential_id, rp_id_hash(rp_id))
+    if wrapped is None:
+        return None
+    if not wrapped.resident:
+        return wrapped, None
+    record = find_resident(state, credential_id)
+    if record is None or record.rp_id != rp_id:
+        return None
+    return wrapped, record

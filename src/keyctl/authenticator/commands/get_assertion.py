@@ -1,0 +1,217 @@
+"""authenticatorGetAssertion (0x02) and authenticatorGetNextAssertion (0x08)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from keyctl.authenticator import credentials, params, pin
+from keyctl.authenticator.commands.common import auth_data, find_resident, lookup, rp_id_hash
+from keyctl.authenticator.commands.user_verification import authorize
+from keyctl.authenticator.credentials import WrappedKey
+from keyctl.authenticator.pin import Permission
+from keyctl.authenticator.ports import Link
+from keyctl.authenticator.state import AuthenticatorState, ResidentCredential
+from keyctl.authenticator.status import CtapFailure, Status
+
+if TYPE_CHECKING:
+    from keyctl.authenticator.device import VirtualAuthenticator
+
+NEXT_ASSERTION_WINDOW_S = 30.0
+
+
+@dataclass(frozen=True)
+class GetAssertionRequest:
+    rp_id: str
+    client_data_hash: bytes
+    allow: tuple[bytes, ...]
+    extensions: dict[str, Any]
+    options: dict[str, bool]
+    pin_uv_param: bytes | None
+    pin_uv_protocol: int | None
+
+
+def parse(raw: dict[Any, Any]) -> GetAssertionRequest:
+    return GetAssertionRequest(
+        rp_id=params.required(raw, 1, str),
+        client_data_hash=params.required(raw, 2, bytes),
+        allow=tuple(params.descriptors(raw, 3)),
+        extensions=params.optional(raw, 4, dict) or {},
+        options=params.options(raw, 5),
+        pin_uv_param=params.optional(raw, 6, bytes),
+        pin_uv_protocol=params.optional(raw, 7, int),
+    )
+
+
+@dataclass(frozen=True)
+class HmacSecretRequest:
+    """Decrypted hmac-secret salts and how to encrypt the output back."""
+
+    protocol: pin.Protocol
+    shared_secret: bytes
+    salts: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class AssertionContext:
+    rp_hash: bytes
+    client_data_hash: bytes
+    up: bool
+    uv: bool
+    hmac_secret: HmacSecretRequest | None
+    get_cred_blob: bool
+
+
+@dataclass
+class PendingAssertions:
+    """What getNextAssertion continues from: the remaining discoverable credentials, by ID."""
+
+    context: AssertionContext
+    remaining: list[bytes]
+    expires: float
+
+
+def _hmac_secret(device: VirtualAuthenticator, value: Any) -> HmacSecretRequest:
+    if not isinstance(value, dict):
+        raise CtapFailure(Status.CBOR_UNEXPECTED_TYPE)
+    key_agreement = params.required(value, 1, dict)
+    salt_enc = params.required(value, 2, bytes)
+    salt_auth = params.required(value, 3, bytes)
+    proto = pin.protocol(value.get(4, 1))
+    shared = device.key_agreement.shared_secret(proto, key_agreement)
+    if not proto.verify(shared, salt_enc, salt_auth):
+        raise CtapFailure(Status.PIN_AUTH_INVALID)
+    salts = proto.decrypt(shared, salt_enc)
+    if len(salts) not in (32, 64):
+        raise CtapFailure(Status.INVALID_LENGTH)
+    return HmacSecretRequest(proto, shared, (salts[:32], salts[32:]) if len(salts) == 64 else (salts,))
+
+
+def handle(
+    device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link
+) -> dict[int, Any]:
+    request = parse(raw)
+    if "rk" in request.options:
+        raise CtapFailure(Status.UNSUPPORTED_OPTION)
+    up = request.options.get("up", True)
+    uv = authorize(
+        device,
+        state,
+        link,
+        rp_id=request.rp_id,
+        client_data_hash=request.client_data_hash,
+        pin_uv_param=request.pin_uv_param,
+        pin_uv_protocol=request.pin_uv_protocol,
+        uv_option=request.options.get("uv", False),
+        permission=Permission.GET_ASSERTION,
+        needs_uv=False,
+    )
+    found: list[tuple[bytes, WrappedKey, ResidentCredential | None]] = []
+    if request.allow:
+        for credential_id in request.allow:
+            match = lookup(state, credential_id, request.rp_id)
+            if match is not None:
+                found.append((credential_id, *match))
+    else:
+        residents = sorted(
+            (c for c in state.credentials if c.rp_id == request.rp_id), key=lambda c: -c.serial
+        )
+        for record in residents:
+            match = lookup(state, record.credential_id, request.rp_id)
+            if match is not None:
+                found.append((record.credential_id, *match))
+    usable = [
+        item
+        for item in found
+        if item[1].cred_protect < 3 or uv
+        if item[1].cred_protect != 2 or uv or request.allow
+    ]
+    if not usable:
+        raise CtapFailure(Status.NO_CREDENTIALS)
+    if up:
+        device.confirm_presence(state, "sign in", request.rp_id, link)
+    hmac_request = None
+    if up and "hmac-secret" in request.extensions:
+        hmac_request = _hmac_secret(device, request.extensions["hmac-secret"])
+    context = AssertionContext(
+        rp_hash=rp_id_hash(request.rp_id),
+        client_data_hash=request.client_data_hash,
+        up=up,
+        uv=uv,
+        hmac_secret=hmac_request,
+        get_cred_blob=request.extensions.get("credBlob") is True,
+    )
+    first = usable[0]
+    response = _assertion(device, state, context, first[0], first[1], first[2])
+    if not request.allow:
+        response[5] = len(usable)
+        if len(usable) > 1:
+            device.pending_assertions = PendingAssertions(
+                context,
+                [item[0] for item in usable[1:]],
+                device.clock.monotonic() + NEXT_ASSERTION_WINDOW_S,
+            )
+    return response
+
+
+def handle_next(
+    device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link
+) -> dict[int, Any]:
+    pending = device.pending_assertions
+    if not isinstance(pending, PendingAssertions) or device.clock.monotonic() > pending.expires:
+        device.pending_assertions = None
+        raise CtapFailure(Status.NOT_ALLOWED)
+    credential_id = pending.remaining.pop(0)
+    if not pending.remaining:
+        device.pending_assertions = None
+    record = find_resident(state, credential_id)
+    if record is None:  # deleted in between
+        raise CtapFailure(Status.NO_CREDENTIALS)
+    wrapped = credentials.unwrap(state.wrap_key, credential_id, pending.context.rp_hash)
+    if wrapped is None:
+        raise CtapFailure(Status.NO_CREDENTIALS)
+    return _assertion(device, state, pending.context, credential_id, wrapped, record)
+
+
+def _assertion(
+    device: VirtualAuthenticator,
+    state: AuthenticatorState,
+    context: AssertionContext,
+    credential_id: bytes,
+    wrapped: WrappedKey,
+    record: ResidentCredential | None,
+) -> dict[int, Any]:
+    extensions: dict[str, Any] = {}
+    if context.hmac_secret is not None and wrapped.hmac_secret:
+        secret = credentials.cred_random(state.wrap_key, wrapped.private, context.uv)
+        output = b"".join(
+            hmac.new(secret, salt, hashlib.sha256).digest() for salt in context.hmac_secret.salts
+        )
+        hs = context.hmac_secret
+        extensions["hmac-secret"] = hs.protocol.encrypt(hs.shared_secret, output, device.rng.random(16))
+    if context.get_cred_blob:
+        extensions["credBlob"] = record.cred_blob if record is not None else wrapped.cred_blob
+    data = auth_data(
+        context.rp_hash,
+        up=context.up,
+        uv=context.uv,
+        counter=device.next_counter(state, credential_id, record),
+        extensions=extensions,
+    )
+    key = device.private_key(wrapped.alg, wrapped.private)
+    response: dict[int, Any] = {
+        1: {"id": credential_id, "type": "public-key"},
+        2: data,
+        3: credentials.sign(key, data + context.client_data_hash),
+    }
+    if record is not None:
+        user: dict[str, Any] = {"id": record.user_id}
+        if context.uv:
+            if record.user_name is not None:
+                user["name"] = record.user_name
+            if record.user_display_name is not None:
+                user["displayName"] = record.user_display_name
+        response[4] = user
+    return response

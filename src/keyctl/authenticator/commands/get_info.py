@@ -1,0 +1,58 @@
+"""authenticatorGetInfo (0x04)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from keyctl.authenticator import pin
+from keyctl.authenticator.credentials import MAX_CRED_BLOB, Alg
+from keyctl.authenticator.ports import Link
+from keyctl.authenticator.state import MAX_RESIDENT, AuthenticatorState
+
+if TYPE_CHECKING:
+    from keyctl.authenticator.device import VirtualAuthenticator
+
+FIRMWARE_VERSION = 0x00010000
+MAX_MSG_SIZE = 7609  # the most a 64-byte-report CTAPHID message can carry
+MAX_CREDS_IN_LIST = 8
+MAX_CRED_ID_LENGTH = 128
+MAX_RP_IDS_FOR_MIN_PIN = 8
+EXTENSIONS = ["credProtect", "hmac-secret", "minPinLength", "credBlob"]
+
+
+def handle(
+    device: VirtualAuthenticator, state: AuthenticatorState, params: dict[Any, Any], link: Link
+) -> dict[int, Any]:
+    options: dict[str, bool] = {
+        "rk": True,
+        "up": True,
+        "plat": False,
+        "clientPin": state.pin_hash is not None,
+        "pinUvAuthToken": True,
+        "credMgmt": True,
+        "makeCredUvNotRqd": not state.always_uv,
+        "authnrCfg": True,
+        "alwaysUv": state.always_uv,
+        "setMinPINLength": True,
+        "ep": state.enterprise_attestation,
+    }
+    if device.has_builtin_uv(state):
+        options["uv"] = True
+    return {
+        1: ["FIDO_2_0", "FIDO_2_1"],
+        2: EXTENSIONS,
+        3: state.aaguid,
+        4: options,
+        5: MAX_MSG_SIZE,
+        6: list(pin.PROTOCOLS),
+        7: MAX_CREDS_IN_LIST,
+        8: MAX_CRED_ID_LENGTH,
+        9: ["usb"],
+        10: [{"alg": int(alg), "type": "public-key"} for alg in (Alg.ES256, Alg.EDDSA)],
+        12: state.force_pin_change,
+        13: state.min_pin_length,
+        14: FIRMWARE_VERSION,
+        15: MAX_CRED_BLOB,
+        16: MAX_RP_IDS_FOR_MIN_PIN,
+        20: MAX_RESIDENT - len(state.credentials),
+    }

@@ -1,0 +1,166 @@
+"""authenticatorMakeCredential (0x01)."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from keyctl.authenticator import attestation, cbor, credentials, params
+from keyctl.authenticator.commands.common import auth_data, lookup, rp_id_hash
+from keyctl.authenticator.commands.user_verification import authorize
+from keyctl.authenticator.credentials import MAX_CRED_BLOB, Alg, WrappedKey
+from keyctl.authenticator.pin import Permission
+from keyctl.authenticator.ports import Link
+from keyctl.authenticator.state import MAX_RESIDENT, AuthenticatorState, ResidentCredential
+from keyctl.authenticator.status import CtapFailure, Status
+
+if TYPE_CHECKING:
+    from keyctl.authenticator.device import VirtualAuthenticator
+
+
+@dataclass(frozen=True)
+class MakeCredentialRequest:
+    client_data_hash: bytes
+    rp_id: str
+    rp_name: str | None
+    user_id: bytes
+    user_name: str | None
+    user_display_name: str | None
+    algorithms: tuple[int, ...]
+    exclude: tuple[bytes, ...]
+    extensions: dict[str, Any]
+    options: dict[str, bool]
+    pin_uv_param: bytes | None
+    pin_uv_protocol: int | None
+    enterprise_attestation: int | None
+
+
+def parse(raw: dict[Any, Any]) -> MakeCredentialRequest:
+    client_data_hash = params.required(raw, 1, bytes)
+    rp = params.required(raw, 2, dict)
+    user = params.required(raw, 3, dict)
+    algorithms = []
+    for item in params.required(raw, 4, list):
+        if not isinstance(item, dict):
+            raise CtapFailure(Status.CBOR_UNEXPECTED_TYPE)
+        alg = params.required(item, "alg", int)
+        if params.required(item, "type", str) == "public-key":
+            algorithms.append(alg)
+    return MakeCredentialRequest(
+        client_data_hash=client_data_hash,
+        rp_id=params.required(rp, "id", str),
+        rp_name=params.optional(rp, "name", str),
+        user_id=params.required(user, "id", bytes),
+        user_name=params.optional(user, "name", str),
+        user_display_name=params.optional(user, "displayName", str),
+        algorithms=tuple(algorithms),
+        exclude=tuple(params.descriptors(raw, 5)),
+        extensions=params.optional(raw, 6, dict) or {},
+        options=params.options(raw, 7),
+        pin_uv_param=params.optional(raw, 8, bytes),
+        pin_uv_protocol=params.optional(raw, 9, int),
+        enterprise_attestation=params.optional(raw, 10, int),
+    )
+
+
+def handle(
+    device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link
+) -> dict[int, Any]:
+    request = parse(raw)
+    if len(request.user_id) > 64:
+        raise CtapFailure(Status.INVALID_LENGTH)
+    supported = [a for a in request.algorithms if a in (Alg.ES256, Alg.EDDSA)]
+    if not supported:
+        raise CtapFailure(Status.UNSUPPORTED_ALGORITHM)
+    alg = Alg(supported[0])
+    if request.options.get("up") is False:
+        raise CtapFailure(Status.INVALID_OPTION)
+    rk = request.options.get("rk", False)
+    enterprise = request.enterprise_attestation is not None
+    if enterprise:
+        if not state.enterprise_attestation:
+            raise CtapFailure(Status.INVALID_PARAMETER)
+        if request.enterprise_attestation not in (1, 2):
+            raise CtapFailure(Status.INVALID_OPTION)
+    uv = authorize(
+        device,
+        state,
+        link,
+        rp_id=request.rp_id,
+        client_data_hash=request.client_data_hash,
+        pin_uv_param=request.pin_uv_param,
+        pin_uv_protocol=request.pin_uv_protocol,
+        uv_option=request.options.get("uv", False),
+        permission=Permission.MAKE_CREDENTIAL,
+        needs_uv=rk,
+    )
+    for credential_id in request.exclude:
+        found = lookup(state, credential_id, request.rp_id)
+        if found is not None and (found[0].cred_protect != 3 or uv):
+            device.confirm_presence(state, "confirm this key is already registered", request.rp_id, link)
+            raise CtapFailure(Status.CREDENTIAL_EXCLUDED)
+    device.confirm_presence(state, "create a passkey", request.rp_id, link)
+
+    ext_in = request.extensions
+    ext_out: dict[str, Any] = {}
+    cred_protect = ext_in.get("credProtect")
+    if not isinstance(cred_protect, int) or cred_protect not in (1, 2, 3):
+        cred_protect = 1
+    elif cred_protect > 1:
+        ext_out["credProtect"] = cred_protect
+    hmac_secret = ext_in.get("hmac-secret") is True
+    if hmac_secret:
+        ext_out["hmac-secret"] = True
+    cred_blob = b""
+    if isinstance(ext_in.get("credBlob"), bytes):
+        fits = len(ext_in["credBlob"]) <= MAX_CRED_BLOB
+        cred_blob = ext_in["credBlob"] if fits else b""
+        ext_out["credBlob"] = fits
+    if ext_in.get("minPinLength") is True and request.rp_id in state.min_pin_length_rp_ids:
+        ext_out["minPinLength"] = state.min_pin_length
+
+    rp_hash = rp_id_hash(request.rp_id)
+    private = credentials.generate_private(alg, device.rng.random(32))
+    wrapped = WrappedKey(alg, private, rp_hash, rk, cred_protect, hmac_secret, cred_blob)
+    credential_id = credentials.wrap(state.wrap_key, device.rng.random(credentials.NONCE_SIZE), wrapped)
+    record = None
+    if rk:
+        state.credentials = [
+            c for c in state.credentials if not (c.rp_id == request.rp_id and c.user_id == request.user_id)
+        ]
+        if len(state.credentials) >= MAX_RESIDENT:
+            raise CtapFailure(Status.KEY_STORE_FULL)
+        record = ResidentCredential(
+            credential_id=credential_id,
+            rp_id=request.rp_id,
+            rp_name=request.rp_name,
+            user_id=request.user_id,
+            user_name=request.user_name,
+            user_display_name=request.user_display_name,
+            alg=alg,
+            private=private,
+            cred_protect=cred_protect,
+            hmac_secret=hmac_secret,
+            cred_blob=cred_blob,
+            sign_count=0,
+            serial=state.next_serial,
+        )
+        state.next_serial += 1
+        state.credentials.append(record)
+    key = device.private_key(alg, private)
+    cose_key = cbor.encode(credentials.cose_public_key(alg, key))
+    attested = state.aaguid + struct.pack(">H", len(credential_id)) + credential_id + cose_key
+    data = auth_data(
+        rp_hash,
+        up=True,
+        uv=uv,
+        counter=device.next_counter(state, credential_id, record),
+        attested=attested,
+        extensions=ext_out,
+    )
+    fmt, statement = attestation.statement(state, alg, key, data, request.client_data_hash, enterprise)
+    response: dict[int, Any] = {1: fmt, 2: data, 3: statement}
+    if enterprise:
+        response[4] = True
+    return response

@@ -1,0 +1,58 @@
+"""The pinUvAuthParam / uv option steps shared by makeCredential and getAssertion (CTAP 2.1 §6.1.2)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from keyctl.authenticator import pin
+from keyctl.authenticator.ports import Link
+from keyctl.authenticator.state import AuthenticatorState
+from keyctl.authenticator.status import CtapFailure, Status
+
+if TYPE_CHECKING:
+    from keyctl.authenticator.device import VirtualAuthenticator
+
+
+def authorize(
+    device: VirtualAuthenticator,
+    state: AuthenticatorState,
+    link: Link,
+    *,
+    rp_id: str,
+    client_data_hash: bytes,
+    pin_uv_param: bytes | None,
+    pin_uv_protocol: int | None,
+    uv_option: bool,
+    permission: pin.Permission,
+    needs_uv: bool,
+) -> bool:
+    """Check the request's PIN/UV evidence; True when the user was verified.
+
+    ``needs_uv`` says the operation may not proceed without verification when the key is protected
+    (makeCredential of a discoverable credential, or with makeCredUvNotRqd off).
+    """
+    if pin_uv_param is not None and len(pin_uv_param) == 0:
+        # A platform's "touch to select this key" probe.
+        device.confirm_presence(state, "select this key", rp_id, link)
+        raise CtapFailure(Status.PIN_INVALID if state.pin_hash is not None else Status.PIN_NOT_SET)
+    if pin_uv_param is not None:
+        if pin_uv_protocol is None:
+            raise CtapFailure(Status.MISSING_PARAMETER)
+        proto = pin.protocol(pin_uv_protocol)
+        token = device.token
+        if token is None:
+            raise CtapFailure(Status.PIN_AUTH_INVALID)
+        token.check(proto, client_data_hash, pin_uv_param, device.clock.monotonic())
+        token.require(permission, rp_id)
+        return True
+    if uv_option:
+        if not device.has_builtin_uv(state):
+            raise CtapFailure(Status.INVALID_OPTION)
+        device.verify_user(state)
+        return True
+    if state.always_uv or (needs_uv and device.protected(state)):
+        if state.always_uv and device.has_builtin_uv(state):
+            device.verify_user(state)
+            return True
+        raise CtapFailure(Status.PUAT_REQUIRED if device.protected(state) else Status.PIN_NOT_SET)
+    return False

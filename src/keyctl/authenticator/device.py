@@ -1,0 +1,211 @@
+"""The virtual authenticator: persistent state behind a store, volatile state, injected ports."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Protocol
+
+from keyctl.authenticator import attestation, credentials, pin
+from keyctl.authenticator.commands.credential_management import Enumeration
+from keyctl.authenticator.commands.get_assertion import PendingAssertions
+from keyctl.authenticator.credentials import Alg, PrivateKey
+from keyctl.authenticator.ports import (
+    Clock,
+    DirectLink,
+    Link,
+    Policy,
+    PresenceMode,
+    PresenceRequest,
+    Prompter,
+    Rng,
+    SystemClock,
+    SystemRng,
+    UvMode,
+    confirm_presence,
+)
+from keyctl.authenticator.state import (
+    PIN_RETRIES,
+    UV_RETRIES,
+    AttestationMode,
+    AuthenticatorState,
+    CounterMode,
+    ResidentCredential,
+)
+from keyctl.authenticator.status import CtapFailure, Status
+
+if TYPE_CHECKING:
+    from keyctl.authenticator.framing import HidDevice
+
+log = logging.getLogger(__name__)
+
+_KEY_CACHE_SIZE = 256
+
+
+class StateStore(Protocol):
+    def transaction(self) -> Any:
+        """A context manager yielding the current state; what the command changed is saved on exit."""
+        ...
+
+
+class MemoryStore:
+    """State held in memory only (tests, demos, benchmarks)."""
+
+    def __init__(self, state: AuthenticatorState) -> None:
+        self.state = state
+
+    @contextmanager
+    def transaction(self) -> Iterator[AuthenticatorState]:
+        yield self.state
+
+
+def new_state(
+    aaguid: bytes | None = None,
+    attestation_mode: AttestationMode = AttestationMode.NONE,
+    counter_mode: CounterMode = CounterMode.GLOBAL,
+    presence: PresenceMode = PresenceMode.AUTO,
+    uv: UvMode = UvMode.AUTO,
+    presence_timeout_s: float = 30.0,
+    rng: Rng | None = None,
+) -> AuthenticatorState:
+    """A factory-fresh authenticator with its own wrapping key and attestation CA."""
+    aaguid = aaguid or uuid.uuid4().bytes
+    ca_key, ca_cert, att_key, att_cert = attestation.make_attestation_pki(aaguid)
+    return AuthenticatorState(
+        aaguid=aaguid,
+        wrap_key=(rng or SystemRng()).random(32),
+        attestation=attestation_mode,
+        counter_mode=counter_mode,
+        ca_key=ca_key,
+        ca_cert=ca_cert,
+        attestation_key=att_key,
+        attestation_cert=att_cert,
+        presence=presence.value,
+        presence_timeout_s=presence_timeout_s,
+        uv=uv.value,
+    )
+
+
+def set_pin(state: AuthenticatorState, new_pin: str) -> None:
+    """Set the PIN directly (state creation), with the same policy checks as clientPin setPIN."""
+    encoded = new_pin.encode()
+    if len(new_pin) < state.min_pin_length or len(encoded) > 63:
+        raise ValueError(f"a PIN needs {state.min_pin_length} to 63 bytes")
+    state.pin_hash = hashlib.sha256(encoded).digest()[:16]
+    state.pin_code_points = len(new_pin)
+    state.pin_retries = PIN_RETRIES
+
+
+class VirtualAuthenticator:
+    """A CTAP 2.1 authenticator in software. ``handle`` takes a CTAPHID CBOR message, never raises."""
+
+    def __init__(
+        self,
+        store: StateStore | AuthenticatorState | None = None,
+        *,
+        pin_code: str | None = None,
+        policy: Policy | None = None,
+        prompter: Prompter | None = None,
+        clock: Clock | None = None,
+        rng: Rng | None = None,
+    ) -> None:
+        self.clock = clock or SystemClock()
+        self.rng = rng or SystemRng()
+        if store is None:
+            store = new_state(rng=self.rng)
+        if isinstance(store, AuthenticatorState):
+            if pin_code is not None:
+                set_pin(store, pin_code)
+            store = MemoryStore(store)
+        self.store: StateStore = store
+        self._policy = policy
+        self._prompter = prompter
+        self._key_cache: dict[bytes, PrivateKey] = {}
+        self.winks = 0
+        with self.store.transaction() as state:
+            self.may_wait = self.policy(state).presence in (PresenceMode.PROMPT, PresenceMode.TIMEOUT)
+        self.power_cycle()
+
+    @cached_property
+    def hid(self) -> HidDevice:
+        """Its USB HID interface (device-side CTAPHID): every transport feeds reports into this one."""
+        from keyctl.authenticator.framing import HidDevice
+
+        return HidDevice(self, self.clock)
+
+    def power_cycle(self) -> None:
+        """Simulate unplugging and re-inserting the key: volatile state is lost."""
+        self.powered_up_at = self.clock.monotonic()
+        self.key_agreement = pin.KeyAgreement()
+        self.token: pin.Token | None = None
+        self.consecutive_pin_mismatches = 0
+        self.pending_assertions: PendingAssertions | None = None
+        self.enumeration: Enumeration | None = None
+
+    def handle(self, message: bytes, link: Link | None = None) -> bytes:
+        """One CTAP2 request (command byte + CBOR) to one response (status byte + CBOR)."""
+        from keyctl.authenticator.dispatch import dispatch
+
+        return dispatch(self, message, link or DirectLink())
+
+    # helpers shared by the commands
+
+    def policy(self, state: AuthenticatorState) -> Policy:
+        if self._policy is not None:
+            return self._policy
+        return Policy(
+            presence=PresenceMode(state.presence),
+            presence_timeout_s=state.presence_timeout_s,
+            uv=UvMode(state.uv),
+            prompter=self._prompter,
+        )
+
+    def confirm_presence(self, state: AuthenticatorState, action: str, rp_id: str | None, link: Link) -> None:
+        confirm_presence(self.policy(state), PresenceRequest(action, rp_id), link, self.clock)
+
+    def has_builtin_uv(self, state: AuthenticatorState) -> bool:
+        return self.policy(state).uv is not UvMode.NONE
+
+    def verify_user(self, state: AuthenticatorState) -> None:
+        """Built-in user verification (a simulated fingerprint), with its retry counter."""
+        if state.uv_retries <= 0:
+            raise CtapFailure(Status.UV_BLOCKED)
+        if self.policy(state).uv is UvMode.AUTO:
+            state.uv_retries = UV_RETRIES
+            return
+        state.uv_retries -= 1
+        raise CtapFailure(Status.UV_BLOCKED if state.uv_retries <= 0 else Status.UV_INVALID)
+
+    def protected(self, state: AuthenticatorState) -> bool:
+        """Is the authenticator protected by some form of user verification?"""
+        return state.pin_hash is not None or self.has_builtin_uv(state)
+
+    def private_key(self, alg: Alg, private: bytes) -> PrivateKey:
+        key = self._key_cache.get(private)
+        if key is None:
+            if len(self._key_cache) >= _KEY_CACHE_SIZE:
+                self._key_cache.clear()
+            key = self._key_cache[private] = credentials.load_private(alg, private)
+        return key
+
+    def next_counter(
+        self, state: AuthenticatorState, credential_id: bytes, resident: ResidentCredential | None
+    ) -> int:
+        """The signature counter value for the next signature of this credential (never repeated)."""
+        mode = state.counter_mode
+        if mode is CounterMode.ZERO:
+            return 0
+        if mode is CounterMode.GLOBAL:
+            state.global_counter += 1
+            return state.global_counter
+        if resident is not None:
+            resident.sign_count += 1
+            return resident.sign_count
+        slot = hashlib.sha256(credential_id).digest()[:16]
+        value = state.credential_counters.get(slot, 0) + 1
+        state.credential_counters[slot] = value
+        return value

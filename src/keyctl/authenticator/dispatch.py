@@ -1,0 +1,80 @@
+"""The one place where command results and failures become CTAP status bytes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from keyctl.authenticator import cbor
+from keyctl.authenticator.commands import (
+    client_pin,
+    config,
+    credential_management,
+    get_assertion,
+    get_info,
+    make_credential,
+    reset,
+    selection,
+)
+from keyctl.authenticator.ports import Link
+from keyctl.authenticator.state import AuthenticatorState
+from keyctl.authenticator.status import CtapFailure, Status
+
+if TYPE_CHECKING:
+    from keyctl.authenticator.device import VirtualAuthenticator
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[
+    ["VirtualAuthenticator", AuthenticatorState, dict[Any, Any], Link], "dict[int, Any] | None"
+]
+
+MAKE_CREDENTIAL = 0x01
+GET_ASSERTION = 0x02
+GET_INFO = 0x04
+CLIENT_PIN = 0x06
+RESET = 0x07
+GET_NEXT_ASSERTION = 0x08
+CREDENTIAL_MANAGEMENT = 0x0A
+SELECTION = 0x0B
+CONFIG = 0x0D
+
+HANDLERS: dict[int, Handler] = {
+    MAKE_CREDENTIAL: make_credential.handle,
+    GET_ASSERTION: get_assertion.handle,
+    GET_INFO: get_info.handle,
+    CLIENT_PIN: client_pin.handle,
+    RESET: reset.handle,
+    GET_NEXT_ASSERTION: get_assertion.handle_next,
+    CREDENTIAL_MANAGEMENT: credential_management.handle,
+    SELECTION: selection.handle,
+    CONFIG: config.handle,
+}
+
+
+def dispatch(device: VirtualAuthenticator, message: bytes, link: Link) -> bytes:
+    if not message:
+        return bytes([Status.INVALID_LENGTH])
+    handler = HANDLERS.get(message[0])
+    if handler is None:
+        return bytes([Status.INVALID_COMMAND])
+    if message[0] != GET_NEXT_ASSERTION:
+        device.pending_assertions = None
+    if message[0] != CREDENTIAL_MANAGEMENT:
+        device.enumeration = None
+    try:
+        params = cbor.decode(message[1:]) if len(message) > 1 else {}
+        if not isinstance(params, dict):
+            raise CtapFailure(Status.CBOR_UNEXPECTED_TYPE)
+        with device.store.transaction() as state:
+            result = handler(device, state, params, link)
+    except cbor.CborError:
+        return bytes([Status.INVALID_CBOR])
+    except CtapFailure as failure:
+        log.debug("command 0x%02x answered %s", message[0], failure.status.name)
+        return bytes([failure.status])
+    except Exception:  # a bug or a broken store: answer like a key with an internal error
+        log.exception("command 0x%02x failed", message[0])
+        return bytes([Status.OTHER])
+    return b"\x00" if result is None else b"\x00" + cbor.encode(result)

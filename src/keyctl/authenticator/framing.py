@@ -1,0 +1,265 @@
+"""Device-side CTAPHID (CTAP 2.1 §11.2): 64-byte reports in, 64-byte reports out.
+
+Transports call ``HidDevice.receive(report, reply)`` with each output report of the host and a function
+that delivers the device's input reports back to that host. When the presence policy can make a
+command wait for a person, CBOR requests run on a worker thread so that the device keeps answering INIT,
+CANCEL and CHANNEL_BUSY meanwhile; otherwise they run at once in the transport's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from keyctl.authenticator.ports import Clock, KeepaliveStatus, SystemClock
+from keyctl.logs import TRAFFIC
+
+if TYPE_CHECKING:
+    from keyctl.authenticator.device import VirtualAuthenticator
+
+log = logging.getLogger(__name__)
+
+REPORT_SIZE = 64
+INIT_DATA = REPORT_SIZE - 7
+CONT_DATA = REPORT_SIZE - 5
+MAX_MESSAGE = INIT_DATA + 128 * CONT_DATA  # 7609 bytes
+BROADCAST = 0xFFFFFFFF
+TYPE_INIT = 0x80
+PROTOCOL_VERSION = 2
+DEVICE_VERSION = (1, 0, 0)
+MAX_CHANNELS = 256
+TRANSACTION_TIMEOUT_S = 0.5  # a half-sent message older than this no longer blocks other channels
+WORKER_IDLE_S = 1.0
+
+# CTAPHID commands
+PING = 0x01
+MSG = 0x03
+INIT = 0x06
+WINK = 0x08
+CBOR = 0x10
+CANCEL = 0x11
+KEEPALIVE = 0x3B
+ERROR = 0x3F
+
+# capability flags: WINK, CBOR, and NMSG (no CTAP1/U2F MSG)
+CAPABILITIES = 0x01 | 0x04 | 0x08
+
+# CTAPHID error codes
+ERR_INVALID_CMD = 0x01
+ERR_INVALID_PAR = 0x02
+ERR_INVALID_LEN = 0x03
+ERR_INVALID_SEQ = 0x04
+ERR_MSG_TIMEOUT = 0x05
+ERR_CHANNEL_BUSY = 0x06
+ERR_INVALID_CHANNEL = 0x0B
+
+Reply = Callable[[bytes], None]
+
+
+def packets(cid: int, cmd: int, data: bytes) -> list[bytes]:
+    """Split one message into an init packet and continuation packets, each padded to 64 bytes."""
+    out = [struct.pack(">IBH", cid, TYPE_INIT | cmd, len(data)) + data[:INIT_DATA]]
+    rest = data[INIT_DATA:]
+    seq = 0
+    while rest:
+        out.append(struct.pack(">IB", cid, seq) + rest[:CONT_DATA])
+        rest = rest[CONT_DATA:]
+        seq += 1
+    return [p.ljust(REPORT_SIZE, b"\0") for p in out]
+
+
+@dataclass
+class _Transaction:
+    """A message being received or a CBOR command being processed on one channel."""
+
+    cid: int
+    cmd: int
+    length: int
+    reply: Reply
+    last_packet_at: float
+    data: bytearray = field(default_factory=bytearray)
+    next_seq: int = 0
+    processing: bool = False
+    cancel: threading.Event = field(default_factory=threading.Event)
+    abandoned: bool = False
+
+
+# What handling a report leads to: a message to send (cid, cmd, data), a command to run, or nothing.
+_Answer = tuple[int, int, bytes] | _Transaction | None
+
+
+class _TransactionLink:
+    """The running command's view of its channel."""
+
+    def __init__(self, device: HidDevice, transaction: _Transaction) -> None:
+        self._device = device
+        self._transaction = transaction
+
+    def keepalive(self, status: KeepaliveStatus) -> None:
+        self._device.send(self._transaction, KEEPALIVE, bytes([status]))
+
+    def cancelled(self) -> bool:
+        return self._transaction.cancel.is_set() or self._transaction.abandoned
+
+
+class HidDevice:
+    """One virtual HID device: channel allocation, reassembly, and the command worker."""
+
+    def __init__(self, authenticator: VirtualAuthenticator, clock: Clock | None = None) -> None:
+        self.authenticator = authenticator
+        self._clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._channels: dict[int, None] = {}  # allocated CIDs, oldest first
+        self._next_cid = 1
+        self._current: _Transaction | None = None
+        self._jobs: queue.SimpleQueue[_Transaction] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+
+    def send(self, transaction: _Transaction, cmd: int, data: bytes) -> None:
+        if transaction.abandoned:
+            return
+        self._send(transaction.reply, transaction.cid, cmd, data)
+
+    def _send(self, reply: Reply, cid: int, cmd: int, data: bytes) -> None:
+        with self._send_lock:
+            for packet in packets(cid, cmd, data):
+                log.log(TRAFFIC, "device sends %s", packet.hex())
+                reply(packet)
+
+    def _error(self, reply: Reply, cid: int, code: int) -> None:
+        self._send(reply, cid, ERROR, bytes([code]))
+
+    def receive(self, report: bytes, reply: Reply) -> None:
+        """Handle one report from a host; answers go through ``reply``. Never raises on bad input."""
+        log.log(TRAFFIC, "device receives %s", report.hex())
+        if len(report) != REPORT_SIZE:
+            log.debug("dropped a %d-byte report", len(report))
+            return
+        cid = struct.unpack_from(">I", report)[0]
+        with self._lock:
+            answer = self._receive(report, cid, reply)
+        if isinstance(answer, _Transaction):
+            self._run(answer)
+        elif answer is not None:
+            self._send(reply, *answer)
+
+    def _receive(self, report: bytes, cid: int, reply: Reply) -> _Answer:
+        """Runs under the lock; returns a message to send (cid, cmd, data), if any."""
+        now = self._clock.monotonic()
+        current = self._current
+        if (
+            current is not None
+            and not current.processing
+            and now - current.last_packet_at > TRANSACTION_TIMEOUT_S
+        ):
+            self._current = None
+            self._error(current.reply, current.cid, ERR_MSG_TIMEOUT)
+            current = None
+        if not report[4] & TYPE_INIT:
+            if current is not None and current.cid == cid and not current.processing:
+                return self._continuation(current, report, now)
+            return None  # spurious continuation packets are ignored
+        cmd = report[4] & 0x7F
+        length = struct.unpack_from(">H", report, 5)[0]
+        if cmd == INIT:
+            return self._init(cid, length, report, reply)
+        if cid == 0 or cid == BROADCAST or cid not in self._channels:
+            return cid, ERROR, bytes([ERR_INVALID_CHANNEL])
+        if cmd == CANCEL:
+            if current is not None and current.cid == cid and current.processing:
+                current.cancel.set()
+            return None
+        if current is not None:
+            if current.cid == cid and not current.processing:
+                self._current = None
+                return cid, ERROR, bytes([ERR_INVALID_SEQ])
+            return cid, ERROR, bytes([ERR_CHANNEL_BUSY])
+        if length > MAX_MESSAGE:
+            return cid, ERROR, bytes([ERR_INVALID_LEN])
+        transaction = _Transaction(cid, cmd, length, reply, now)
+        transaction.data += report[7 : 7 + min(length, INIT_DATA)]
+        return self._maybe_complete(transaction)
+
+    def _continuation(self, current: _Transaction, report: bytes, now: float) -> _Answer:
+        if report[4] != current.next_seq:
+            self._current = None
+            return current.cid, ERROR, bytes([ERR_INVALID_SEQ])
+        current.next_seq += 1
+        current.last_packet_at = now
+        current.data += report[5 : 5 + min(current.length - len(current.data), CONT_DATA)]
+        return self._maybe_complete(current)
+
+    def _init(self, cid: int, length: int, report: bytes, reply: Reply) -> _Answer:
+        if length != 8:
+            return cid, ERROR, bytes([ERR_INVALID_LEN])
+        nonce = report[7:15]
+        if cid == BROADCAST:
+            new_cid = self._allocate()
+        elif cid in self._channels:
+            new_cid = cid  # resynchronise: abort whatever this channel was doing
+            current = self._current
+            if current is not None and current.cid == cid:
+                current.abandoned = True
+                self._current = None
+        else:
+            return cid, ERROR, bytes([ERR_INVALID_CHANNEL])
+        payload = nonce + struct.pack(">IBBBBB", new_cid, PROTOCOL_VERSION, *DEVICE_VERSION, CAPABILITIES)
+        return cid, INIT, payload
+
+    def _allocate(self) -> int:
+        cid = self._next_cid
+        self._next_cid = self._next_cid % (BROADCAST - 1) + 1
+        self._channels[cid] = None
+        if len(self._channels) > MAX_CHANNELS:
+            del self._channels[next(iter(self._channels))]
+        return cid
+
+    def _maybe_complete(self, transaction: _Transaction) -> _Answer:
+        if len(transaction.data) < transaction.length:
+            self._current = transaction
+            return None
+        self._current = None
+        cid, cmd, data = transaction.cid, transaction.cmd, bytes(transaction.data)
+        if cmd == PING:
+            return cid, PING, data
+        if cmd == WINK:
+            self.authenticator.winks += 1
+            return cid, WINK, b""
+        if cmd != CBOR:  # MSG (CTAP1) is not implemented, as the NMSG capability says
+            return cid, ERROR, bytes([ERR_INVALID_CMD])
+        if not data:
+            return cid, ERROR, bytes([ERR_INVALID_LEN])
+        transaction.processing = True
+        self._current = transaction
+        if not self.authenticator.may_wait:
+            return transaction  # nothing can wait for a person: run it at once, in the caller's thread
+        self._jobs.put(transaction)
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._work, name="ctaphid-worker", daemon=True)
+            self._worker.start()
+        return None
+
+    def _run(self, transaction: _Transaction) -> None:
+        response = self.authenticator.handle(bytes(transaction.data), _TransactionLink(self, transaction))
+        with self._lock:
+            if self._current is transaction:
+                self._current = None
+        self.send(transaction, CBOR, response)
+
+    def _work(self) -> None:
+        while True:
+            try:
+                transaction = self._jobs.get(timeout=WORKER_IDLE_S)
+            except queue.Empty:
+                with self._lock:
+                    if self._jobs.empty():
+                        self._worker = None
+                        return
+                continue
+            self._run(transaction)

@@ -1,0 +1,168 @@
+"""The authenticator's side effects, injected: user presence/verification policy, clock, randomness.
+
+Tests use a FakeClock and a SeededRng; the CLI passes a terminal prompter for the ``prompt`` policy.
+The ``Link`` is the transport's side of one running command: keepalives out, cancellation in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+from typing import Protocol
+
+from keyctl.authenticator.status import CtapFailure, Status
+
+KEEPALIVE_INTERVAL_S = 0.1
+
+
+class KeepaliveStatus(IntEnum):
+    PROCESSING = 1
+    UPNEEDED = 2
+
+
+class Link(Protocol):
+    """What a running command sees of its transport."""
+
+    def keepalive(self, status: KeepaliveStatus) -> None: ...
+
+    def cancelled(self) -> bool: ...
+
+
+class DirectLink:
+    """For calls without a transport (tests of the core, the store): never cancelled, no keepalives."""
+
+    def keepalive(self, status: KeepaliveStatus) -> None:
+        return None
+
+    def cancelled(self) -> bool:
+        return False
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        """Wait up to ``seconds`` for ``event``; True when it is set."""
+        ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        return event.wait(seconds)
+
+
+class FakeClock:
+    """A clock that only moves when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        if event.wait(0.001):
+            return True
+        self.now += seconds
+        return event.is_set()
+
+
+class Rng(Protocol):
+    def random(self, size: int) -> bytes: ...
+
+
+class SystemRng:
+    def random(self, size: int) -> bytes:
+        return os.urandom(size)
+
+
+class SeededRng:
+    """Deterministic bytes for tests (SHA-256 in counter mode); never for real keys."""
+
+    def __init__(self, seed: bytes) -> None:
+        self._seed = seed
+        self._counter = 0
+        self._lock = threading.Lock()
+
+    def random(self, size: int) -> bytes:
+        out = b""
+        with self._lock:
+            while len(out) < size:
+                self._counter += 1
+                out += hashlib.sha256(self._seed + self._counter.to_bytes(8, "big")).digest()
+        return out[:size]
+
+
+class PresenceMode(StrEnum):
+    AUTO = "auto"  # touch at once (CI)
+    DENY = "deny"  # the user refuses: OPERATION_DENIED
+    PROMPT = "prompt"  # ask on the terminal
+    TIMEOUT = "timeout"  # nobody touches: USER_ACTION_TIMEOUT after the timeout
+
+
+class UvMode(StrEnum):
+    AUTO = "auto"  # built-in user verification succeeds
+    DENY = "deny"  # built-in user verification fails: UV_INVALID
+    NONE = "none"  # no built-in user verification (PIN only)
+
+
+@dataclass(frozen=True)
+class PresenceRequest:
+    """What the user is asked to confirm by a touch."""
+
+    action: str
+    rp_id: str | None = None
+
+
+Prompter = Callable[[PresenceRequest], bool]
+
+
+@dataclass(frozen=True)
+class Policy:
+    presence: PresenceMode = PresenceMode.AUTO
+    presence_timeout_s: float = 30.0
+    uv: UvMode = UvMode.AUTO
+    prompter: Prompter | None = None
+
+
+def confirm_presence(policy: Policy, request: PresenceRequest, link: Link, clock: Clock) -> None:
+    """Wait for a touch according to the policy; raise the CTAP status a real key would answer with."""
+    if policy.presence is PresenceMode.AUTO:
+        return
+    if policy.presence is PresenceMode.DENY:
+        raise CtapFailure(Status.OPERATION_DENIED)
+    answer: list[bool] = []
+    done = threading.Event()
+    if policy.presence is PresenceMode.PROMPT:
+        prompter = policy.prompter
+        if prompter is None:
+            raise CtapFailure(Status.OPERATION_DENIED)
+
+        def ask() -> None:
+            try:
+                answer.append(prompter(request))
+            finally:
+                done.set()
+
+        threading.Thread(target=ask, name="presence-prompt", daemon=True).start()
+    deadline = clock.monotonic() + policy.presence_timeout_s
+    while not done.is_set():
+        if link.cancelled():
+            raise CtapFailure(Status.KEEPALIVE_CANCEL)
+        if clock.monotonic() >= deadline:
+            raise CtapFailure(Status.USER_ACTION_TIMEOUT)
+        link.keepalive(KeepaliveStatus.UPNEEDED)
+        clock.wait(done, KEEPALIVE_INTERVAL_S)
+    if not answer or not answer[0]:
+        raise CtapFailure(Status.OPERATION_DENIED)
