@@ -1,0 +1,1111 @@
+"""The sign-in policy of the reference server, with no web imports.
+
+Every public method is one SQLite transaction. A refusal is a ``PolicyError`` with a stable code; it
+rolls the transaction back, so nothing of the refused request is written, and then runs the error's
+``record`` step in a transaction of its own: the audit event, the failed-attempt counter, the used-up
+challenge. All times come from the injected clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fido2.server import Fido2Server
+from fido2.utils import websafe_decode, websafe_encode
+from fido2.webauthn import (
+    AttestationConveyancePreference,
+    AttestedCredentialData,
+    AuthenticationResponse,
+    AuthenticatorTransport,
+    PublicKeyCredentialDescriptor,
+    PublicKeyCredentialRpEntity,
+    PublicKeyCredentialType,
+    PublicKeyCredentialUserEntity,
+    RegistrationResponse,
+    ResidentKeyRequirement,
+    UserVerificationRequirement,
+)
+
+from keyctl.server import aaguids, passwords, twofactor
+from keyctl.server.store import Store
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+T = TypeVar("T")
+E = TypeVar("E", ResidentKeyRequirement, UserVerificationRequirement)
+R = TypeVar("R", RegistrationResponse, AuthenticationResponse)
+
+CHALLENGE_TTL = 5 * 60
+PENDING_TTL = 5 * 60
+IDLE_TTL = 24 * 3600
+ABSOLUTE_TTL = 7 * 24 * 3600
+MAX_PASSKEYS = 5
+SKIP_SIGNINS = 10
+SKIP_TTL = 7 * 24 * 3600
+SNOOZE_TTL = 30 * 24 * 3600
+RATE_WINDOW = 60.0
+MAX_NAME = 64
+LIMIT_MESSAGE = f"Passkey limit reached: at most {MAX_PASSKEYS} passkeys per account, remove one first"
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
+_CODE = re.compile(r"\d{6}")
+
+# Session stages: a sign-in in progress, then a signed-in session.
+ENROLL, RECOVERY_CONFIRM, TOTP, ACTIVE = "enroll", "recovery_confirm", "totp", "active"
+
+
+class PolicyError(Exception):
+    """A refused request: a stable code, a one-line message, and what to record despite the refusal."""
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        record: Callable[[sqlite3.Connection], None] | None = None,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.record = record
+        self.retry_after = retry_after
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Settings:
+    rp_id: str
+    origin: str
+    outbox: Path
+    admin_token: str
+    rp_name: str = "keyctl"
+    max_failures: int = 5
+    rate_limit: int = 120  # requests a minute per IP on the auth endpoints
+
+
+@dataclass(frozen=True)
+class Passkey:
+    id: str
+    name: str
+    created_at: float
+    last_used_at: float | None
+    aaguid: str
+    transports: tuple[str, ...]
+    backup_eligible: bool
+    backed_up: bool
+    sign_count: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_at": iso(self.created_at),
+            "last_used_at": iso(self.last_used_at),
+            "aaguid": self.aaguid,
+            "transports": list(self.transports),
+            "backup_eligible": self.backup_eligible,
+            "backed_up": self.backed_up,
+            "sign_count": self.sign_count,
+        }
+
+
+@dataclass(frozen=True)
+class User:
+    email: str
+    created_at: float
+    totp_enrolled: bool
+    last_sign_in_at: float | None
+    passkeys: tuple[Passkey, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "email": self.email,
+            "created_at": iso(self.created_at),
+            "totp_enrolled": self.totp_enrolled,
+            "last_sign_in_at": iso(self.last_sign_in_at),
+            "passkeys": [p.as_json() for p in self.passkeys],
+        }
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    token: str  # the new session cookie value (never in the JSON body)
+    email: str
+    method: str  # "totp" | "recovery" | "passkey"
+    passkey_prompt: bool
+    credential_id: str | None = None
+    new_recovery_code: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "verified": True,
+            "status": "signed_in",
+            "user": {"email": self.email},
+            "method": self.method,
+            "passkey_prompt": self.passkey_prompt,
+        }
+        if self.credential_id is not None:
+            body["credential_id"] = self.credential_id
+        if self.new_recovery_code is not None:
+            body["new_recovery_code"] = self.new_recovery_code
+        return body
+
+
+@dataclass(frozen=True)
+class PasswordStep:
+    token: str
+    status: str  # "totp_required" | "totp_enrollment_required"
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    secret: str
+    otpauth_uri: str
+    qr_svg: str
+
+
+@dataclass(frozen=True)
+class Me:
+    email: str
+    passkey_prompt: bool
+    passkeys: tuple[Passkey, ...]
+
+
+@dataclass(frozen=True)
+class Block:
+    ip: str
+    email: str
+    since: float
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: int
+    time: float
+    event: str
+    email: str | None
+    ip: str | None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": iso(self.time),
+            "event": self.event,
+            "email": self.email,
+            "ip": self.ip,
+            "detail": dict(self.detail),
+        }
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _passkey(row: sqlite3.Row) -> Passkey:
+    return Passkey(
+        id=websafe_encode(row["credential_id"]),
+        name=row["name"],
+        created_at=row["created_at"],
+        last_used_at=row["last_used_at"],
+        aaguid=row["aaguid"],
+        transports=tuple(json.loads(row["transports"])),
+        backup_eligible=bool(row["backup_eligible"]),
+        backed_up=bool(row["backed_up"]),
+        sign_count=row["sign_count"],
+    )
+
+
+def normalize_email(email: str) -> str:
+    email = email.strip().lower()
+    if not _EMAIL.fullmatch(email):
+        raise PolicyError("invalid_request", "email must look like name@domain")
+    return email
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not 1 <= len(name) <= MAX_NAME or not name.isprintable():
+        raise PolicyError("invalid_request", f"name must be 1 to {MAX_NAME} printable characters")
+    return name
+
+
+def _credential_id(text: str) -> bytes:
+    try:
+        raw = websafe_decode(text)
+    except ValueError:
+        raise PolicyError("not_found", "no such passkey") from None
+    if not raw:
+        raise PolicyError("not_found", "no such passkey")
+    return raw
+
+
+class Policy:
+    def __init__(self, store: Store, settings: Settings, clock: Clock = time.time) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self._fido = Fido2Server(
+            PublicKeyCredentialRpEntity(name=settings.rp_name, id=settings.rp_id),
+            attestation=AttestationConveyancePreference.NONE,
+            verify_origin=lambda origin: origin == settings.origin,
+        )
+        self._fido.timeout = CHALLENGE_TTL * 1000  # type: ignore[assignment]  # fido2 types it as None
+        self._hits: dict[str, deque[float]] = {}
+        self._hits_lock = threading.Lock()
+        self._outbox_lock = threading.Lock()
+
+    # -- plumbing ------------------------------------------------------------------------------------
+
+    def _run(self, work: Callable[[sqlite3.Connection, float], T]) -> T:
+        now = self.clock()
+        try:
+            with self.store.transaction() as db:
+                return work(db, now)
+        except PolicyError as error:
+            if error.record is not None:
+                with self.store.transaction() as db:
+                    error.record(db)
+            raise
+
+    def _audit(
+        self,
+        db: sqlite3.Connection,
+        event: str,
+        email: str | None,
+        ip: str | None,
+        **detail: Any,
+    ) -> None:
+        db.execute(
+            "INSERT INTO audit (time, event, email, ip, detail) VALUES (?, ?, ?, ?, ?)",
+            (self.clock(), event, email, ip, json.dumps(detail, sort_keys=True)),
+        )
+        logger.info("audit %s email=%s ip=%s %s", event, email, ip, detail)
+
+    def _refuse(
+        self, code: str, message: str, event: str, email: str | None, ip: str | None, **detail: Any
+    ) -> PolicyError:
+        def record(db: sqlite3.Connection) -> None:
+            self._audit(db, event, email, ip, reason=code, **detail)
+
+        return PolicyError(code, message, record)
+
+    def check_rate(self, ip: str) -> None:
+        """Count one request on an auth endpoint; refuse beyond the per-IP limit per minute."""
+        now = self.clock()
+        with self._hits_lock:
+            hits = self._hits.setdefault(ip, deque())
+            while hits and hits[0] <= now - RATE_WINDOW:
+                hits.popleft()
+            if len(hits) >= self.settings.rate_limit:
+                retry = int(hits[0] + RATE_WINDOW - now) + 1
+                raise PolicyError(
+                    "rate_limited", f"too many requests: try again in {retry} s", retry_after=retry
+                )
+            hits.append(now)
+
+    def check_admin(self, bearer: str | None) -> None:
+        expected = self.settings.admin_token.encode()
+        if not (expected and bearer and hmac.compare_digest(bearer.encode(), expected)):
+            raise PolicyError("unauthorized", "the admin API needs 'Authorization: Bearer <admin token>'")
+
+    def _user_by_email(self, db: sqlite3.Connection, email: str) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = db.execute("SELECT * FROM users WHERE email = ?", (email,)).fetchone()
+        return row
+
+    def _passkeys(self, db: sqlite3.Connection, user_id: int) -> list[sqlite3.Row]:
+        return db.execute(
+            "SELECT * FROM passkeys WHERE user_id = ? ORDER BY created_at, rowid", (user_id,)
+        ).fetchall()
+
+    def _user_view(self, db: sqlite3.Connection, row: sqlite3.Row) -> User:
+        return User(
+            email=row["email"],
+            created_at=row["created_at"],
+            totp_enrolled=row["totp_secret"] is not None,
+            last_sign_in_at=row["last_sign_in_at"],
+            passkeys=tuple(_passkey(p) for p in self._passkeys(db, row["id"])),
+        )
+
+    def _new_session(self, db: sqlite3.Connection, user_id: int, stage: str, now: float) -> str:
+        token = secrets.token_urlsafe(32)
+        db.execute(
+            "INSERT INTO sessions (token_hash, user_id, stage, created_at, last_seen_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (_token_hash(token), user_id, stage, now, now),
+        )
+        return token
+
+    def _session(self, db: sqlite3.Connection, token: str | None, stage: str, now: float) -> sqlite3.Row:
+        """The session behind a cookie, in the given stage and not expired."""
+        row: sqlite3.Row | None = None
+        if token:
+            row = db.execute(
+                "SELECT s.*, u.email FROM sessions s JOIN users u ON u.id = s.user_id WHERE token_hash = ?",
+                (_token_hash(token),),
+            ).fetchone()
+        if row is None:
+            raise PolicyError("not_signed_in", "not signed in")
+        if row["stage"] == ACTIVE:
+            if now - row["last_seen_at"] > IDLE_TTL or now - row["created_at"] > ABSOLUTE_TTL:
+                raise PolicyError("session_expired", "Session expired: sign in again")
+        elif now - row["created_at"] > PENDING_TTL:
+            raise PolicyError("session_expired", "Session expired: sign in again")
+        if row["stage"] != stage:
+            if row["stage"] == TOTP:
+                raise PolicyError("totp_required", "enter the code from your authenticator app first")
+            if row["stage"] in (ENROLL, RECOVERY_CONFIRM):
+                raise PolicyError("totp_enrollment_required", "finish setting up two-factor authentication")
+            raise PolicyError("invalid_request", "already signed in")
+        if stage == ACTIVE:
+            db.execute("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?", (now, row["token_hash"]))
+        return row
+
+    def _prompt_due(self, user: sqlite3.Row, passkey_count: int, now: float) -> bool:
+        if passkey_count > 0:
+            return False
+        if user["prompt_snoozed_until"] is not None and now < user["prompt_snoozed_until"]:
+            return False
+        skipped = user["prompt_skipped_at"]
+        return not (
+            skipped is not None and now - skipped < SKIP_TTL and user["signins_since_skip"] < SKIP_SIGNINS
+        )
+
+    def _complete_signin(
+        self, db: sqlite3.Connection, session: sqlite3.Row, method: str, ip: str, now: float, **extra: Any
+    ) -> SignedIn:
+        """Turn a sign-in in progress into a signed-in session with a fresh token."""
+        user_id = session["user_id"]
+        db.execute("DELETE FROM sessions WHERE token_hash = ?", (session["token_hash"],))
+        db.execute("DELETE FROM failures WHERE ip = ? AND email = ?", (ip, session["email"]))
+        db.execute(
+            "UPDATE users SET last_sign_in_at = ?, signins_since_skip = signins_since_skip + 1 WHERE id = ?",
+            (now, user_id),
+        )
+        user = db.execute("SELECT * FROM users WHERE id = ?", (user_id,)).fetchone()
+        token = self._new_session(db, user_id, ACTIVE, now)
+        self._audit(db, "signin_ok", session["email"], ip, method=method)
+        prompt = self._prompt_due(user, len(self._passkeys(db, user_id)), now)
+        return SignedIn(token=token, email=session["email"], method=method, passkey_prompt=prompt, **extra)
+
+    def _failure(self, email: str, ip: str, code: str, message: str, event: str) -> PolicyError:
+        """A failed password or 2FA attempt: counted per IP and account, blocking at the limit."""
+
+        def record(db: sqlite3.Connection) -> None:
+            now = self.clock()
+            self._audit(db, event, email, ip, reason=code)
+            db.execute(
+                "INSERT INTO failures (ip, email, count) VALUES (?, ?, 1) "
+                "ON CONFLICT (ip, email) DO UPDATE SET count = count + 1",
+                (ip, email),
+            )
+            count = db.execute(
+                "SELECT count FROM failures WHERE ip = ? AND email = ?", (ip, email)
+            ).fetchone()["count"]
+            if count < self.settings.max_failures:
+                return
+            link_token = secrets.token_urlsafe(24)
+            db.execute(
+                "UPDATE failures SET blocked_since = ?, unblock_hash = ? WHERE ip = ? AND email = ?",
+                (now, _token_hash(link_token), ip, email),
+            )
+            self._audit(db, "signin_blocked", email, ip, failures=count)
+            if self._user_by_email(db, email) is not None:
+                self._mail(
+                    email,
+                    "Sign-in blocked after failed attempts",
+                    f"{self.settings.origin}/unblock/{link_token}",
+                    now,
+                )
+
+        return PolicyError(code, message, record)
+
+    def _check_not_blocked(self, db: sqlite3.Connection, email: str, ip: str) -> None:
+        row = db.execute(
+            "SELECT blocked_since FROM failures WHERE ip = ? AND email = ?", (ip, email)
+        ).fetchone()
+        if row is not None and row["blocked_since"] is not None:
+            raise self._refuse(
+                "blocked",
+                "sign-in blocked after too many failed attempts: use the unblock link sent to you",
+                "signin_refused_blocked",
+                email,
+                ip,
+            )
+
+    def _mail(self, to: str, subject: str, link: str, now: float) -> None:
+        line = json.dumps({"time": iso(now), "to": to, "subject": subject, "link": link})
+        with self._outbox_lock:
+            self.settings.outbox.parent.mkdir(parents=True, exist_ok=True)
+            with self.settings.outbox.open("a", encoding="utf-8") as out:
+                out.write(line + "\n")
+
+    # -- accounts --------------------------------------------------------------------------------------
+
+    def create_user(self, email: str, password: str, ip: str | None = None) -> User:
+        email = normalize_email(email)
+        weak = passwords.weakness(password)
+        if weak is not None:
+            raise PolicyError("weak_password", weak)
+        hashed = passwords.hash_password(password)
+
+        def work(db: sqlite3.Connection, now: float) -> User:
+            if self._user_by_email(db, email) is not None:
+                raise PolicyError("user_exists", f"an account for {email} already exists")
+            db.execute(
+                "INSERT INTO users (email, password_hash, user_handle, created_at) VALUES (?, ?, ?, ?)",
+                (email, hashed, secrets.token_bytes(32), now),
+            )
+            self._audit(db, "user_created", email, ip)
+            row = self._user_by_email(db, email)
+            assert row is not None
+            return self._user_view(db, row)
+
+        return self._run(work)
+
+    # -- password and 2FA ------------------------------------------------------------------------------
+
+    def signin_password(self, email: str, password: str, ip: str) -> PasswordStep:
+        email = email.strip().lower()
+        with self.store.transaction() as db:
+            row = self._user_by_email(db, email)
+        # The slow hash runs outside the lock, and as slowly for an unknown email as for a wrong password.
+        ok = passwords.verify_password(password, row["password_hash"] if row else passwords.DUMMY_HASH)
+
+        def work(db: sqlite3.Connection, now: float) -> PasswordStep:
+            self._check_not_blocked(db, email, ip)
+            if row is None or not ok:
+                raise self._failure(
+                    email, ip, "invalid_credentials", "Incorrect email or password", "signin_failed"
+                )
+            stage = TOTP if row["totp_secret"] is not None else ENROLL
+            token = self._new_session(db, row["id"], stage, now)
+            self._audit(db, "signin_password_ok", email, ip)
+            status = "totp_required" if stage == TOTP else "totp_enrollment_required"
+            return PasswordStep(token=token, status=status)
+
+        return self._run(work)
+
+    def totp_enroll(self, token: str | None) -> Enrollment:
+        def work(db: sqlite3.Connection, now: float) -> Enrollment:
+            session = self._session(db, token, ENROLL, now)
+            secret = session["pending_secret"]
+            if secret is None:
+                secret = twofactor.new_secret()
+                db.execute(
+                    "UPDATE sessions SET pending_secret = ? WHERE token_hash = ?",
+                    (secret, session["token_hash"]),
+                )
+            uri = twofactor.otpauth_uri(secret, session["email"])
+            return Enrollment(secret=secret, otpauth_uri=uri, qr_svg=twofactor.qr_svg(uri))
+
+        return self._run(work)
+
+    def totp_enroll_verify(self, token: str | None, code: str, ip: str) -> str:
+        """Check the first code of a new TOTP secret; return the recovery code to confirm."""
+
+        def work(db: sqlite3.Connection, now: float) -> str:
+            session = self._session(db, token, ENROLL, now)
+            self._check_not_blocked(db, session["email"], ip)
+            secret = session["pending_secret"]
+            if secret is None:
+                raise PolicyError(
+                    "invalid_request", "ask for the TOTP secret first (/api/signin/totp/enroll)"
+                )
+            step = twofactor.matching_step(secret, code, now) if _CODE.fullmatch(code) else None
+            if step is None:
+                raise self._failure(session["email"], ip, "invalid_code", "Incorrect code", "signin_failed")
+            recovery = twofactor.new_recovery_code()
+            db.execute(
+                "UPDATE sessions SET stage = ?, pending_recovery_hash = ?, pending_step = ? "
+                "WHERE token_hash = ?",
+                (RECOVERY_CONFIRM, twofactor.recovery_hash(recovery), step, session["token_hash"]),
+            )
+            return recovery
+
+        return self._run(work)
+
+    def recovery_confirm(self, token: str | None, code: str, ip: str) -> SignedIn:
+        def work(db: sqlite3.Connection, now: float) -> SignedIn:
+            session = self._session(db, token, RECOVERY_CONFIRM, now)
+            if not hmac.compare_digest(twofactor.recovery_hash(code), session["pending_recovery_hash"]):
+                raise PolicyError("invalid_code", "that is not the recovery code shown: type it again")
+            # The enrollment code's step counts as used, so that code cannot be replayed at the next sign-in.
+            db.execute(
+                "UPDATE users SET totp_secret = ?, totp_last_step = ?, recovery_hash = ? WHERE id = ?",
+                (
+                    session["pending_secret"],
+                    session["pending_step"],
+                    session["pending_recovery_hash"],
+                    session["user_id"],
+                ),
+            )
+            self._audit(db, "totp_enrolled", session["email"], ip)
+            return self._complete_signin(db, session, "totp", ip, now)
+
+        return self._run(work)
+
+    def signin_totp(self, token: str | None, code: str, ip: str) -> SignedIn:
+        def work(db: sqlite3.Connection, now: float) -> SignedIn:
+            session = self._session(db, token, TOTP, now)
+            email = session["email"]
+            self._check_not_blocked(db, email, ip)
+            user = db.execute("SELECT * FROM users WHERE id = ?", (session["user_id"],)).fetchone()
+            step = twofactor.matching_step(user["totp_secret"], code, now) if _CODE.fullmatch(code) else None
+            if step is None:
+                raise self._failure(email, ip, "invalid_code", "Incorrect code", "signin_failed")
+            if step <= user["totp_last_step"]:
+                raise self._failure(
+                    email,
+                    ip,
+                    "invalid_code",
+                    "That code was already used: wait for the next one",
+                    "signin_failed",
+                )
+            db.execute("UPDATE users SET totp_last_step = ? WHERE id = ?", (step, user["id"]))
+            return self._complete_signin(db, session, "totp", ip, now)
+
+        return self._run(work)
+
+    def signin_recovery(self, token: str | None, code: str, ip: str) -> SignedIn:
+        def work(db: sqlite3.Connection, now: float) -> SignedIn:
+            session = self._session(db, token, TOTP, now)
+            email = session["email"]
+            self._check_not_blocked(db, email, ip)
+            user = db.execute("SELECT * FROM users WHERE id = ?", (session["user_id"],)).fetchone()
+            if not hmac.compare_digest(twofactor.recovery_hash(code), user["recovery_hash"]):
+                raise self._failure(email, ip, "invalid_code", "Incorrect recovery code", "signin_failed")
+            new_code = twofactor.new_recovery_code()
+            db.execute(
+                "UPDATE users SET recovery_hash = ? WHERE id = ?",
+                (twofactor.recovery_hash(new_code), user["id"]),
+            )
+            self._audit(db, "recovery_code_used", email, ip)
+            return self._complete_signin(db, session, "recovery", ip, now, new_recovery_code=new_code)
+
+        return self._run(work)
+
+    def signout(self, token: str | None, ip: str) -> None:
+        def work(db: sqlite3.Connection, now: float) -> None:
+            if not token:
+                raise PolicyError("not_signed_in", "not signed in")
+            row = db.execute(
+                "SELECT u.email FROM sessions s JOIN users u ON u.id = s.user_id WHERE token_hash = ?",
+                (_token_hash(token),),
+            ).fetchone()
+            if row is None:
+                raise PolicyError("not_signed_in", "not signed in")
+            db.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+            self._audit(db, "signout", row["email"], ip)
+
+        self._run(work)
+
+    def me(self, token: str | None) -> Me:
+        def work(db: sqlite3.Connection, now: float) -> Me:
+            session = self._session(db, token, ACTIVE, now)
+            user = db.execute("SELECT * FROM users WHERE id = ?", (session["user_id"],)).fetchone()
+            passkeys = tuple(_passkey(p) for p in self._passkeys(db, user["id"]))
+            return Me(user["email"], self._prompt_due(user, len(passkeys), now), passkeys)
+
+        return self._run(work)
+
+    def passkey_prompt(self, token: str | None, action: str, ip: str) -> None:
+        if action not in ("skip", "snooze"):
+            raise PolicyError("invalid_request", "action must be 'skip' or 'snooze'")
+
+        def work(db: sqlite3.Connection, now: float) -> None:
+            session = self._session(db, token, ACTIVE, now)
+            if action == "skip":
+                db.execute(
+                    "UPDATE users SET prompt_skipped_at = ?, signins_since_skip = 0 WHERE id = ?",
+                    (now, session["user_id"]),
+                )
+            else:
+                db.execute(
+                    "UPDATE users SET prompt_snoozed_until = ? WHERE id = ?",
+                    (now + SNOOZE_TTL, session["user_id"]),
+                )
+            self._audit(db, f"passkey_prompt_{action}", session["email"], ip)
+
+        self._run(work)
+
+    # -- passkeys --------------------------------------------------------------------------------------
+
+    def _descriptors(self, rows: list[sqlite3.Row]) -> list[PublicKeyCredentialDescriptor]:
+        known = {t.value for t in AuthenticatorTransport}
+        return [
+            PublicKeyCredentialDescriptor(
+                type=PublicKeyCredentialType.PUBLIC_KEY,
+                id=row["credential_id"],
+                transports=[AuthenticatorTransport(t) for t in json.loads(row["transports"]) if t in known]
+                or None,
+            )
+            for row in rows
+        ]
+
+    def _take_challenge(
+        self, db: sqlite3.Connection, client_data_challenge: bytes, kind: str, now: float
+    ) -> sqlite3.Row:
+        """Find and use up a ceremony's challenge; unknown, used or expired ones are 'Session expired'."""
+        challenge = websafe_encode(client_data_challenge)
+        row: sqlite3.Row | None = db.execute(
+            "SELECT * FROM challenges WHERE challenge = ? AND kind = ?", (challenge, kind)
+        ).fetchone()
+        if row is None or now - row["created_at"] > CHALLENGE_TTL:
+
+            def forget(db: sqlite3.Connection) -> None:
+                db.execute("DELETE FROM challenges WHERE challenge = ?", (challenge,))
+
+            raise PolicyError(
+                "session_expired",
+                "Session expired: the challenge is unknown, already used or older than 5 minutes",
+                forget,
+            )
+        db.execute("DELETE FROM challenges WHERE challenge = ?", (challenge,))
+        return row
+
+    def _with_challenge_used(self, error: PolicyError, challenge: str) -> PolicyError:
+        """The same refusal, also using up the challenge (a failed verify cannot be retried)."""
+        previous = error.record
+
+        def record(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM challenges WHERE challenge = ?", (challenge,))
+            if previous is not None:
+                previous(db)
+
+        return PolicyError(error.code, error.message, record)
+
+    def register_options(
+        self, token: str | None, name: str | None, resident_key: str | None, uv: str | None, ip: str
+    ) -> dict[str, Any]:
+        name = None if name is None else check_name(name)
+        rk = _enum(ResidentKeyRequirement, resident_key, "residentKey", ResidentKeyRequirement.PREFERRED)
+        verification = _enum(
+            UserVerificationRequirement, uv, "userVerification", UserVerificationRequirement.PREFERRED
+        )
+
+        def work(db: sqlite3.Connection, now: float) -> dict[str, Any]:
+            session = self._session(db, token, ACTIVE, now)
+            user = db.execute("SELECT * FROM users WHERE id = ?", (session["user_id"],)).fetchone()
+            rows = self._passkeys(db, user["id"])
+            if len(rows) >= MAX_PASSKEYS:
+                raise self._refuse(
+                    "passkey_limit",
+                    LIMIT_MESSAGE,
+                    "passkey_register_refused",
+                    user["email"],
+                    ip,
+                )
+            options, state = self._fido.register_begin(
+                PublicKeyCredentialUserEntity(
+                    name=user["email"], id=user["user_handle"], display_name=user["email"]
+                ),
+                credentials=self._descriptors(rows),
+                resident_key_requirement=rk,
+                user_verification=verification,
+            )
+            db.execute(
+                "INSERT INTO challenges (challenge, kind, user_id, username_first, session_hash, "
+                "user_verification, name, created_at) VALUES (?, 'register', ?, 1, ?, ?, ?, ?)",
+                (state["challenge"], user["id"], session["token_hash"], verification.value, name, now),
+            )
+            return dict(options.public_key)
+
+        return self._run(work)
+
+    def register_verify(self, token: str | None, body: Mapping[str, Any], ip: str) -> tuple[str, Passkey]:
+        registration = _parse(RegistrationResponse, body)
+        transports = _transports(body)
+
+        def work(db: sqlite3.Connection, now: float) -> tuple[str, Passkey]:
+            session = self._session(db, token, ACTIVE, now)
+            email = session["email"]
+            challenge = self._take_challenge(db, registration.response.client_data.challenge, "register", now)
+            try:
+                if challenge["session_hash"] != session["token_hash"]:
+                    raise PolicyError(
+                        "session_expired", "Session expired: this challenge was issued to another session"
+                    )
+                state = {
+                    "challenge": challenge["challenge"],
+                    "user_verification": UserVerificationRequirement(challenge["user_verification"]),
+                }
+                try:
+                    auth_data = self._fido.register_complete(state, registration)
+                except ValueError as error:
+                    raise self._refuse(
+                        "verification_failed",
+                        f"Verification failed: {error}",
+                        "passkey_register_refused",
+                        email,
+                        ip,
+                    ) from None
+                credential = auth_data.credential_data
+                assert credential is not None  # register_complete guarantees attested credential data
+                if db.execute(
+                    "SELECT 1 FROM passkeys WHERE credential_id = ?", (credential.credential_id,)
+                ).fetchone():
+                    raise self._refuse(
+                        "credential_excluded",
+                        "Passkey already registered for this device",
+                        "passkey_register_refused",
+                        email,
+                        ip,
+                    )
+                rows = self._passkeys(db, session["user_id"])
+                if len(rows) >= MAX_PASSKEYS:
+                    raise self._refuse(
+                        "passkey_limit",
+                        LIMIT_MESSAGE,
+                        "passkey_register_refused",
+                        email,
+                        ip,
+                    )
+            except PolicyError as error:
+                raise self._with_challenge_used(error, challenge["challenge"]) from None
+            aaguid = str(credential.aaguid)
+            name = challenge["name"] or aaguids.model_name(aaguid) or _next_default_name(rows)
+            db.execute(
+                "INSERT INTO passkeys (credential_id, user_id, name, credential_data, aaguid, transports, "
+                "backup_eligible, backed_up, sign_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    credential.credential_id,
+                    session["user_id"],
+                    name,
+                    bytes(credential),
+                    aaguid,
+                    json.dumps(transports),
+                    auth_data.is_backup_eligible(),
+                    auth_data.is_backed_up(),
+                    auth_data.counter,
+                    now,
+                ),
+            )
+            credential_id = websafe_encode(credential.credential_id)
+            self._audit(
+                db, "passkey_registered", email, ip, credential_id=credential_id, aaguid=aaguid, name=name
+            )
+            row = db.execute(
+                "SELECT * FROM passkeys WHERE credential_id = ?", (credential.credential_id,)
+            ).fetchone()
+            return email, _passkey(row)
+
+        return self._run(work)
+
+    def list_passkeys(self, token: str | None) -> tuple[Passkey, ...]:
+        return self.me(token).passkeys
+
+    def rename_passkey(self, token: str | None, credential_id: str, name: str, ip: str) -> Passkey:
+        raw = _credential_id(credential_id)
+        name = check_name(name)
+
+        def work(db: sqlite3.Connection, now: float) -> Passkey:
+            session = self._session(db, token, ACTIVE, now)
+            updated = db.execute(
+                "UPDATE passkeys SET name = ? WHERE credential_id = ? AND user_id = ?",
+                (name, raw, session["user_id"]),
+            ).rowcount
+            if not updated:
+                raise PolicyError("not_found", "no such passkey")
+            self._audit(db, "passkey_renamed", session["email"], ip, credential_id=credential_id, name=name)
+            return _passkey(db.execute("SELECT * FROM passkeys WHERE credential_id = ?", (raw,)).fetchone())
+
+        return self._run(work)
+
+    def delete_passkey(self, token: str | None, credential_id: str, ip: str) -> None:
+        raw = _credential_id(credential_id)
+
+        def work(db: sqlite3.Connection, now: float) -> None:
+            session = self._session(db, token, ACTIVE, now)
+            if not db.execute(
+                "DELETE FROM passkeys WHERE credential_id = ? AND user_id = ?", (raw, session["user_id"])
+            ).rowcount:
+                raise PolicyError("not_found", "no such passkey")
+            self._audit(db, "passkey_deleted", session["email"], ip, credential_id=credential_id, by="user")
+
+        self._run(work)
+
+    def login_options(self, email: str | None, uv: str | None) -> dict[str, Any]:
+        verification = _enum(
+            UserVerificationRequirement, uv, "userVerification", UserVerificationRequirement.PREFERRED
+        )
+
+        def work(db: sqlite3.Connection, now: float) -> dict[str, Any]:
+            user = self._user_by_email(db, email.strip().lower()) if email is not None else None
+            rows = self._passkeys(db, user["id"]) if user is not None else []
+            options, state = self._fido.authenticate_begin(
+                credentials=self._descriptors(rows), user_verification=verification
+            )
+            db.execute(
+                "INSERT INTO challenges (challenge, kind, user_id, username_first, user_verification, "
+                "created_at) VALUES (?, 'login', ?, ?, ?, ?)",
+                (
+                    state["challenge"],
+                    user["id"] if user else None,
+                    email is not None,
+                    verification.value,
+                    now,
+                ),
+            )
+            return dict(options.public_key)
+
+        return self._run(work)
+
+    def login_verify(self, body: Mapping[str, Any], ip: str) -> SignedIn:
+        authentication = _parse(AuthenticationResponse, body)
+        credential_id = websafe_encode(authentication.raw_id)
+
+        def work(db: sqlite3.Connection, now: float) -> SignedIn:
+            challenge = self._take_challenge(db, authentication.response.client_data.challenge, "login", now)
+            try:
+                return self._login(db, challenge, authentication, credential_id, ip, now)
+            except PolicyError as error:
+                raise self._with_challenge_used(error, challenge["challenge"]) from None
+
+        return self._run(work)
+
+    def _login(
+        self,
+        db: sqlite3.Connection,
+        challenge: sqlite3.Row,
+        authentication: AuthenticationResponse,
+        credential_id: str,
+        ip: str,
+        now: float,
+    ) -> SignedIn:
+        row = db.execute(
+            "SELECT p.*, u.email, u.user_handle FROM passkeys p JOIN users u ON u.id = p.user_id "
+            "WHERE credential_id = ?",
+            (authentication.raw_id,),
+        ).fetchone()
+        if row is None or (challenge["username_first"] and row["user_id"] != challenge["user_id"]):
+            raise self._refuse(
+                "unknown_credential",
+                "Passkey not found: this passkey is not registered here",
+                "passkey_login_failed",
+                None,
+                ip,
+                credential_id=credential_id,
+            )
+        email = row["email"]
+        user_handle = authentication.response.user_handle
+        if user_handle is not None and not hmac.compare_digest(user_handle, row["user_handle"]):
+            raise self._refuse(
+                "verification_failed",
+                "Verification failed: user handle does not match the passkey",
+                "passkey_login_failed",
+                email,
+                ip,
+                credential_id=credential_id,
+            )
+        state = {
+            "challenge": challenge["challenge"],
+            "user_verification": UserVerificationRequirement(challenge["user_verification"]),
+        }
+        try:
+            self._fido.authenticate_complete(
+                state, [AttestedCredentialData(row["credential_data"])], authentication
+            )
+        except ValueError as error:
+            raise self._refuse(
+                "verification_failed",
+                f"Verification failed: {error}",
+                "passkey_login_failed",
+                email,
+                ip,
+                credential_id=credential_id,
+            ) from None
+        auth_data = authentication.response.authenticator_data
+        stored, counter = row["sign_count"], auth_data.counter
+        if (stored or counter) and counter <= stored:
+            raise self._refuse(
+                "verification_failed",
+                "Verification failed: the sign counter went backwards (possible cloned authenticator)",
+                "counter_regression",
+                email,
+                ip,
+                credential_id=credential_id,
+                stored=stored,
+                received=counter,
+            )
+        db.execute(
+            "UPDATE passkeys SET sign_count = ?, last_used_at = ?, backed_up = ? WHERE credential_id = ?",
+            (counter, now, auth_data.is_backed_up(), authentication.raw_id),
+        )
+        db.execute(
+            "UPDATE users SET last_sign_in_at = ?, signins_since_skip = signins_since_skip + 1 WHERE id = ?",
+            (now, row["user_id"]),
+        )
+        token = self._new_session(db, row["user_id"], ACTIVE, now)
+        self._audit(db, "signin_ok", email, ip, method="passkey", credential_id=credential_id)
+        return SignedIn(
+            token=token, email=email, method="passkey", passkey_prompt=False, credential_id=credential_id
+        )
+
+    # -- unblocking and admin --------------------------------------------------------------------------
+
+    def unblock_link(self, link_token: str) -> None:
+        def work(db: sqlite3.Connection, now: float) -> None:
+            row = db.execute(
+                "SELECT ip, email FROM failures WHERE unblock_hash = ?", (_token_hash(link_token),)
+            ).fetchone()
+            if row is None:
+                raise PolicyError("not_found", "this unblock link is unknown or was already used")
+            db.execute("DELETE FROM failures WHERE ip = ? AND email = ?", (row["ip"], row["email"]))
+            self._audit(db, "unblocked", row["email"], row["ip"], by="link")
+
+        self._run(work)
+
+    def _admin_user(self, db: sqlite3.Connection, email: str) -> sqlite3.Row:
+        row = self._user_by_email(db, email.strip().lower())
+        if row is None:
+            raise PolicyError("not_found", f"no account {email}")
+        return row
+
+    def admin_users(self, limit: int, cursor: int) -> tuple[list[User], int | None]:
+        def work(db: sqlite3.Connection, now: float) -> tuple[list[User], int | None]:
+            rows = db.execute(
+                "SELECT * FROM users WHERE id > ? ORDER BY id LIMIT ?", (cursor, limit + 1)
+            ).fetchall()
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return [self._user_view(db, r) for r in rows], (rows[-1]["id"] if more else None)
+
+        return self._run(work)
+
+    def admin_delete_passkey(self, email: str, credential_id: str) -> None:
+        raw = _credential_id(credential_id)
+
+        def work(db: sqlite3.Connection, now: float) -> None:
+            user = self._admin_user(db, email)
+            if not db.execute(
+                "DELETE FROM passkeys WHERE credential_id = ? AND user_id = ?", (raw, user["id"])
+            ).rowcount:
+                raise PolicyError("not_found", "no such passkey for this account")
+            self._audit(db, "passkey_deleted", user["email"], None, credential_id=credential_id, by="admin")
+
+        self._run(work)
+
+    def admin_reset_2fa(self, email: str) -> User:
+        def work(db: sqlite3.Connection, now: float) -> User:
+            user = self._admin_user(db, email)
+            db.execute(
+                "UPDATE users SET totp_secret = NULL, totp_last_step = 0, recovery_hash = NULL WHERE id = ?",
+                (user["id"],),
+            )
+            db.execute("DELETE FROM sessions WHERE user_id = ? AND stage != ?", (user["id"], ACTIVE))
+            self._audit(db, "totp_reset", user["email"], None, by="admin")
+            return self._user_view(db, self._admin_user(db, email))
+
+        return self._run(work)
+
+    def admin_blocks(self) -> list[Block]:
+        def work(db: sqlite3.Connection, now: float) -> list[Block]:
+            rows = db.execute(
+                "SELECT ip, email, blocked_since FROM failures WHERE blocked_since IS NOT NULL "
+                "ORDER BY blocked_since"
+            ).fetchall()
+            return [Block(r["ip"], r["email"], r["blocked_since"]) for r in rows]
+
+        return self._run(work)
+
+    def admin_unblock(self, ip: str, email: str | None) -> int:
+        def work(db: sqlite3.Connection, now: float) -> int:
+            if email is None:
+                count = db.execute(
+                    "DELETE FROM failures WHERE ip = ? AND blocked_since IS NOT NULL", (ip,)
+                ).rowcount
+            else:
+                count = db.execute(
+                    "DELETE FROM failures WHERE ip = ? AND email = ? AND blocked_since IS NOT NULL",
+                    (ip, email.strip().lower()),
+                ).rowcount
+            if count:
+                self._audit(db, "unblocked", email, ip, by="admin", blocks=count)
+            return count
+
+        return self._run(work)
+
+    def admin_audit(self, after: int, limit: int) -> tuple[list[AuditEvent], int | None]:
+        def work(db: sqlite3.Connection, now: float) -> tuple[list[AuditEvent], int | None]:
+            rows = db.execute(
+                "SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?", (after, limit + 1)
+            ).fetchall()
+            more = len(rows) > limit
+            events = [
+                AuditEvent(r["id"], r["time"], r["event"], r["email"], r["ip"], json.loads(r["detail"]))
+                for r in rows[:limit]
+            ]
+            return events, (events[-1].id if more else None)
+
+        return self._run(work)
+
+    def cleanup(self) -> None:
+        """Forget expired sessions and challenges (at start-up)."""
+
+        def work(db: sqlite3.Connection, now: float) -> None:
+            db.execute("DELETE FROM sessions WHERE created_at < ?", (now - ABSOLUTE_TTL,))
+            db.execute("DELETE FROM challenges WHERE created_at < ?", (now - CHALLENGE_TTL,))
+
+        self._run(work)
+
+
+def _enum(kind: type[E], value: str | None, key: str, default: E) -> E:
+    if value is None:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(e.value for e in kind)
+        raise PolicyError("invalid_request", f"{key} must be one of {allowed}") from None
+
+
+def _parse(kind: type[R], body: Mapping[str, Any]) -> R:
+    """A WebAuthn JSON response, or invalid_request naming what is malformed."""
+    try:
+        parsed = kind.from_dict(body)
+        parsed.response.client_data.challenge  # noqa: B018  (clientDataJSON is parsed lazily: touch it)
+    except Exception as error:  # fido2 raises ValueError, KeyError, TypeError, cbor errors...
+        raise PolicyError(
+            "invalid_request", f"malformed {kind.__name__} ({type(error).__name__}: {error})"[:200]
+        ) from None
+    return parsed
+
+
+def _transports(body: Mapping[str, Any]) -> list[str]:
+    response = body.get("response")
+    value = response.get("transports", []) if isinstance(response, dict) else []
+    if not (
+        isinstance(value, list)
+        and len(value) <= 8
+        and all(isinstance(t, str) and 0 < len(t) <= 16 for t in value)
+    ):
+        raise PolicyError("invalid_request", "response.transports must be a list of transport names")
+    return list(dict.fromkeys(value))
+
+
+def _next_default_name(rows: list[sqlite3.Row]) -> str:
+    taken = {row["name"] for row in rows}
+    number = len(rows) + 1
+    while f"Passkey {number}" in taken:
+        number += 1
+    return f"Passkey {number}"

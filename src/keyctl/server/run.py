@@ -1,0 +1,211 @@
+"""Running the server: in a thread for tests and ``keyctl demo`` (``start``), or in the foreground for
+``keyctl server`` (``serve``), always on a socket bound before uvicorn starts so port 0 works."""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from urllib.parse import urlsplit
+
+import uvicorn
+
+from keyctl.errors import AlreadyExists, InvalidInput, KeyctlError, StateError
+from keyctl.server.policy import Clock, Policy, PolicyError, Settings
+from keyctl.server.store import Store
+from keyctl.server.web import build_app
+
+DEFAULT_PORT = 8765
+DEFAULT_RATE_LIMIT = 120
+DEFAULT_MAX_FAILURES = 5
+
+
+def outbox_path(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".outbox.jsonl")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.create_server((host, port), family=family)
+    except OSError as error:
+        raise InvalidInput(
+            f"cannot listen on {host} port {port} ({error.strerror or error})",
+            "pass another --port (0 picks a free one) or --host",
+        ) from None
+    return sock
+
+
+def _check_origin(origin: str, rp_id: str) -> None:
+    parts = urlsplit(origin)
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host or parts.path not in ("", "/") or parts.query:
+        raise InvalidInput(f"--origin {origin!r} is not an origin", "use e.g. https://login.example.com")
+    if not (host == rp_id or host.endswith("." + rp_id)):
+        raise InvalidInput(
+            f"the origin's host {host} is not {rp_id} or a subdomain of it",
+            "make --rp-id the origin's host or a registrable suffix of it",
+        )
+
+
+@dataclass
+class ServerHandle:
+    """A server started with ``start``: use it as a context manager, or call ``stop()``."""
+
+    url: str  # also the origin
+    admin_token: str
+    db_path: Path
+    outbox_path: Path
+    policy: Policy
+    _server: uvicorn.Server
+    _thread: threading.Thread
+
+    def create_user(self, email: str, password: str) -> None:
+        _translate(lambda: self.policy.create_user(email, password))
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self.policy.store.close()
+
+    def __enter__(self) -> ServerHandle:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    url: str
+    admin_token: str
+    policy: Policy
+    server: uvicorn.Server
+    sock: socket.socket
+
+
+def prepare(
+    db_path: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    rp_id: str = "localhost",
+    origin: str | None = None,
+    admin_token: str | None = None,
+    clock: Clock = time.time,
+    rate_limit: int = DEFAULT_RATE_LIMIT,
+    max_failures: int = DEFAULT_MAX_FAILURES,
+) -> Prepared:
+    """Open the database, bind the socket and build the app, without serving yet."""
+    if origin is not None:
+        _check_origin(origin, rp_id)
+    if rate_limit < 1 or max_failures < 1:
+        raise InvalidInput("--rate-limit and the failure limit must be at least 1", "pass a positive number")
+    sock = _bind(host, port)
+    try:
+        bound_port = sock.getsockname()[1]
+        origin = origin or f"http://localhost:{bound_port}"
+        _check_origin(origin, rp_id)
+        token = admin_token or secrets.token_urlsafe(32)
+        settings = Settings(
+            rp_id=rp_id,
+            origin=origin,
+            outbox=outbox_path(db_path),
+            admin_token=token,
+            max_failures=max_failures,
+            rate_limit=rate_limit,
+        )
+        policy = Policy(Store(db_path), settings, clock)
+        policy.cleanup()
+        app = build_app(policy, secure_cookie=origin.startswith("https://"))
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        return Prepared(origin, token, policy, uvicorn.Server(config), sock)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def start(
+    db_path: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    rp_id: str = "localhost",
+    origin: str | None = None,
+    admin_token: str | None = None,
+    clock: Clock = time.time,
+    rate_limit: int = DEFAULT_RATE_LIMIT,
+    max_failures: int = DEFAULT_MAX_FAILURES,
+) -> ServerHandle:
+    """Serve in a background thread; returns once the server accepts connections."""
+    prepared = prepare(
+        db_path,
+        host=host,
+        port=port,
+        rp_id=rp_id,
+        origin=origin,
+        admin_token=admin_token,
+        clock=clock,
+        rate_limit=rate_limit,
+        max_failures=max_failures,
+    )
+    thread = threading.Thread(
+        target=prepared.server.run, kwargs={"sockets": [prepared.sock]}, name="keyctl-server", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not prepared.server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            prepared.server.should_exit = True
+            prepared.policy.store.close()
+            raise StateError("the reference server did not start", "rerun with --debug to see why")
+        time.sleep(0.005)
+    return ServerHandle(
+        url=prepared.url,
+        admin_token=prepared.admin_token,
+        db_path=db_path,
+        outbox_path=prepared.policy.settings.outbox,
+        policy=prepared.policy,
+        _server=prepared.server,
+        _thread=thread,
+    )
+
+
+def serve(prepared: Prepared) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM (uvicorn's handlers), then close the database."""
+    try:
+        prepared.server.run(sockets=[prepared.sock])
+    finally:
+        prepared.policy.store.close()
+
+
+def create_user(db_path: Path, email: str, password: str, clock: Clock = time.time) -> None:
+    """Add an account straight to a server database (the server may be running)."""
+    settings = Settings(
+        rp_id="localhost", origin="http://localhost", outbox=outbox_path(db_path), admin_token=""
+    )
+    policy = Policy(Store(db_path), settings, clock)
+    try:
+        _translate(lambda: policy.create_user(email, password))
+    finally:
+        policy.store.close()
+
+
+def _translate(action: Callable[[], object]) -> None:
+    """Run a policy action for the CLI or a test, turning its refusal into a KeyctlError."""
+    try:
+        action()
+    except PolicyError as error:
+        kind: type[KeyctlError] = AlreadyExists if error.code == "user_exists" else InvalidInput
+        remedy = {
+            "user_exists": "pick another email, or remove the account first",
+            "weak_password": "choose a longer, uncommon password (a passphrase of several words works)",
+        }.get(error.code, "check the email address")
+        raise kind(error.message, remedy) from None

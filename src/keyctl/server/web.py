@@ -1,0 +1,362 @@
+"""The thin web layer: JSON in and out, the session cookie, and routing onto the policy.
+
+Each route is a plain function from a parsed ``Call`` to a ``Reply``; one dispatcher reads the body
+(at most 64 KiB), checks the Origin header and the per-IP rate limit, runs the policy in a worker thread,
+and turns every ``PolicyError`` into ``{"error": code, "message": ...}`` with the status of its code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from html import escape
+from importlib import resources
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from keyctl.server.policy import Policy, PolicyError, SignedIn, iso
+
+logger = logging.getLogger(__name__)
+
+COOKIE = "keyctl_session"
+MAX_BODY = 64 * 1024
+MAX_TEXT = 1024
+
+STATUS = {
+    "invalid_request": 400,
+    "weak_password": 400,
+    "unknown_credential": 400,
+    "verification_failed": 400,
+    "invalid_credentials": 401,
+    "invalid_code": 401,
+    "totp_required": 401,
+    "totp_enrollment_required": 401,
+    "not_signed_in": 401,
+    "session_expired": 401,
+    "unauthorized": 401,
+    "blocked": 403,
+    "forbidden_origin": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "user_exists": 409,
+    "passkey_limit": 409,
+    "credential_excluded": 409,
+    "payload_too_large": 413,
+    "rate_limited": 429,
+}
+
+_CLEAR = ""  # Reply.session value that clears the cookie
+
+
+@dataclass(frozen=True)
+class Call:
+    ip: str
+    token: str | None
+    body: Mapping[str, Any]
+    path: Mapping[str, str]
+    query: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Reply:
+    body: Mapping[str, Any]
+    status: int = 200
+    session: str | None = None  # a new cookie value; _CLEAR removes the cookie
+
+
+def error_response(error: PolicyError) -> JSONResponse:
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+    return JSONResponse(
+        {"error": error.code, "message": error.message}, status_code=STATUS[error.code], headers=headers
+    )
+
+
+def text(body: Mapping[str, Any], key: str, max_len: int = MAX_TEXT) -> str:
+    value = body.get(key)
+    if not isinstance(value, str):
+        problem = "is missing" if value is None else "must be a string"
+        raise PolicyError("invalid_request", f"'{key}' {problem}")
+    if len(value) > max_len:
+        raise PolicyError("invalid_request", f"'{key}' is longer than {max_len} characters")
+    return value
+
+
+def optional_text(body: Mapping[str, Any], key: str, max_len: int = MAX_TEXT) -> str | None:
+    return None if body.get(key) is None else text(body, key, max_len)
+
+
+def number(query: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
+    raw = query.get(key)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise PolicyError("invalid_request", f"'{key}' must be a whole number from {low} to {high}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Callable[[Call], Reply]
+    kind: str = "user"  # "auth" (rate limited), "user", "admin" (bearer token), "page"
+    needs_body: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "needs_body", self.method in ("POST", "PATCH"))
+
+
+def build_app(policy: Policy, secure_cookie: bool) -> Starlette:
+    endpoints = Api(policy).endpoints()
+    routes = [*(_route(policy, e, secure_cookie) for e in endpoints), *_pages(policy)]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = "method_not_allowed" if exc.status_code == 405 else "not_found"
+        message = "method not allowed here" if code == "method_not_allowed" else "no such page or endpoint"
+        return error_response(PolicyError(code, message))
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        logger.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+        return JSONResponse(
+            {"error": "internal_error", "message": "unexpected server error"}, status_code=500
+        )
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: not_found, Exception: crash})
+
+
+def _route(policy: Policy, endpoint: Endpoint, secure_cookie: bool) -> Route:
+    async def handle(request: Request) -> Response:
+        ip = request.client.host if request.client else "unknown"
+        try:
+            origin = request.headers.get("origin")
+            if endpoint.needs_body and origin is not None and origin != policy.settings.origin:
+                raise PolicyError("forbidden_origin", f"requests from {origin[:100]} are not accepted")
+            if endpoint.kind == "auth":
+                policy.check_rate(ip)
+            if endpoint.kind == "admin":
+                authorization = request.headers.get("authorization", "")
+                scheme, _, bearer = authorization.partition(" ")
+                policy.check_admin(bearer if scheme.lower() == "bearer" else None)
+            body = await _json_body(request) if endpoint.needs_body else {}
+            call = Call(
+                ip=ip,
+                token=request.cookies.get(COOKIE),
+                body=body,
+                path=dict(request.path_params),
+                query=dict(request.query_params),
+            )
+            reply = await run_in_threadpool(endpoint.handler, call)
+        except PolicyError as error:
+            return error_response(error)
+        response = JSONResponse(dict(reply.body), status_code=reply.status)
+        if reply.session == _CLEAR:
+            response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=secure_cookie)
+        elif reply.session is not None:
+            response.set_cookie(
+                COOKIE, reply.session, path="/", httponly=True, samesite="lax", secure=secure_cookie
+            )
+        return response
+
+    return Route(endpoint.path, handle, methods=[endpoint.method])
+
+
+async def _json_body(request: Request) -> Mapping[str, Any]:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
+        raise PolicyError("payload_too_large", f"the body is larger than {MAX_BODY} bytes")
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > MAX_BODY:
+            raise PolicyError("payload_too_large", f"the body is larger than {MAX_BODY} bytes")
+    if not chunks:
+        return {}
+    try:
+        body = json.loads(chunks)
+    except (ValueError, RecursionError):
+        raise PolicyError("invalid_request", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise PolicyError("invalid_request", "the body must be a JSON object")
+    return body
+
+
+def _signed_in(result: SignedIn) -> Reply:
+    return Reply(result.as_json(), session=result.token)
+
+
+class Api:
+    """One method per endpoint: parse the call's fields, ask the policy, shape the reply."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.p = policy
+
+    def endpoints(self) -> list[Endpoint]:
+        return [
+            Endpoint("POST", "/api/signin/password", self.signin_password, "auth"),
+            Endpoint("POST", "/api/signin/totp/enroll", self.totp_enroll, "auth"),
+            Endpoint("POST", "/api/signin/totp/enroll/verify", self.totp_enroll_verify, "auth"),
+            Endpoint("POST", "/api/signin/recovery/confirm", self.recovery_confirm, "auth"),
+            Endpoint("POST", "/api/signin/totp", self.signin_totp, "auth"),
+            Endpoint("POST", "/api/signin/recovery", self.signin_recovery, "auth"),
+            Endpoint("POST", "/api/signout", self.signout),
+            Endpoint("GET", "/api/me", self.me),
+            Endpoint("POST", "/api/passkeys/prompt", self.passkey_prompt),
+            Endpoint("POST", "/api/passkeys/register/options", self.register_options, "auth"),
+            Endpoint("POST", "/api/passkeys/register/verify", self.register_verify, "auth"),
+            Endpoint("GET", "/api/passkeys", self.passkeys),
+            Endpoint("PATCH", "/api/passkeys/{id}", self.rename_passkey),
+            Endpoint("DELETE", "/api/passkeys/{id}", self.delete_passkey),
+            Endpoint("POST", "/api/passkeys/login/options", self.login_options, "auth"),
+            Endpoint("POST", "/api/passkeys/login/verify", self.login_verify, "auth"),
+            Endpoint("POST", "/api/admin/users", self.admin_create_user, "admin"),
+            Endpoint("GET", "/api/admin/users", self.admin_users, "admin"),
+            Endpoint("DELETE", "/api/admin/users/{email}/passkeys/{id}", self.admin_delete_passkey, "admin"),
+            Endpoint("POST", "/api/admin/users/{email}/reset-2fa", self.admin_reset_2fa, "admin"),
+            Endpoint("GET", "/api/admin/blocks", self.admin_blocks, "admin"),
+            Endpoint("POST", "/api/admin/unblock", self.admin_unblock, "admin"),
+            Endpoint("GET", "/api/admin/audit", self.admin_audit, "admin"),
+        ]
+
+    # sign-in
+    def signin_password(self, c: Call) -> Reply:
+        step = self.p.signin_password(text(c.body, "email", 320), text(c.body, "password"), c.ip)
+        return Reply({"status": step.status}, session=step.token)
+
+    def totp_enroll(self, c: Call) -> Reply:
+        e = self.p.totp_enroll(c.token)
+        return Reply({"secret": e.secret, "otpauth_uri": e.otpauth_uri, "qr_svg": e.qr_svg})
+
+    def totp_enroll_verify(self, c: Call) -> Reply:
+        code = self.p.totp_enroll_verify(c.token, text(c.body, "code", 16), c.ip)
+        return Reply({"status": "recovery_code_confirmation_required", "recovery_code": code})
+
+    def recovery_confirm(self, c: Call) -> Reply:
+        return _signed_in(self.p.recovery_confirm(c.token, text(c.body, "recovery_code", 64), c.ip))
+
+    def signin_totp(self, c: Call) -> Reply:
+        return _signed_in(self.p.signin_totp(c.token, text(c.body, "code", 16), c.ip))
+
+    def signin_recovery(self, c: Call) -> Reply:
+        return _signed_in(self.p.signin_recovery(c.token, text(c.body, "recovery_code", 64), c.ip))
+
+    def signout(self, c: Call) -> Reply:
+        self.p.signout(c.token, c.ip)
+        return Reply({"status": "signed_out"}, session=_CLEAR)
+
+    def me(self, c: Call) -> Reply:
+        me = self.p.me(c.token)
+        return Reply(
+            {
+                "email": me.email,
+                "passkey_prompt": me.passkey_prompt,
+                "passkeys": [k.as_json() for k in me.passkeys],
+            }
+        )
+
+    # passkeys
+    def passkey_prompt(self, c: Call) -> Reply:
+        self.p.passkey_prompt(c.token, text(c.body, "action", 16), c.ip)
+        return Reply({"passkey_prompt": False})
+
+    def register_options(self, c: Call) -> Reply:
+        options = self.p.register_options(
+            c.token,
+            optional_text(c.body, "name", 256),
+            optional_text(c.body, "residentKey", 32),
+            optional_text(c.body, "userVerification", 32),
+            c.ip,
+        )
+        return Reply(options)
+
+    def register_verify(self, c: Call) -> Reply:
+        email, passkey = self.p.register_verify(c.token, c.body, c.ip)
+        body = {
+            "verified": True,
+            "status": "registered",
+            "user": {"email": email},
+            "passkey": passkey.as_json(),
+        }
+        return Reply(body)
+
+    def passkeys(self, c: Call) -> Reply:
+        return Reply({"passkeys": [k.as_json() for k in self.p.me(c.token).passkeys]})
+
+    def rename_passkey(self, c: Call) -> Reply:
+        return Reply(self.p.rename_passkey(c.token, c.path["id"], text(c.body, "name", 256), c.ip).as_json())
+
+    def delete_passkey(self, c: Call) -> Reply:
+        self.p.delete_passkey(c.token, c.path["id"], c.ip)
+        return Reply({"status": "deleted"})
+
+    def login_options(self, c: Call) -> Reply:
+        email = optional_text(c.body, "email", 320)
+        return Reply(self.p.login_options(email, optional_text(c.body, "userVerification", 32)))
+
+    def login_verify(self, c: Call) -> Reply:
+        return _signed_in(self.p.login_verify(c.body, c.ip))
+
+    # admin
+    def admin_create_user(self, c: Call) -> Reply:
+        user = self.p.create_user(text(c.body, "email", 320), text(c.body, "password"), c.ip)
+        return Reply(user.as_json(), status=201)
+
+    def admin_users(self, c: Call) -> Reply:
+        users, cursor = self.p.admin_users(
+            number(c.query, "limit", 50, 1, 200), number(c.query, "cursor", 0, 0, 2**62)
+        )
+        return Reply(
+            {"users": [u.as_json() for u in users], "next_cursor": None if cursor is None else str(cursor)}
+        )
+
+    def admin_delete_passkey(self, c: Call) -> Reply:
+        self.p.admin_delete_passkey(c.path["email"], c.path["id"])
+        return Reply({"status": "deleted"})
+
+    def admin_reset_2fa(self, c: Call) -> Reply:
+        return Reply(self.p.admin_reset_2fa(c.path["email"]).as_json())
+
+    def admin_blocks(self, c: Call) -> Reply:
+        blocks = self.p.admin_blocks()
+        return Reply({"blocks": [{"ip": b.ip, "email": b.email, "since": iso(b.since)} for b in blocks]})
+
+    def admin_unblock(self, c: Call) -> Reply:
+        count = self.p.admin_unblock(text(c.body, "ip", 64), optional_text(c.body, "email", 320))
+        return Reply({"unblocked": count})
+
+    def admin_audit(self, c: Call) -> Reply:
+        events, after = self.p.admin_audit(
+            number(c.query, "after", 0, 0, 2**62), number(c.query, "limit", 100, 1, 1000)
+        )
+        return Reply({"events": [e.as_json() for e in events], "next_after": after})
+
+
+def _pages(policy: Policy) -> list[Route]:
+    page = (resources.files(__package__) / "page.html").read_text(encoding="utf-8")
+
+    async def index(request: Request) -> Response:
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    async def unblock(request: Request) -> Response:
+        try:
+            await run_in_threadpool(policy.unblock_link, request.path_params["token"])
+        except PolicyError as error:
+            return HTMLResponse(_small_page("Link not valid", error.message), status_code=STATUS[error.code])
+        return HTMLResponse(_small_page("Unblocked", "You can sign in again from this address."))
+
+    return [Route("/", index, methods=["GET"]), Route("/unblock/{token}", unblock, methods=["GET"])]
+
+
+def _small_page(title: str, message: str) -> str:
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title></head>"
+        f"<body><h1>{escape(title)}</h1><p>{escape(message)}</p><p><a href='/'>Sign in</a></p></body></html>"
+    )
