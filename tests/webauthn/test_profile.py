@@ -27,7 +27,7 @@ path = "/l/finish"
 
 
 def test_the_four_built_in_profiles_exist_and_load() -> None:
-    assert profiles.builtin_names() == ["fido-conformance", "fido2-example", "simplewebauthn"]
+    assert profiles.builtin_names() == ["fido-conformance", "fido2-example", "keyctl", "simplewebauthn"]
     for name in profiles.builtin_names():
         loaded = profiles.load(name)
         assert loaded.name == name

@@ -39,7 +39,10 @@ def test_an_html_answer_is_passkey_unavailable(cli: object) -> None:
 
 def test_step_statuses_of_the_profile_are_honoured() -> None:
     # python-fido2's example answers 404 (HTML) to a login when nothing is registered.
-    with serve(fido2_example_app) as server, Session(server.url, profiles.load("fido2-example")) as session:
+    with (
+        serve(fido2_example_app) as server,
+        Session(server.url, profiles.load("fido2-example"), server.url) as session,
+    ):
         step = session.profile.login.begin
         with pytest.raises(NoCredential, match="server answered 404"):
             session.call(step.method, step.path, {}, None, step.status)
@@ -48,7 +51,7 @@ def test_step_statuses_of_the_profile_are_honoured() -> None:
 def test_a_json_refusal_carries_the_servers_message() -> None:
     with (
         serve(fido_conformance_app) as server,
-        Session(server.url, profiles.load("fido-conformance")) as session,
+        Session(server.url, profiles.load("fido-conformance"), server.url) as session,
     ):
         with pytest.raises(SignInFailed, match="server answered 400: User nobody does not exist!"):
             session.call("POST", "/assertion/options", {"username": "nobody"})
@@ -59,7 +62,7 @@ def test_a_json_refusal_carries_the_servers_message() -> None:
 def test_the_cookie_jar_is_private_netscape_format_and_curl_reuses_the_session(tmp_path: Path) -> None:
     jar = tmp_path / "jar.txt"
     with serve(simplewebauthn_app) as server:
-        with Session(server.url, profiles.load("simplewebauthn")) as session:
+        with Session(server.url, profiles.load("simplewebauthn"), server.url) as session:
             session.call("GET", "/generate-registration-options")
             sid = session.cookie("connect.sid")
             assert sid is not None
@@ -77,7 +80,7 @@ def test_the_cookie_jar_is_private_netscape_format_and_curl_reuses_the_session(t
         )
         assert len(server.state.sessions) == 1
         # and keyctl reads the jar back (what curl -c writes too).
-        with Session(server.url, profiles.load("simplewebauthn")) as again:
+        with Session(server.url, profiles.load("simplewebauthn"), server.url) as again:
             again.load_cookies(jar)
             assert again.cookie("connect.sid") == sid
             again.call("GET", "/generate-registration-options")
@@ -87,7 +90,7 @@ def test_the_cookie_jar_is_private_netscape_format_and_curl_reuses_the_session(t
 def test_a_malformed_cookie_jar_is_invalid_input(tmp_path: Path) -> None:
     jar = tmp_path / "jar.txt"
     jar.write_text("localhost\tFALSE\t/\n")
-    session = Session("http://localhost:1", profiles.load("simplewebauthn"))
+    session = Session("http://localhost:1", profiles.load("simplewebauthn"), "http://localhost:1")
     with pytest.raises(Exception, match="line 1 is not in Netscape format") as caught:
         session.load_cookies(jar)
     session.close()

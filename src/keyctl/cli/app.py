@@ -26,6 +26,7 @@ SUB_APPS: list[tuple[str, str, str]] = [
 COMMANDS: list[tuple[str, str, str]] = [
     ("register", "keyctl.cli.ceremony", "register"),
     ("login", "keyctl.cli.ceremony", "login"),
+    ("demo", "keyctl.cli.ceremony", "demo"),
 ]
 
 _debug = False

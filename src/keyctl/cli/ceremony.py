@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from keyctl.webauthn.flows import Result
     from keyctl.webauthn.session import Session
+    from keyctl.webauthn.signin import SignedIn
 
 ServerOption = Annotated[str, typer.Option("--server", help="The server's URL, e.g. https://id.example.com.")]
 ProfileOption = Annotated[
@@ -141,10 +142,10 @@ def _prepare(
     return profile, claimed
 
 
-def _open_session(server: str, profile: Any, cookie_jar: Path | None) -> Session:
+def _open_session(server: str, profile: Any, origin: str, cookie_jar: Path | None) -> Session:
     from keyctl.webauthn.session import Session
 
-    session = Session(server, profile)
+    session = Session(server, profile, origin)
     if cookie_jar is not None:
         session.load_cookies(cookie_jar)
     return session
@@ -156,6 +157,7 @@ def _finish(
     result: Result,
     cookie_jar: Path | None,
     print_session: bool,
+    recovery_code: str | None = None,
 ) -> None:
     if cookie_jar is not None:
         session.save_cookies(cookie_jar)
@@ -169,12 +171,17 @@ def _finish(
             )
         term.line(value)
     elif term.json_mode:
-        term.json(result.as_json())
+        term.json({**result.as_json(), **({"recovery_code": recovery_code} if recovery_code else {})})
     else:
-        what = "registered a passkey for" if result.ceremony == "register" else "signed in as"
-        term.line(f"{what} {result.user or '(unknown user)'} at {result.rp_id}")
+        if result.ceremony == "register":
+            term.line(f"registered a passkey for {result.user} at {result.rp_id}")
+        else:
+            how = "a passkey" if result.method == "passkey" else f"password and {result.method}"
+            term.line(f"signed in as {result.user or '(unknown user)'} with {how}")
         if result.credential_id:
             term.line(f"credential {result.credential_id} ({result.authenticator})")
+    if recovery_code and not term.json_mode:
+        term.line(f"recovery code (shown once, keep it safe): {recovery_code}")
 
 
 def _client(
@@ -200,6 +207,42 @@ def _client(
     return client, interaction
 
 
+def _password(password_env: str | None) -> str:
+    if password_env:
+        return _env_secret(password_env, "--password-env")
+    if not sys.stdin.isatty():
+        raise InvalidInput("a password is needed to sign in", "pass --password-env VAR")
+    password: str = typer.prompt("Password", hide_input=True, err=True)
+    return password
+
+
+def _password_sign_in(
+    term: Terminal,
+    session: Session,
+    user: str,
+    password_env: str | None,
+    totp: str | None,
+    recovery_code_env: str | None,
+    save_totp: str | None,
+) -> SignedIn:
+    from keyctl.webauthn import signin
+
+    if totp and recovery_code_env:
+        raise InvalidInput("--totp and --recovery-code-env exclude each other", "give one 2FA method")
+    if totp or save_totp:
+        # TODO(totp vault): wire to keyctl.totp once it lands in this tree.
+        raise InvalidInput(
+            "--totp/--save-totp need keyctl's TOTP vault, which this build does not have yet",
+            "use --recovery-code-env VAR",
+        )
+    credentials = signin.Password(
+        email=user,
+        password=_password(password_env),
+        recovery_code=_env_secret(recovery_code_env, "--recovery-code-env") if recovery_code_env else None,
+    )
+    return signin.password_sign_in(session, credentials, term.status)
+
+
 def register(
     server: ServerOption,
     user: Annotated[str, typer.Option("--user", help="The account (email) to add the passkey to.")],
@@ -207,7 +250,7 @@ def register(
     resident: Annotated[
         bool | None,
         typer.Option(
-            "--resident/--no-resident", help="Ask for a discoverable passkey (default: as the server)."
+            "--resident/--no-resident", help="Ask for a discoverable passkey (default: the server's)."
         ),
     ] = None,
     uv: Annotated[
@@ -228,7 +271,7 @@ def register(
     save_totp: SaveTotpOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Register a passkey for an account on a WebAuthn server."""
+    """Register a passkey for an account (signing in with password and 2FA first if the server needs it)."""
     from keyctl.webauthn import flows
 
     term = Terminal(as_json)
@@ -238,12 +281,19 @@ def register(
     the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
     client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
     request = flows.Request(user=user, name=name, resident=resident, uv=uv)  # type: ignore[arg-type]
-    with _open_session(server, the_profile, cookie_jar) as session:
+    with _open_session(server, the_profile, claimed, cookie_jar) as session:
+        recovery_code = None
+        has_session = bool(the_profile.session_cookie and session.cookie(the_profile.session_cookie))
+        if the_profile.signin and (password_env or not has_session):
+            signed_in = _password_sign_in(
+                term, session, user, password_env, totp, recovery_code_env, save_totp
+            )
+            recovery_code = signed_in.recovery_code
         try:
             result = flows.register(session, client, request)
         finally:
             interaction.done()
-        _finish(term, session, result, cookie_jar, print_session)
+        _finish(term, session, result, cookie_jar, print_session, recovery_code)
 
 
 def login(
@@ -266,16 +316,53 @@ def login(
     save_totp: SaveTotpOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Sign in to a WebAuthn server with a passkey (exit code 0 only on a verified sign-in)."""
+    """Sign in with a passkey, or with --password-env and 2FA (exit code 0 only on a verified sign-in)."""
     from keyctl.webauthn import flows
 
     term = Terminal(as_json)
     spec = _authenticator_spec(authenticator, device)
     the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
-    client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
-    with _open_session(server, the_profile, cookie_jar) as session:
+    with _open_session(server, the_profile, claimed, cookie_jar) as session:
+        if password_env or totp or recovery_code_env or save_totp:
+            if user is None:
+                raise InvalidInput("a password sign-in needs --user", "add --user EMAIL")
+            signed_in = _password_sign_in(
+                term, session, user, password_env, totp, recovery_code_env, save_totp
+            )
+            result = flows.Result(
+                ceremony="login",
+                verified=True,
+                user=signed_in.user,
+                method=signed_in.method,
+                credential_id=None,
+                authenticator=None,
+                rp_id=None,
+                server=signed_in.server,
+            )
+            _finish(term, session, result, cookie_jar, print_session, signed_in.recovery_code)
+            return
+        client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
         try:
             result = flows.login(session, client, flows.Request(user=user))
         finally:
             interaction.done()
         _finish(term, session, result, cookie_jar, print_session)
+
+
+def demo(as_json: JsonOption = False) -> None:
+    """The whole journey on a throwaway server: account, password + TOTP, passkey, sign-in with it."""
+    from keyctl.webauthn import demo as journey
+
+    term = Terminal(as_json)
+    result = journey.run(term.status)
+    if as_json:
+        term.json(
+            {
+                "server": result.server_url,
+                "user": result.user,
+                "credential_id": result.credential_id,
+                "signed_in": result.signed_in,
+            }
+        )
+    else:
+        term.line(f"demo complete: {result.user} signed in with a passkey, everything cleaned up")

@@ -20,7 +20,7 @@ from fido2.webauthn import (
     UserVerificationRequirement,
 )
 
-from keyctl.errors import ServerUnavailable, VerificationFailed
+from keyctl.errors import NoCredential, ServerUnavailable, VerificationFailed
 from keyctl.webauthn import ceremony
 from keyctl.webauthn.origin import check_rp_id
 from keyctl.webauthn.profile import Step, bury, dig, fill
@@ -56,9 +56,10 @@ class Result:
     ceremony: Literal["register", "login"]
     verified: bool
     user: str | None
-    credential_id: str  # base64url
-    authenticator: str
-    rp_id: str
+    method: Literal["passkey", "totp", "recovery"]
+    credential_id: str | None  # base64url; None for a password + 2FA sign-in
+    authenticator: str | None
+    rp_id: str | None
     server: Any  # the server's verdict, as it answered
 
     def as_json(self) -> dict[str, Any]:
@@ -137,6 +138,7 @@ def register(session: Session, client: Client, request: Request) -> Result:
         ceremony="register",
         verified=True,
         user=request.user or options.user.name,
+        method="passkey",
         credential_id=websafe_encode(response.raw_id),
         authenticator=client.authenticator,
         rp_id=rp_id,
@@ -154,6 +156,11 @@ def login(session: Session, client: Client, request: Request) -> Result:
         raise _malformed("login options", error) from None
     rp_id = check_rp_id(options.rp_id, client.origin, client.insecure)
     options = dataclasses.replace(options, rp_id=rp_id)
+    if request.user is not None and options.allow_credentials == []:
+        raise NoCredential(
+            f"No passkeys available for {request.user}",
+            "sign in with password and 2FA, then run 'keyctl register'",
+        )
     if request.uv is not None:
         options = dataclasses.replace(options, user_verification=UserVerificationRequirement(request.uv))
     with closing(client.open_device()) as device:
@@ -173,6 +180,7 @@ def login(session: Session, client: Client, request: Request) -> Result:
         ceremony="login",
         verified=True,
         user=user,
+        method="passkey",
         credential_id=websafe_encode(response.raw_id),
         authenticator=client.authenticator,
         rp_id=rp_id,

@@ -94,9 +94,10 @@ def server_error(
 class Session:
     """An HTTP client bound to one server and profile."""
 
-    def __init__(self, server_url: str, profile: Profile, timeout: float = 30.0) -> None:
+    def __init__(self, server_url: str, profile: Profile, origin: str, timeout: float = 30.0) -> None:
         self.server_url = server_url.rstrip("/")
         self.profile = profile
+        self.origin = origin  # sent as the Origin header of POSTs, as a browser's fetch() does
         self.client = httpx.Client(timeout=timeout, follow_redirects=False)
 
     def close(self) -> None:
@@ -119,6 +120,8 @@ class Session:
     ) -> Any:
         """One JSON request; the decoded JSON answer, or the catalogue error for a refusal."""
         headers = {"Accept": "application/json"}
+        if method == "POST":
+            headers["Origin"] = self.origin
         if self.profile.csrf_header:
             token = self.client.cookies.get(self.profile.csrf_cookie)
             if token:

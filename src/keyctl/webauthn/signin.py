@@ -1,0 +1,115 @@
+"""Password and 2FA sign-in against servers whose profile has a ``[signin]`` table (keyctl's reference
+server): password, then a TOTP code or the recovery code, or, at the first sign-in, TOTP enrollment
+(secret, one code, the recovery code confirmed)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from keyctl.errors import InvalidInput, SignInFailed
+from keyctl.webauthn.session import Session
+
+logger = logging.getLogger(__name__)
+
+CodeSource = Callable[[], str]
+
+
+@dataclass(frozen=True)
+class Password:
+    email: str
+    password: str
+    totp: CodeSource | None = None  # a current TOTP code, for accounts that have enrolled
+    recovery_code: str | None = None
+    enroll: Callable[[str], CodeSource] | None = None  # first sign-in: takes the otpauth URI, keeps it
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    user: str
+    method: Literal["totp", "recovery"]
+    enrolled: bool  # TOTP was enrolled during this sign-in
+    recovery_code: str | None  # a recovery code the server just issued (shown once: the user keeps it)
+    server: Any  # the server's signed-in answer
+
+
+def _path(session: Session, step: str) -> str:
+    path = session.profile.signin.get(step)
+    if path is None:
+        raise InvalidInput(
+            f"server profile {session.profile.name} has no password sign-in ({step})",
+            "sign in with a passkey instead, or use --cookie-jar with a session from a browser",
+        )
+    return path
+
+
+def _post(session: Session, step: str, body: dict[str, Any]) -> Any:
+    return session.call("POST", _path(session, step), body)
+
+
+def _check_signed_in(answer: Any) -> None:
+    if not (isinstance(answer, dict) and answer.get("verified") is True):
+        raise SignInFailed("Sign-in failed (the server did not confirm the sign-in)", "try again")
+
+
+def password_sign_in(session: Session, credentials: Password, say: Callable[[str], None]) -> SignedIn:
+    """Sign in with password and 2FA; ``say`` reports each step (no secrets in what it is given)."""
+    answer = _post(session, "password", {"email": credentials.email, "password": credentials.password})
+    status = answer.get("status") if isinstance(answer, dict) else None
+    say("password accepted")
+    if status == "totp_enrollment_required":
+        if credentials.enroll is None:
+            raise SignInFailed(
+                "Sign-in failed: this account must set up TOTP 2FA first",
+                "pass --save-totp NAME to enroll it and keep the secret in keyctl's TOTP vault",
+            )
+        enrollment = _post(session, "totp_enroll", {})
+        uri = enrollment.get("otpauth_uri") if isinstance(enrollment, dict) else None
+        if not isinstance(uri, str):
+            raise SignInFailed("Sign-in failed: the server sent no otpauth URI to enroll", "try again")
+        code = credentials.enroll(uri)
+        say("TOTP enrollment: secret received")
+        verified = _post(session, "totp_enroll_verify", {"code": code()})
+        recovery = verified.get("recovery_code") if isinstance(verified, dict) else None
+        if not isinstance(recovery, str):
+            raise SignInFailed("Sign-in failed: the server issued no recovery code", "try again")
+        say("TOTP code accepted, recovery code issued")
+        signed_in = _post(session, "recovery_confirm", {"recovery_code": recovery})
+        _check_signed_in(signed_in)
+        return SignedIn(credentials.email, "totp", True, recovery, signed_in)
+    if status != "totp_required":
+        raise SignInFailed(f"Sign-in failed: unexpected answer {status!r} to the password step", "try again")
+    if credentials.recovery_code is not None:
+        signed_in = _post(session, "recovery", {"recovery_code": credentials.recovery_code})
+        _check_signed_in(signed_in)
+        new_code = signed_in.get("new_recovery_code")
+        return SignedIn(
+            credentials.email, "recovery", False, new_code if isinstance(new_code, str) else None, signed_in
+        )
+    if credentials.totp is None:
+        raise SignInFailed(
+            "Sign-in failed: this account needs a 2FA code",
+            "pass --totp NAME (a keyctl TOTP vault entry) or --recovery-code-env VAR",
+        )
+    signed_in = _post(session, "totp", {"code": credentials.totp()})
+    _check_signed_in(signed_in)
+    return SignedIn(credentials.email, "totp", False, None, signed_in)
+
+
+def sign_out(session: Session) -> None:
+    _post(session, "signout", {})
+
+
+def code_from_uri(uri: str) -> CodeSource:
+    """A TOTP code source for an otpauth URI held in memory only (``keyctl demo``)."""
+    import pyotp
+
+    try:
+        otp = pyotp.parse_uri(uri)
+    except ValueError:
+        raise SignInFailed("Sign-in failed: the server's otpauth URI is malformed", "try again") from None
+    if not isinstance(otp, pyotp.TOTP):
+        raise SignInFailed("Sign-in failed: the server enrolled a counter-based (HOTP) code", "use TOTP")
+    return otp.now
