@@ -21,6 +21,9 @@ from keyctl.logs import configure_logging
 # commands, never at module level, so that building the whole tree stays cheap.
 SUB_APPS: list[tuple[str, str, str]] = [
     ("mds", "keyctl.cli.mds", "FIDO metadata: model names, certification, security alerts."),
+    ("key", "keyctl.cli.key", "Manage a security key: PIN, credentials, settings, reset."),
+    ("audit", "keyctl.cli.audit", "Audit registered passkeys and connected keys against FIDO metadata."),
+    ("virtual", "keyctl.cli.virtual", "Virtual FIDO2 authenticators for CI and tests (CTAP2 over CTAPHID)."),
 ]
 # (command name, module, function name): top-level commands such as ``keyctl login``.
 COMMANDS: list[tuple[str, str, str]] = [

@@ -64,7 +64,8 @@ def handle(
     request = parse(raw)
     sub = request.subcommand
     if sub == GET_PIN_RETRIES:
-        return {3: state.pin_retries, 4: False}
+        # powerCycleState: true while PIN_AUTH_BLOCKED lasts (until the key is re-inserted).
+        return {3: state.pin_retries, 4: device.consecutive_pin_mismatches >= MAX_CONSECUTIVE_MISMATCHES}
     if sub == GET_UV_RETRIES:
         if not device.has_builtin_uv(state):
             raise CtapFailure(Status.INVALID_SUBCOMMAND)

@@ -1,0 +1,339 @@
+"""What a technician does to a security key over CTAP2, vendor-neutral, through fido2.
+
+Every method checks what it can before sending anything (PIN length against getInfo, capabilities) so
+that bad input changes nothing on the key, and turns CTAP errors into keyctl's catalogue.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from fido2.ctap import CtapError
+from fido2.ctap2.base import Ctap2
+from fido2.ctap2.config import Config
+from fido2.ctap2.credman import CredentialManagement
+from fido2.ctap2.pin import ClientPin, PinProtocol
+from fido2.hid import CtapHidDevice
+from fido2.utils import websafe_decode, websafe_encode
+from fido2.webauthn import (
+    PublicKeyCredentialDescriptor,
+    PublicKeyCredentialType,
+    PublicKeyCredentialUserEntity,
+)
+
+from keyctl.device.errors import from_ctap, key_errors
+from keyctl.errors import InvalidInput, KeyctlError, NotFound, NotSupported, PinNotSet, PinPolicy
+
+log = logging.getLogger(__name__)
+
+MAX_PIN_BYTES = 63
+CRED_PROTECT_NAMES = {
+    1: "userVerificationOptional",
+    2: "userVerificationOptionalWithCredentialIDList",
+    3: "userVerificationRequired",
+}
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    aaguid: str
+    versions: tuple[str, ...]
+    extensions: tuple[str, ...]
+    options: dict[str, bool]
+    algorithms: tuple[str, ...]
+    pin_set: bool
+    pin_retries: int | None
+    uv_retries: int | None
+    min_pin_length: int
+    force_pin_change: bool
+    remaining_discoverable_credentials: int | None
+    firmware_version: int
+    max_msg_size: int
+    transports: tuple[str, ...]
+    pin_uv_protocols: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class StoredCredential:
+    rp_id: str
+    user_name: str
+    display_name: str
+    user_id: str  # base64url
+    credential_id: str  # base64url
+    cred_protect: str | None
+    large_blob_key: bool
+
+
+class SecurityKey:
+    def __init__(self, device: CtapHidDevice) -> None:
+        self.device = device
+        with key_errors():
+            self.ctap2 = Ctap2(device)
+
+    def info(self) -> KeyInfo:
+        with key_errors():
+            info = self.ctap2.get_info()
+            pin_set = bool(info.options.get("clientPin"))
+            pin_retries = uv_retries = None
+            if ClientPin.is_supported(info) and pin_set:
+                pin_retries = ClientPin(self.ctap2).get_pin_retries()[0]
+            if info.options.get("uv") is not None and ClientPin.is_supported(info):
+                uv_retries = ClientPin(self.ctap2).get_uv_retries()
+        return KeyInfo(
+            aaguid=str(info.aaguid),
+            versions=tuple(info.versions),
+            extensions=tuple(info.extensions),
+            options=dict(info.options),
+            algorithms=tuple(_algorithm_name(a) for a in info.algorithms),
+            pin_set=pin_set,
+            pin_retries=pin_retries,
+            uv_retries=uv_retries,
+            min_pin_length=info.min_pin_length,
+            force_pin_change=info.force_pin_change,
+            remaining_discoverable_credentials=info.remaining_disc_creds,
+            firmware_version=info.firmware_version,
+            max_msg_size=info.max_msg_size,
+            transports=tuple(info.transports),
+            pin_uv_protocols=tuple(info.pin_uv_protocols),
+        )
+
+    # --- PIN -------------------------------------------------------------------------------------
+
+    def _client_pin(self) -> ClientPin:
+        if not ClientPin.is_supported(self.ctap2.info):
+            raise NotSupported("this key has no PIN support (clientPin)", "use a FIDO2 key with a PIN")
+        return ClientPin(self.ctap2)
+
+    def check_new_pin(self, pin: str) -> None:
+        """Refuse a PIN the key would refuse, before anything is sent (length in code points, per CTAP)."""
+        minimum = self.ctap2.get_info().min_pin_length
+        if len(pin) < minimum:
+            raise PinPolicy(
+                f"the new PIN is too short: this key needs at least {minimum} characters",
+                "choose a longer PIN",
+            )
+        if len(pin.encode()) > MAX_PIN_BYTES:
+            raise PinPolicy(
+                f"the new PIN is too long: at most {MAX_PIN_BYTES} bytes in UTF-8", "choose a shorter PIN"
+            )
+
+    def pin_retries(self) -> tuple[int, bool]:
+        """PIN attempts left, and whether the key must be re-inserted before the next attempt."""
+        with key_errors():
+            retries, power_cycle = self._client_pin().get_pin_retries()
+        return retries, bool(power_cycle)
+
+    def set_pin(self, pin: str) -> None:
+        client_pin = self._client_pin()
+        if self.ctap2.info.options.get("clientPin"):
+            raise InvalidInput("this key already has a PIN", "change it with 'keyctl key pin change'")
+        self.check_new_pin(pin)
+        with key_errors():
+            client_pin.set_pin(pin)
+
+    def change_pin(self, old_pin: str, new_pin: str) -> None:
+        client_pin = self._client_pin()
+        self.check_new_pin(new_pin)
+        with pin_errors(client_pin):
+            client_pin.change_pin(old_pin, new_pin)
+
+    def verify_pin(self, pin: str) -> None:
+        self._token(pin, ClientPin.PERMISSION(0))
+
+    def _token(
+        self, pin: str, permissions: ClientPin.PERMISSION, rp_id: str | None = None
+    ) -> tuple[PinProtocol, bytes]:
+        client_pin = self._client_pin()
+        if not self.ctap2.info.options.get("clientPin"):
+            raise PinNotSet("the key has no PIN yet", "set one first: 'keyctl key pin set'")
+        with pin_errors(client_pin):
+            if permissions and ClientPin.is_token_supported(self.ctap2.info):
+                token = client_pin.get_pin_token(pin, permissions, rp_id)
+            else:
+                token = client_pin.get_pin_token(pin)
+        return client_pin.protocol, token
+
+    # --- credentials ------------------------------------------------------------------------------
+
+    def _credman(self, pin: str) -> CredentialManagement:
+        if not CredentialManagement.is_supported(self.ctap2.info):
+            raise NotSupported(
+                "this key cannot list or delete credentials (credMgmt)", "use the key's vendor tool"
+            )
+        protocol, token = self._token(pin, ClientPin.PERMISSION.CREDENTIAL_MGMT)
+        return CredentialManagement(self.ctap2, protocol, token)
+
+    def credentials(self, pin: str, rp_id: str | None = None) -> list[StoredCredential]:
+        credman = self._credman(pin)
+        found: list[StoredCredential] = []
+        with key_errors():
+            if credman.get_metadata().get(CredentialManagement.RESULT.EXISTING_CRED_COUNT, 0) == 0:
+                return []
+            for rp in credman.enumerate_rps():
+                rp_entity = rp[CredentialManagement.RESULT.RP]
+                if rp_id is not None and rp_entity["id"] != rp_id:
+                    continue
+                for cred in credman.enumerate_creds(rp[CredentialManagement.RESULT.RP_ID_HASH]):
+                    user = cred[CredentialManagement.RESULT.USER]
+                    protect = cred.get(CredentialManagement.RESULT.CRED_PROTECT)
+                    found.append(
+                        StoredCredential(
+                            rp_id=rp_entity["id"],
+                            user_name=user.get("name", ""),
+                            display_name=user.get("displayName", ""),
+                            user_id=websafe_encode(user["id"]),
+                            credential_id=websafe_encode(
+                                cred[CredentialManagement.RESULT.CREDENTIAL_ID]["id"]
+                            ),
+                            cred_protect=CRED_PROTECT_NAMES.get(protect) if protect else None,
+                            large_blob_key=CredentialManagement.RESULT.LARGE_BLOB_KEY in cred,
+                        )
+                    )
+        return found
+
+    def _find(self, pin: str, credential_id: str) -> tuple[CredentialManagement, StoredCredential]:
+        decoded = _decode_credential_id(credential_id)
+        matches = [c for c in self.credentials(pin) if websafe_decode(c.credential_id) == decoded]
+        if not matches:
+            raise NotFound("Passkey not found on this device", "list them with 'keyctl key creds list'")
+        return self._credman(pin), matches[0]
+
+    def delete_credential(self, pin: str, credential_id: str) -> StoredCredential:
+        credman, cred = self._find(pin, credential_id)
+        with key_errors():
+            credman.delete_cred(_descriptor(cred.credential_id))
+        return cred
+
+    def update_user(
+        self, pin: str, credential_id: str, name: str | None, display_name: str | None
+    ) -> StoredCredential:
+        if not CredentialManagement.is_update_supported(self.ctap2.info):
+            raise NotSupported("this key cannot update user information (credMgmt update)", "")
+        credman, cred = self._find(pin, credential_id)
+        user = PublicKeyCredentialUserEntity(
+            id=websafe_decode(cred.user_id),
+            name=cred.user_name if name is None else name,
+            display_name=cred.display_name if display_name is None else display_name,
+        )
+        with key_errors():
+            credman.update_user_info(_descriptor(cred.credential_id), user)
+        return cred
+
+    # --- config -----------------------------------------------------------------------------------
+
+    def _config(self, pin: str) -> Config:
+        if not Config.is_supported(self.ctap2.info):
+            raise NotSupported("this key has no configuration command (authnrCfg)", "")
+        protocol, token = self._token(pin, ClientPin.PERMISSION.AUTHENTICATOR_CFG)
+        return Config(self.ctap2, protocol, token)
+
+    def set_min_pin_length(
+        self, pin: str, length: int | None, rp_ids: Sequence[str], force_change: bool
+    ) -> None:
+        info = self.ctap2.get_info()
+        if "setMinPINLength" not in info.options:
+            raise NotSupported("this key cannot change its minimum PIN length (setMinPINLength)", "")
+        if length is not None and not info.min_pin_length <= length <= MAX_PIN_BYTES:
+            raise PinPolicy(
+                f"minimum PIN length {length} is out of range: it can only grow, from {info.min_pin_length} "
+                f"up to {MAX_PIN_BYTES}",
+                "choose a larger value",
+            )
+        config = self._config(pin)
+        with key_errors():
+            config.set_min_pin_length(
+                min_pin_length=length, rp_ids=list(rp_ids) or None, force_change_pin=force_change
+            )
+
+    def set_always_uv(self, pin: str, enabled: bool) -> bool:
+        """Toggle alwaysUv only if it differs from ``enabled``; returns whether anything changed."""
+        current = self.ctap2.get_info().options.get("alwaysUv")
+        if current is None:
+            raise NotSupported("this key has no alwaysUv setting", "")
+        if current == enabled:
+            return False
+        config = self._config(pin)
+        with key_errors():
+            config.toggle_always_uv()
+        return True
+
+    def enable_enterprise_attestation(self, pin: str) -> None:
+        if "ep" not in self.ctap2.get_info().options:
+            raise NotSupported("this key has no enterprise attestation (ep)", "")
+        config = self._config(pin)
+        with key_errors():
+            config.enable_enterprise_attestation()
+
+    # --- reset and wink ---------------------------------------------------------------------------
+
+    def reset(self, on_touch_needed: Callable[[], None]) -> None:
+        """Factory-reset the key: deletes every credential and the PIN. Needs a touch, soon after power-up."""
+        prompted = False
+
+        def keepalive(status: int) -> None:
+            nonlocal prompted
+            if not prompted:
+                prompted = True
+                on_touch_needed()
+
+        with key_errors():
+            self.ctap2.reset(on_keepalive=keepalive)
+
+    def wink(self) -> None:
+        from fido2.hid import CAPABILITY
+
+        if not self.device.capabilities & CAPABILITY.WINK:
+            raise NotSupported("this key cannot wink", "")
+        with key_errors():
+            self.device.wink()
+
+
+@contextmanager
+def pin_errors(client_pin: ClientPin) -> Iterator[None]:
+    """Like key_errors, but a wrong PIN reports the attempts left (asked of the key afterwards)."""
+    try:
+        with key_errors():
+            yield
+    except KeyctlError as mapped:
+        cause = mapped.__cause__
+        if isinstance(cause, CtapError) and cause.code in (
+            CtapError.ERR.PIN_INVALID,
+            CtapError.ERR.PIN_AUTH_INVALID,
+        ):
+            try:
+                retries: int | None = client_pin.get_pin_retries()[0]
+            except CtapError:
+                retries = None
+            raise from_ctap(cause, retries) from cause
+        raise
+
+
+def _decode_credential_id(value: str) -> bytes:
+    try:
+        if not value or not re.fullmatch(r"[A-Za-z0-9_-]+={0,2}", value):
+            raise ValueError(value)
+        return websafe_decode(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{value!r} is not a base64url credential id", "copy it from 'keyctl key creds list'"
+        ) from None
+
+
+def _descriptor(credential_id: str) -> PublicKeyCredentialDescriptor:
+    return PublicKeyCredentialDescriptor(
+        type=PublicKeyCredentialType.PUBLIC_KEY, id=websafe_decode(credential_id)
+    )
+
+
+def _algorithm_name(entry: object) -> str:
+    from fido2.cose import CoseKey, UnsupportedKey
+
+    alg = entry.get("alg") if isinstance(entry, dict) else None
+    if not isinstance(alg, int):
+        return str(entry)
+    key_type = CoseKey.for_alg(alg)
+    return str(alg) if key_type is UnsupportedKey else key_type.__name__
