@@ -74,10 +74,11 @@ class Policy:
     require_passkey: bool = True
 
 
-def load_policy(path: Path, stale_days: int | None = None) -> Policy:
-    """Read a policy TOML file: allowed_aaguids, min_certification, device_bound_only, stale_days."""
+def load_policy(path: Path | None, stale_days: int | None = None) -> Policy:
+    """Read a policy TOML file (allowed_aaguids, min_certification, device_bound_only, stale_days,
+    require_passkey); no file means the defaults. ``stale_days`` overrides the file's value."""
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text()) if path else {}
     except OSError as error:
         raise InvalidInput(f"cannot read policy file {path}: {error.strerror}", "check the path") from None
     except tomllib.TOMLDecodeError as error:
