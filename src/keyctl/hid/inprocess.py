@@ -52,5 +52,6 @@ def connect(authenticator: VirtualAuthenticator, name: str = "memory") -> CtapHi
 def open_stored(name: str) -> CtapHidDevice:
     """The stored virtual authenticator ``name`` (state loaded and saved around each command)."""
     from keyctl.authenticator.store import FileStore
+    from keyctl.hid.prompt import terminal_prompter
 
-    return connect(VirtualAuthenticator(FileStore(name)), name)
+    return connect(VirtualAuthenticator(FileStore(name), prompter=terminal_prompter), name)

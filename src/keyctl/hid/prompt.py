@@ -1,0 +1,21 @@
+"""The terminal side of the ``prompt`` presence policy: the person at the keyboard plays the touch."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+from keyctl.authenticator import PresenceRequest
+
+_lock = threading.Lock()
+
+
+def terminal_prompter(request: PresenceRequest) -> bool:
+    """Ask on stderr, read y/n from stdin; without a terminal nobody can touch, so the answer is no."""
+    if not sys.stdin.isatty():
+        return False
+    where = f" for {request.rp_id}" if request.rp_id else ""
+    with _lock:
+        sys.stderr.write(f"Touch the virtual key to {request.action}{where}? [y/N] ")
+        sys.stderr.flush()
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
