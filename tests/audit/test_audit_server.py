@@ -1,0 +1,143 @@
+"""keyctl audit server against the running reference server, populated over its real HTTP API."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from keyctl.audit import mds
+from keyctl.errors import ExitCode
+from keyctl.server import ServerHandle, start
+from tests.server.conftest import FakeClock, client, create_user, enroll, register
+from tests.server.softauth import BE, BS, UP, UV, SoftAuthenticator
+
+from .mds_factory import REVOKED_KEY, YUBIKEY_5, Pki, sign_blob
+
+DAY = 86400.0
+
+
+def _login(server: ServerHandle, key: SoftAuthenticator, email: str, counter: int) -> httpx.Response:
+    http = client(server)
+    options = http.post("/api/passkeys/login/options", json={"email": email}).json()
+    flags = UP | UV | ((BE | BS) if key.backup else 0)  # a synced passkey keeps its backup flags
+    return http.post("/api/passkeys/login/verify", json=key.get(options, counter=counter, flags=flags))
+
+
+@pytest.fixture(scope="module")
+def populated_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
+    """Six users: healthy, no passkey, revoked model, cloned counter + synced, stale, unknown model.
+    The audit only reads, so the tests of this module share one server."""
+    clock = FakeClock()
+    clock.now -= 120 * DAY  # the stale passkey is registered 120 days ago
+    with start(tmp_path_factory.mktemp("rp") / "rp.sqlite3", clock=clock, rate_limit=100_000) as server:
+        origin = server.url
+        erin = enroll(server, clock, "erin@example.com")
+        register(erin.http, SoftAuthenticator(origin, uuid.UUID(YUBIKEY_5).bytes))
+        clock.advance(120 * DAY)
+        alice = enroll(server, clock, "alice@example.com")
+        register(alice.http, SoftAuthenticator(origin, uuid.UUID(YUBIKEY_5).bytes))
+        create_user(server, "bob@example.com")
+        carol = enroll(server, clock, "carol@example.com")
+        register(carol.http, SoftAuthenticator(origin, uuid.UUID(REVOKED_KEY).bytes))
+        dave = enroll(server, clock, "dave@example.com")
+        dave_key = SoftAuthenticator(origin, uuid.UUID(YUBIKEY_5).bytes, backup=True)
+        register(dave.http, dave_key)
+        assert _login(server, dave_key, "dave@example.com", counter=9).status_code == 200
+        assert _login(server, dave_key, "dave@example.com", counter=3).status_code == 400  # a clone
+        frank = enroll(server, clock, "frank@example.com")
+        register(
+            frank.http, SoftAuthenticator(origin, uuid.UUID("0badc0de-0000-4000-8000-000000000001").bytes)
+        )
+        yield server
+
+
+@pytest.fixture
+def populated(populated_server: ServerHandle, monkeypatch: pytest.MonkeyPatch) -> ServerHandle:
+    monkeypatch.setenv("ADMIN_TOKEN", populated_server.admin_token)
+    return populated_server
+
+
+@pytest.fixture
+def metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pki = Pki()
+    root = tmp_path / "root.pem"
+    root.write_bytes(pki.root_pem())
+    monkeypatch.setenv(mds.ENV_MDS_ROOT, str(root))
+    blob = tmp_path / "blob.jwt"
+    blob.write_bytes(sign_blob(pki))
+    mds.update(str(blob))
+
+
+def _audit(cli: Any, server: ServerHandle, *args: str) -> Any:
+    return cli("audit", "server", "--server", server.url, "--admin-token-env", "ADMIN_TOKEN", *args)
+
+
+def test_findings_for_every_kind_of_user(cli: Any, populated: ServerHandle, metadata: None) -> None:
+    result = _audit(cli, populated, "--json", "--stale-days", "90")
+    assert result.exit_code == ExitCode.AUDIT_FINDINGS  # a revoked model is critical, above the default high
+    report = json.loads(result.stdout)
+    assert report["summary"]["users"] == 6
+    assert report["summary"]["passkeys"] == 5
+    found = {(f["code"], f["subject"].split(" / ")[0]) for f in report["findings"]}
+    assert found == {
+        ("user.no_passkey", "bob@example.com"),
+        ("model.revoked", "carol@example.com"),
+        ("model.attestation_key_compromise", "carol@example.com"),
+        ("passkey.counter_anomaly", "dave@example.com"),
+        ("passkey.stale", "erin@example.com"),
+        ("model.unknown", "frank@example.com"),
+    }
+    assert report["findings"][0]["severity"] == "critical"
+    assert "at or above high" in result.stderr
+
+
+def test_fail_on_threshold_and_policy(
+    cli: Any, populated: ServerHandle, metadata: None, tmp_path: Path
+) -> None:
+    assert _audit(cli, populated, "--json", "--fail-on", "critical").exit_code == ExitCode.AUDIT_FINDINGS
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'device_bound_only = true\nallowed_aaguids = ["{YUBIKEY_5}"]\n')
+    result = _audit(cli, populated, "--json", "--policy", str(policy))
+    codes = {(f["code"], f["subject"].split(" / ")[0]) for f in json.loads(result.stdout)["findings"]}
+    assert ("policy.synced_passkey", "dave@example.com") in codes
+    assert ("policy.model_not_allowed", "frank@example.com") in codes
+    assert ("policy.model_not_allowed", "alice@example.com") not in codes
+
+
+def test_csv_and_html_outputs(cli: Any, populated: ServerHandle, metadata: None, tmp_path: Path) -> None:
+    html = tmp_path / "report.html"
+    result = _audit(cli, populated, "--csv", "--html", str(html), "--fail-on", "critical")
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {r["subject"].split(" / ")[0] for r in rows} >= {"bob@example.com", "carol@example.com"}
+    page = html.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "carol@example.com" in page
+
+
+def test_pages_through_the_admin_api(
+    cli: Any, populated: ServerHandle, metadata: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyctl.audit import server as audit_server
+
+    monkeypatch.setattr(audit_server, "PAGE_SIZE", 2)
+    report = json.loads(_audit(cli, populated, "--json").stdout)
+    assert report["summary"]["users"] == 6
+
+
+def test_wrong_token_and_unreachable_server(
+    cli: Any, populated: ServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADMIN_TOKEN", "not-the-token")
+    refused = _audit(cli, populated)
+    assert refused.exit_code == ExitCode.SIGN_IN_FAILED
+    assert "not-the-token" not in refused.stderr
+    down = cli("audit", "server", "--server", "http://127.0.0.1:9", "--admin-token-env", "ADMIN_TOKEN")
+    assert down.exit_code == ExitCode.SERVER_UNAVAILABLE
