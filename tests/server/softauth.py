@@ -91,6 +91,7 @@ class SoftAuthenticator:
         flags: int | None = None,
         check_exclude: bool = True,
         transports: tuple[str, ...] = ("usb",),
+        credential_id: bytes | None = None,
     ) -> dict[str, Any]:
         """A RegistrationResponseJSON for PublicKeyCredentialCreationOptionsJSON."""
         if check_exclude and any(
@@ -103,7 +104,9 @@ class SoftAuthenticator:
         cose = cbor(
             {1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
         )
-        credential = Credential(os.urandom(16), key, options["rp"]["id"], unb64url(options["user"]["id"]))
+        credential = Credential(
+            credential_id or os.urandom(16), key, options["rp"]["id"], unb64url(options["user"]["id"])
+        )
         if flags is None:
             flags = UP | UV | AT | ((BE | BS) if self.backup else 0)
         auth_data = (

@@ -61,5 +61,7 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(candidate, base64.b64decode(digest))
 
 
-# Checked against when the email is unknown, so that a wrong email costs as much time as a wrong password.
-DUMMY_HASH = hash_password("not a real password, only spends time")
+@cache
+def dummy_hash() -> str:
+    """Checked against when the email is unknown, so a wrong email costs as much as a wrong password."""
+    return hash_password("not a real password, only spends time")

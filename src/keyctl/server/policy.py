@@ -489,7 +489,7 @@ class Policy:
         with self.store.transaction() as db:
             row = self._user_by_email(db, email)
         # The slow hash runs outside the lock, and as slowly for an unknown email as for a wrong password.
-        ok = passwords.verify_password(password, row["password_hash"] if row else passwords.DUMMY_HASH)
+        ok = passwords.verify_password(password, row["password_hash"] if row else passwords.dummy_hash())
 
         def work(db: sqlite3.Connection, now: float) -> PasswordStep:
             self._check_not_blocked(db, email, ip)
