@@ -33,7 +33,10 @@ AuthenticatorOption = Annotated[
     typer.Option("--authenticator", help="usb, virtual:NAME, udp:HOST:PORT or platform.", show_default=True),
 ]
 DeviceOption = Annotated[
-    str | None, typer.Option("--device", help="With --authenticator usb: the key's hidraw path or serial.")
+    str | None,
+    typer.Option(
+        "--device", help="A device spec (virtual:NAME, udp:HOST:PORT, usb:PATH) or a USB key's path."
+    ),
 ]
 PinEnvOption = Annotated[
     str | None,
@@ -113,10 +116,16 @@ def _env_secret(var: str, flag: str) -> str:
 
 
 def _authenticator_spec(authenticator: str, device: str | None) -> str:
+    """``--device`` takes a full device spec (as everywhere in keyctl) or a USB key's path/serial."""
     if device is None:
         return authenticator
+    if device == "usb" or device.split(":", 1)[0] in ("usb", "virtual", "udp"):
+        return device
     if authenticator != "usb":
-        raise InvalidInput("--device goes with --authenticator usb", "drop --device or use usb")
+        raise InvalidInput(
+            f"--device {device} picks a USB key, but --authenticator is {authenticator}",
+            "drop one of them, or give --device as virtual:NAME / udp:HOST:PORT",
+        )
     return f"usb:{device}"
 
 

@@ -37,6 +37,7 @@ class ServerError(enum.Enum):
     VERIFICATION_FAILED = "verification-failed"
     SIGN_IN_FAILED = "sign-in-failed"
     SERVER_UNAVAILABLE = "server-unavailable"
+    ORIGIN_REFUSED = "origin-refused"  # the server serves another origin than the one keyctl claims
 
 
 @dataclass(frozen=True)

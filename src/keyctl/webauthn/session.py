@@ -23,6 +23,7 @@ from keyctl.errors import (
     NoCredential,
     PasskeyError,
     PasskeyLimit,
+    PhishingRefused,
     ServerUnavailable,
     SessionExpired,
     SignInFailed,
@@ -43,6 +44,7 @@ _ERRORS: dict[ServerError, type[PasskeyError]] = {
     ServerError.VERIFICATION_FAILED: VerificationFailed,
     ServerError.SIGN_IN_FAILED: SignInFailed,
     ServerError.SERVER_UNAVAILABLE: ServerUnavailable,
+    ServerError.ORIGIN_REFUSED: PhishingRefused,
 }
 _REMEDIES: dict[ServerError, str] = {
     ServerError.NO_CREDENTIAL: "sign in with password and 2FA, then run 'keyctl register'",
@@ -52,6 +54,7 @@ _REMEDIES: dict[ServerError, str] = {
     ServerError.VERIFICATION_FAILED: "check that the authenticator is the one registered for this account",
     ServerError.SIGN_IN_FAILED: "check the user name, password and 2FA code",
     ServerError.SERVER_UNAVAILABLE: "check the server URL and that the server is running",
+    ServerError.ORIGIN_REFUSED: "the server belongs to another origin: use its real URL",
 }
 _MAX_SERVER_TEXT = 160
 
@@ -99,6 +102,8 @@ class Session:
         self.profile = profile
         self.origin = origin  # sent as the Origin header of POSTs, as a browser's fetch() does
         self.client = httpx.Client(timeout=timeout, follow_redirects=False)
+        host = urlsplit(self.server_url).hostname or ""
+        self._localhost = host == "localhost" or host.endswith(".localhost")
 
     def close(self) -> None:
         self.client.close()
@@ -144,6 +149,11 @@ class Session:
                 _REMEDIES[ServerError.SERVER_UNAVAILABLE],
             ) from None
         logger.log(TRAFFIC, "response %s: %s", response.status_code, response.text)
+        if self._localhost:
+            # Browsers treat http://localhost as a secure context and send it Secure cookies;
+            # http.cookiejar would not, so such cookies are kept as plain ones.
+            for cookie in self.client.cookies.jar:
+                cookie.secure = False
         try:
             answer = response.json()
         except ValueError:
