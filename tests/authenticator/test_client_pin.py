@@ -1,0 +1,191 @@
+"""authenticatorClientPIN and authenticatorConfig through fido2's ClientPin and Config."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client, UserInteraction
+from fido2.ctap import CtapError
+from fido2.ctap2 import Ctap2
+from fido2.ctap2.config import Config
+from fido2.ctap2.pin import ClientPin, PinProtocolV1, PinProtocolV2
+from fido2.hid import CtapHidDevice
+from fido2.webauthn import PublicKeyCredentialCreationOptions
+
+from keyctl.authenticator import UvMode, VirtualAuthenticator, new_state
+from tests.authenticator import rp
+from tests.authenticator.conftest import Transport
+
+ERR = CtapError.ERR
+PERM = ClientPin.PERMISSION
+CDH = hashlib.sha256(b"client data").digest()
+RP = {"id": "example.com", "name": "Example"}
+ES256 = [{"type": "public-key", "alg": -7}]
+PROTOCOLS = [PinProtocolV1, PinProtocolV2]
+
+
+def pin_only(transport: Transport, pin: str | None = None) -> tuple[VirtualAuthenticator, Ctap2]:
+    """An authenticator without built-in UV, so a PIN is the only user verification."""
+    authenticator = VirtualAuthenticator(new_state(uv=UvMode.NONE), pin_code=pin)
+    return authenticator, Ctap2(transport(authenticator))
+
+
+def code(call: object) -> ERR:
+    assert callable(call)
+    with pytest.raises(CtapError) as raised:
+        call()
+    return raised.value.code
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS, ids=["v1", "v2"])
+def test_set_change_and_use_a_pin(transport: Transport, protocol: type) -> None:
+    _, ctap = pin_only(transport)
+    client_pin = ClientPin(ctap, protocol())
+    client_pin.set_pin("1234")
+    assert ctap.get_info().options["clientPin"] is True
+    assert code(lambda: client_pin.set_pin("5678")) == ERR.NOT_ALLOWED
+    client_pin.change_pin("1234", "98765")
+    assert code(lambda: client_pin.get_pin_token("1234")) == ERR.PIN_INVALID
+    token = client_pin.get_pin_token("98765", PERM.MAKE_CREDENTIAL, "example.com")
+    auth = client_pin.protocol.authenticate(token, CDH)
+    made = ctap.make_credential(
+        CDH, RP, {"id": b"u"}, ES256, pin_uv_param=auth, pin_uv_protocol=client_pin.protocol.VERSION
+    )
+    assert made.auth_data.is_user_verified()
+    # a token bound to example.com is refused for another RP, and lacks the getAssertion permission
+    other = {"id": "other.example", "name": "x"}
+    protocol_version = client_pin.protocol.VERSION
+    assert (
+        code(
+            lambda: ctap.make_credential(
+                CDH, other, {"id": b"u"}, ES256, pin_uv_param=auth, pin_uv_protocol=protocol_version
+            )
+        )
+        == ERR.PIN_AUTH_INVALID
+    )
+    no_ga = code(lambda: ctap.get_assertion("example.com", CDH, None, None, None, auth, protocol_version))
+    assert no_ga == ERR.PIN_AUTH_INVALID
+
+
+def test_pin_policy_short_pin_refused(transport: Transport) -> None:
+    _, ctap = pin_only(transport)
+    client_pin = ClientPin(ctap)
+    with pytest.raises(ValueError, match="4"):  # fido2 refuses < 4 characters itself
+        client_pin.set_pin("12")
+    Config(ctap).set_min_pin_length(6)
+    assert ctap.get_info().min_pin_length == 6
+    assert code(lambda: client_pin.set_pin("12345")) == ERR.PIN_POLICY_VIOLATION
+    client_pin.set_pin("123456")
+
+
+def test_three_wrong_pins_block_until_power_cycle_and_eight_block_for_good(transport: Transport) -> None:
+    authenticator, ctap = pin_only(transport, pin="1234")
+    client_pin = ClientPin(ctap)
+    for attempt in range(1, 3):
+        assert code(lambda: client_pin.get_pin_token("0000")) == ERR.PIN_INVALID
+        assert client_pin.get_pin_retries()[0] == 8 - attempt
+    assert code(lambda: client_pin.get_pin_token("0000")) == ERR.PIN_AUTH_BLOCKED
+    assert code(lambda: client_pin.get_pin_token("1234")) == ERR.PIN_AUTH_BLOCKED  # even the right one
+    assert client_pin.get_pin_retries()[0] == 5
+    authenticator.power_cycle()
+    client_pin.get_pin_token("1234")  # the right PIN resets the retries
+    assert client_pin.get_pin_retries()[0] == 8
+    results = []
+    for _ in range(8):
+        results.append(code(lambda: client_pin.get_pin_token("0000")))
+        if results[-1] == ERR.PIN_AUTH_BLOCKED:
+            authenticator.power_cycle()
+    assert results[-1] == ERR.PIN_BLOCKED
+    assert client_pin.get_pin_retries()[0] == 0
+    authenticator.power_cycle()
+    assert code(lambda: client_pin.get_pin_token("1234")) == ERR.PIN_BLOCKED
+
+
+def test_mc_without_token_on_a_pin_protected_key(transport: Transport) -> None:
+    _, ctap = pin_only(transport, pin="1234")
+    # non-discoverable without UV is allowed (makeCredUvNotRqd); discoverable needs the PIN
+    ctap.make_credential(CDH, RP, {"id": b"u"}, ES256)
+    assert code(lambda: ctap.make_credential(CDH, RP, {"id": b"u"}, ES256, options={"rk": True})) == (
+        ERR.PUAT_REQUIRED
+    )
+    assert code(lambda: ctap.make_credential(CDH, RP, {"id": b"u"}, ES256, pin_uv_param=b"x")) == (
+        ERR.MISSING_PARAMETER
+    )
+    assert code(
+        lambda: ctap.make_credential(CDH, RP, {"id": b"u"}, ES256, pin_uv_param=b"x" * 32, pin_uv_protocol=2)
+    ) == (ERR.PIN_AUTH_INVALID)
+
+
+def test_uv_token_with_built_in_verification(device: CtapHidDevice) -> None:
+    ctap = Ctap2(device)
+    client_pin = ClientPin(ctap)
+    token = client_pin.get_uv_token(PERM.GET_ASSERTION | PERM.MAKE_CREDENTIAL, "example.com")
+    assert len(token) == 32
+    assert client_pin.get_uv_retries() == 8
+
+
+class PinEntry(UserInteraction):
+    def __init__(self, pin: str) -> None:
+        self.pin = pin
+
+    def request_pin(self, permissions: ClientPin.PERMISSION, rp_id: str | None) -> str | None:
+        return self.pin
+
+
+def test_fido2_client_uses_the_pin(transport: Transport) -> None:
+    _, ctap = pin_only(transport, pin="2468")
+    client = Fido2Client(
+        ctap.device, DefaultClientDataCollector(rp.ORIGIN), user_interaction=PinEntry("2468")
+    )
+    options = PublicKeyCredentialCreationOptions.from_dict(
+        {
+            "rp": RP,
+            "user": {"id": "dXNlcg", "name": "user", "displayName": "User"},
+            "challenge": "Y2hhbGxlbmdlY2hhbGxlbmdl",
+            "pubKeyCredParams": [{"type": "public-key", "alg": -7}],
+            "authenticatorSelection": {"residentKey": "required", "userVerification": "required"},
+        }
+    )
+    response = client.make_credential(options)
+    assert response.response.attestation_object.auth_data.is_user_verified()
+    wrong = Fido2Client(ctap.device, DefaultClientDataCollector(rp.ORIGIN), user_interaction=PinEntry("1111"))
+    with pytest.raises(ClientError) as raised:
+        wrong.make_credential(options)
+    assert isinstance(raised.value.cause, CtapError)
+    assert raised.value.cause.code == ERR.PIN_INVALID
+
+
+def test_config_always_uv_and_forced_pin_change(transport: Transport) -> None:
+    _, ctap = pin_only(transport, pin="1234")
+    client_pin = ClientPin(ctap)
+    token = client_pin.get_pin_token("1234", PERM.AUTHENTICATOR_CFG)
+    config = Config(ctap, client_pin.protocol, token)
+    config.toggle_always_uv()
+    info = ctap.get_info()
+    assert info.options["alwaysUv"] is True
+    assert info.options["makeCredUvNotRqd"] is False
+    assert code(lambda: ctap.make_credential(CDH, RP, {"id": b"u"}, ES256)) == ERR.PUAT_REQUIRED
+    config.set_min_pin_length(min_pin_length=6, rp_ids=["example.com"])
+    info = ctap.get_info()
+    assert info.force_pin_change is True  # the 4-digit PIN is now too short
+    assert info.min_pin_length == 6
+    assert code(lambda: client_pin.get_pin_token("1234", PERM.GET_ASSERTION)) == ERR.PIN_POLICY_VIOLATION
+    assert (
+        code(lambda: Config(ctap, client_pin.protocol, token).set_min_pin_length(4))
+        == ERR.PIN_POLICY_VIOLATION
+    )
+    client_pin.change_pin("1234", "654321")
+    assert ctap.get_info().force_pin_change is False
+    token = client_pin.get_pin_token("654321", PERM.MAKE_CREDENTIAL, "example.com")
+    made = ctap.make_credential(
+        CDH,
+        RP,
+        {"id": b"u"},
+        ES256,
+        extensions={"minPinLength": True},
+        pin_uv_param=client_pin.protocol.authenticate(token, CDH),
+        pin_uv_protocol=client_pin.protocol.VERSION,
+    )
+    assert made.auth_data.extensions == {"minPinLength": 6}
+    assert code(lambda: Config(ctap).toggle_always_uv()) == ERR.PUAT_REQUIRED

@@ -1,0 +1,86 @@
+"""Presence policies (auto, deny, prompt, timeout), keepalives and cancel, through fido2's CtapHidDevice."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import pytest
+from fido2.ctap import STATUS, CtapError
+from fido2.ctap2 import Ctap2
+
+from keyctl.authenticator import Policy, PresenceMode, PresenceRequest, VirtualAuthenticator
+from tests.authenticator.conftest import Transport
+
+ERR = CtapError.ERR
+CDH = hashlib.sha256(b"cd").digest()
+RP = {"id": "example.com", "name": "Example"}
+ES256 = [{"type": "public-key", "alg": -7}]
+
+
+def _make(ctap: Ctap2, **kwargs: object) -> object:
+    return ctap.make_credential(CDH, RP, {"id": b"u"}, ES256, **kwargs)  # type: ignore[arg-type]
+
+
+def test_deny_answers_operation_denied(transport: Transport) -> None:
+    ctap = Ctap2(transport(VirtualAuthenticator(policy=Policy(presence=PresenceMode.DENY))))
+    with pytest.raises(CtapError) as raised:
+        _make(ctap)
+    assert raised.value.code == ERR.OPERATION_DENIED
+
+
+def test_timeout_sends_upneeded_keepalives_then_user_action_timeout(transport: Transport) -> None:
+    policy = Policy(presence=PresenceMode.TIMEOUT, presence_timeout_s=0.5)
+    ctap = Ctap2(transport(VirtualAuthenticator(policy=policy)))
+    seen: list[int] = []
+    started = time.monotonic()
+    with pytest.raises(CtapError) as raised:
+        _make(ctap, on_keepalive=seen.append)
+    assert raised.value.code == ERR.USER_ACTION_TIMEOUT
+    assert seen == [STATUS.UPNEEDED]  # fido2 reports each distinct status once
+    assert 0.4 < time.monotonic() - started < 5
+
+
+def test_prompt_policy_asks_and_obeys(transport: Transport) -> None:
+    asked: list[PresenceRequest] = []
+    answers = [True, False]
+
+    def prompter(request: PresenceRequest) -> bool:
+        asked.append(request)
+        time.sleep(0.25)  # a person takes a moment: keepalives flow meanwhile
+        return answers.pop(0)
+
+    policy = Policy(presence=PresenceMode.PROMPT, presence_timeout_s=5, prompter=prompter)
+    ctap = Ctap2(transport(VirtualAuthenticator(policy=policy)))
+    seen: list[int] = []
+    made = _make(ctap, on_keepalive=seen.append)
+    assert made.auth_data.is_user_present()  # type: ignore[attr-defined]
+    assert seen == [STATUS.UPNEEDED]
+    assert asked[0].rp_id == "example.com"
+    with pytest.raises(CtapError) as raised:
+        _make(ctap)
+    assert raised.value.code == ERR.OPERATION_DENIED
+
+
+def test_cancel_aborts_a_presence_wait_with_keepalive_cancel(transport: Transport) -> None:
+    released = threading.Event()
+
+    def prompter(request: PresenceRequest) -> bool:
+        released.wait(10)  # nobody answers until the test is over
+        return True
+
+    policy = Policy(presence=PresenceMode.PROMPT, presence_timeout_s=30, prompter=prompter)
+    ctap = Ctap2(transport(VirtualAuthenticator(policy=policy)))
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(CtapError) as raised:
+            _make(ctap, event=cancel)
+        assert raised.value.code == ERR.KEEPALIVE_CANCEL
+        assert time.monotonic() - started < 5
+        # the device is free again: a command without presence works at once
+        assert ctap.get_info().versions == ["FIDO_2_0", "FIDO_2_1"]
+    finally:
+        released.set()
