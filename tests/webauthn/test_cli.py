@@ -1,0 +1,120 @@
+"""The commands as scripts use them: a full scripted sign-in, JSON results, cookie jars curl can reuse,
+the session cookie on stdout, and `keyctl demo` as a separate process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import run_keyctl
+from tests.webauthn.conftest import PASSWORD, Reference, authenticator
+
+Cli = Callable[..., Any]
+
+
+def test_scripted_register_then_login_with_session_reuse(
+    cli: Cli,
+    reference: Reference,
+    udp_authenticator: Callable[..., str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    reference.account("dana@example.com").close()
+    monkeypatch.setenv("PW", PASSWORD)
+    monkeypatch.setenv("RC", reference.recovery["dana@example.com"])
+    device = udp_authenticator(authenticator())
+    registered = cli(
+        "register", "--server", reference.url, "--user", "dana@example.com", "--name", "CI key", "--resident",
+        "--password-env", "PW", "--recovery-code-env", "RC", "--authenticator", device, "--json",
+    )  # fmt: skip
+    assert registered.exit_code == 0, registered.stderr
+    answer = json.loads(registered.stdout)
+    assert answer["ceremony"] == "register"
+    assert answer["server"]["passkey"]["name"] == "CI key"
+    # The recovery code was used, so the server issued a new one: the script gets it, once.
+    assert answer["recovery_code"] not in ("", reference.recovery["dana@example.com"])
+    assert PASSWORD not in registered.stdout + registered.stderr
+
+    jar = tmp_path / "session.jar"
+    printed = cli(
+        "login",
+        "--server",
+        reference.url,
+        "--authenticator",
+        device,
+        "--cookie-jar",
+        str(jar),
+        "--print-session",
+    )
+    assert printed.exit_code == 0, printed.stderr
+    cookie = printed.stdout.strip()
+    assert "\t".join(("keyctl_session", cookie)) in jar.read_text()
+    me = subprocess.run(
+        ["curl", "-sf", "-b", str(jar), f"{reference.url}/api/me"], check=True, capture_output=True, text=True
+    )
+    assert json.loads(me.stdout)["email"] == "dana@example.com"
+
+    result = cli(
+        "login", "--server", reference.url, "--user", "dana@example.com", "--authenticator", device, "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    login = json.loads(result.stdout)
+    assert login["verified"] is True
+    assert (login["user"], login["method"], login["authenticator"]) == ("dana@example.com", "passkey", device)
+    assert login["credential_id"] == answer["credential_id"]
+    assert login["server"]["status"] == "signed_in"
+
+
+def test_a_password_sign_in_with_the_recovery_code(
+    cli: Cli, reference: Reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference.account("erin@example.com").close()
+    monkeypatch.setenv("PW", PASSWORD)
+    monkeypatch.setenv("RC", reference.recovery["erin@example.com"])
+    result = cli(
+        "login", "--server", reference.url, "--user", "erin@example.com", "--password-env", "PW",
+        "--recovery-code-env", "RC",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "signed in as erin@example.com with password and recovery" in result.stdout
+    assert "recovery code (shown once, keep it safe):" in result.stdout
+
+
+def test_a_first_sign_in_without_a_way_to_enroll_totp_is_refused(
+    cli: Cli, reference: Reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference.server.create_user("fred@example.com", PASSWORD)
+    monkeypatch.setenv("PW", PASSWORD)
+    result = cli("login", "--server", reference.url, "--user", "fred@example.com", "--password-env", "PW")
+    assert result.exit_code == 21
+    assert "must set up TOTP 2FA first" in result.stderr
+
+
+def test_demo_runs_the_whole_journey_as_a_process() -> None:
+    result = run_keyctl(["demo"], timeout=120)
+    assert result.exit_code == 0, result.stderr
+    steps = (
+        "1. started keyctl's reference server",
+        "4. signed in with password + TOTP",
+        "5. registered a passkey",
+        "6. signed out",
+        "7. signed in with the passkey as demo@example.com",
+        "8. stopped the server",
+    )
+    for step in steps:
+        assert step in result.stderr
+    assert "demo complete" in result.stdout
+
+
+def test_demo_json() -> None:
+    result = run_keyctl(["demo", "--json"], timeout=120)
+    assert result.exit_code == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["signed_in"] is True
+    assert answer["user"] == "demo@example.com"
+    assert answer["server"].startswith("http://localhost:")
