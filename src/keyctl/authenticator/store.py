@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib
 import logging
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import ModuleType
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -26,7 +24,7 @@ from keyctl import config
 from keyctl.authenticator import cbor
 from keyctl.authenticator.state import AuthenticatorState
 from keyctl.authenticator.status import CtapFailure
-from keyctl.errors import AlreadyExists, InvalidInput, NotFound, SecretStoreError, StateError
+from keyctl.errors import AlreadyExists, InvalidInput, NotFound, StateError
 from keyctl.fileio import atomic_write
 
 log = logging.getLogger(__name__)
@@ -91,19 +89,9 @@ def _account(name: str) -> str:
     return f"virtual-authenticator:{name}"
 
 
-def _secrets() -> ModuleType:
-    """keyctl.secrets (the OS keyring), imported on first use: it is slow to import."""
-    try:
-        return importlib.import_module("keyctl.secrets")
-    except ImportError as error:
-        raise SecretStoreError(
-            "the OS keyring is not available to keyctl",
-            f"set ${ENV_VIRTUAL_KEY} (CI mode): 'keyctl virtual ci-key' makes one",
-        ) from error
-
-
 def _keyring_key(name: str, create: bool) -> bytes:
-    secrets = _secrets()
+    from keyctl import secrets  # slow to import: only when a keyring is needed
+
     value = secrets.get_secret(_account(name))
     if value is None:
         if not create:
@@ -240,7 +228,9 @@ def remove(name: str) -> None:
     store.path.unlink()
     _lock_path(name).unlink(missing_ok=True)
     if store._source == SOURCE_KEYRING:
-        _secrets().delete_secret(_account(name))
+        from keyctl import secrets
+
+        secrets.delete_secret(_account(name))
 
 
 def export_blob(name: str) -> str:
