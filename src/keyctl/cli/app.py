@@ -24,9 +24,12 @@ SUB_APPS: list[tuple[str, str, str]] = [
     ("key", "keyctl.cli.key", "Manage a security key: PIN, credentials, settings, reset."),
     ("audit", "keyctl.cli.audit", "Audit registered passkeys and connected keys against FIDO metadata."),
     ("virtual", "keyctl.cli.virtual", "Virtual FIDO2 authenticators for CI and tests (CTAP2 over CTAPHID)."),
+    ("totp", "keyctl.cli.totp", "TOTP/HOTP codes from secrets kept in the OS keyring."),
+    ("server", "keyctl.cli.server", "Run keyctl's reference sign-in server (relying party); add accounts."),
 ]
 # (command name, module, function name): top-level commands such as ``keyctl login``.
 COMMANDS: list[tuple[str, str, str]] = [
+    ("doctor", "keyctl.cli.doctor", "doctor"),
     ("register", "keyctl.cli.ceremony", "register"),
     ("login", "keyctl.cli.ceremony", "login"),
     ("demo", "keyctl.cli.ceremony", "demo"),

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 import sqlite3
@@ -317,7 +318,7 @@ class Policy:
             while hits and hits[0] <= now - RATE_WINDOW:
                 hits.popleft()
             if len(hits) >= self.settings.rate_limit:
-                retry = int(hits[0] + RATE_WINDOW - now) + 1
+                retry = max(1, math.ceil(hits[0] + RATE_WINDOW - now))
                 raise PolicyError(
                     "rate_limited", f"too many requests: try again in {retry} s", retry_after=retry
                 )
@@ -1072,15 +1073,16 @@ class Policy:
 def _enum(kind: type[E], value: str | None, key: str, default: E) -> E:
     if value is None:
         return default
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(e.value for e in kind)
-        raise PolicyError("invalid_request", f"{key} must be one of {allowed}") from None
+    allowed = [e.value for e in kind]
+    if value not in allowed:  # fido2's enums map unknown strings to a default instead of refusing them
+        raise PolicyError("invalid_request", f"{key} must be one of {', '.join(allowed)}")
+    return kind(value)
 
 
 def _parse(kind: type[R], body: Mapping[str, Any]) -> R:
     """A WebAuthn JSON response, or invalid_request naming what is malformed."""
+    if body.get("type") != "public-key":  # fido2 turns any unknown type into "public-key"
+        raise PolicyError("invalid_request", "type must be 'public-key'")
     try:
         parsed = kind.from_dict(body)
         parsed.response.client_data.challenge  # noqa: B018  (clientDataJSON is parsed lazily: touch it)

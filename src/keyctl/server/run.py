@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+import signal
 import socket
 import threading
 import time
@@ -67,7 +68,8 @@ def _check_origin(origin: str, rp_id: str) -> None:
 class ServerHandle:
     """A server started with ``start``: use it as a context manager, or call ``stop()``."""
 
-    url: str  # also the origin
+    url: str  # the origin browsers use
+    local_url: str  # where the server listens (differs from url behind a TLS proxy)
     admin_token: str
     db_path: Path
     outbox_path: Path
@@ -95,6 +97,7 @@ class ServerHandle:
 @dataclass(frozen=True)
 class Prepared:
     url: str
+    local_url: str
     admin_token: str
     policy: Policy
     server: uvicorn.Server
@@ -136,7 +139,9 @@ def prepare(
         policy.cleanup()
         app = build_app(policy, secure_cookie=origin.startswith("https://"))
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        return Prepared(origin, token, policy, uvicorn.Server(config), sock)
+        address = f"[{host}]" if ":" in host else host
+        local_url = f"http://{address}:{bound_port}"
+        return Prepared(origin, local_url, token, policy, uvicorn.Server(config), sock)
     except BaseException:
         sock.close()
         raise
@@ -179,6 +184,7 @@ def start(
         time.sleep(0.005)
     return ServerHandle(
         url=prepared.url,
+        local_url=prepared.local_url,
         admin_token=prepared.admin_token,
         db_path=db_path,
         outbox_path=prepared.policy.settings.outbox,
@@ -189,10 +195,18 @@ def start(
 
 
 def serve(prepared: Prepared) -> None:
-    """Serve in the foreground until SIGINT/SIGTERM (uvicorn's handlers), then close the database."""
+    """Serve in the foreground until SIGINT/SIGTERM, then close the database and return normally.
+
+    uvicorn shuts down gracefully on those signals and then re-raises them to the handlers it found;
+    with no-op handlers in place the process ends through the normal path, with exit code 0.
+    """
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda *_: None) for sig in stops}
     try:
         prepared.server.run(sockets=[prepared.sock])
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         prepared.policy.store.close()
 
 

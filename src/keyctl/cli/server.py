@@ -1,0 +1,116 @@
+"""``keyctl server``: run the reference relying party, and add accounts to its database."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from keyctl.errors import InvalidInput
+
+app = typer.Typer(no_args_is_help=False, help="Run keyctl's reference relying party (the sign-in server).")
+user_app = typer.Typer(no_args_is_help=True, help="Manage the server's accounts.")
+app.add_typer(user_app, name="user")
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="SQLite database file (default: $KEYCTL_DATA_DIR/server.sqlite3)."),
+]
+
+
+def _db(path: Path | None) -> Path:
+    if path is not None:
+        return path
+    from keyctl.config import data_dir
+
+    return data_dir() / "server.sqlite3"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.callback(invoke_without_command=True)
+def run(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", help="TCP port (0 picks a free one).", min=0, max=65535)
+    ] = 8765,
+    db: DbOption = None,
+    rp_id: Annotated[str, typer.Option("--rp-id", help="WebAuthn relying party id.")] = "localhost",
+    origin: Annotated[
+        str | None, typer.Option("--origin", help="The origin browsers use (default: http://localhost:PORT).")
+    ] = None,
+    admin_token_env: Annotated[
+        str | None,
+        typer.Option("--admin-token-env", help="Take the admin API token from this environment variable."),
+    ] = None,
+    rate_limit: Annotated[
+        int, typer.Option("--rate-limit", help="Requests a minute per IP on the auth endpoints.", min=1)
+    ] = 120,
+) -> None:
+    """Run the server until Ctrl-C or SIGTERM (with no subcommand)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from keyctl.cli.output import Terminal
+    from keyctl.server.run import prepare, serve
+
+    admin_token = None
+    if admin_token_env:
+        admin_token = os.environ.get(admin_token_env)
+        if not admin_token:
+            raise InvalidInput(
+                f"environment variable {admin_token_env} is not set or empty",
+                f"export {admin_token_env} with the admin token, or drop --admin-token-env",
+            )
+    terminal = Terminal()
+    if not _is_loopback(host):
+        terminal.warn(f"listening on {host}: reachable from other machines; put TLS in front of it")
+    database = _db(db)
+    prepared = prepare(
+        database,
+        host=host,
+        port=port,
+        rp_id=rp_id,
+        origin=origin,
+        admin_token=admin_token,
+        rate_limit=rate_limit,
+    )
+    terminal.status(f"keyctl server: {prepared.url} (rpId {rp_id}), database {database}")
+    if admin_token is None:
+        terminal.status(f"admin token: {prepared.admin_token}")
+    terminal.status(f"unblock links go to {prepared.policy.settings.outbox}; Ctrl-C stops the server")
+    serve(prepared)
+    terminal.status("keyctl server stopped")
+
+
+@user_app.command("add")
+def user_add(
+    email: Annotated[str, typer.Argument(help="The account's email address.")],
+    db: DbOption = None,
+    password_env: Annotated[
+        str | None,
+        typer.Option("--password-env", help="Take the password from this environment variable."),
+    ] = None,
+) -> None:
+    """Create an account (password from a prompt, --password-env VAR, or one line of stdin)."""
+    from keyctl.cli.output import Terminal
+    from keyctl.cli.prompt import read_secret
+    from keyctl.server.run import create_user
+
+    password = read_secret("password", password_env, confirm=sys.stdin.isatty())
+    database = _db(db)
+    create_user(database, email, password)
+    Terminal().success(f"account {email.strip().lower()} created in {database}")

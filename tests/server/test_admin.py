@@ -1,0 +1,134 @@
+"""The admin API: bearer token, paginated users with passkey metadata, and the append-only audit log."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import httpx
+import pytest
+
+from keyctl.server import ServerHandle
+from tests.server.conftest import (
+    EMAIL,
+    PASSWORD,
+    FakeClock,
+    admin,
+    audit_events,
+    client,
+    enroll,
+    error_of,
+    register,
+)
+from tests.server.softauth import SoftAuthenticator
+
+ADMIN_CALLS = [
+    ("GET", "/api/admin/users"),
+    ("POST", "/api/admin/users"),
+    ("DELETE", f"/api/admin/users/{EMAIL}/passkeys/AAAA"),
+    ("POST", f"/api/admin/users/{EMAIL}/reset-2fa"),
+    ("GET", "/api/admin/blocks"),
+    ("POST", "/api/admin/unblock"),
+    ("GET", "/api/admin/audit"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ADMIN_CALLS)
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic abc", "Bearer"])
+def test_admin_api_needs_the_token(
+    server: ServerHandle, method: str, path: str, authorization: str | None
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = client(server).request(method, path, headers=headers, json={} if method == "POST" else None)
+    assert response.status_code == 401
+    assert error_of(response) == "unauthorized"
+
+
+def test_users_are_listed_page_by_page_with_passkey_metadata(server: ServerHandle, clock: FakeClock) -> None:
+    account = enroll(server, clock)
+    register(account.http, SoftAuthenticator(server.url), name="Desk key")
+    for n in range(4):
+        server.create_user(f"user{n}@example.com", PASSWORD)
+    seen: list[dict[str, object]] = []
+    cursor: str | None = None
+    with admin(server) as a:
+        pages = 0
+        while True:
+            params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+            page = a.get("/api/admin/users", params=params).json()
+            seen += page["users"]
+            pages += 1
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    assert pages == 3
+    assert [u["email"] for u in seen] == [EMAIL] + [f"user{n}@example.com" for n in range(4)]
+    alice = seen[0]
+    assert alice["totp_enrolled"] is True
+    assert alice["last_sign_in_at"] is not None
+    passkeys = alice["passkeys"]
+    assert isinstance(passkeys, list)
+    assert set(passkeys[0]) == {
+        "id",
+        "name",
+        "created_at",
+        "last_used_at",
+        "aaguid",
+        "transports",
+        "backup_eligible",
+        "backed_up",
+        "sign_count",
+    }
+    assert passkeys[0]["name"] == "Desk key"
+    assert seen[1]["totp_enrolled"] is False
+
+
+def test_audit_log_records_security_events_and_pages(server: ServerHandle, clock: FakeClock) -> None:
+    account = enroll(server, clock)
+    client(server).post("/api/signin/password", json={"email": EMAIL, "password": "wrong password!"})
+    register(account.http, SoftAuthenticator(server.url))
+    events = audit_events(server)
+    names = [e["event"] for e in events]
+    for expected in (
+        "user_created",
+        "signin_password_ok",
+        "totp_enrolled",
+        "signin_ok",
+        "signin_failed",
+        "passkey_registered",
+    ):
+        assert expected in names
+    failed = events[names.index("signin_failed")]
+    assert failed["email"] == EMAIL
+    assert failed["ip"] == "127.0.0.1"
+    assert failed["detail"] == {"reason": "invalid_credentials"}
+    with admin(server) as a:
+        first = a.get("/api/admin/audit", params={"limit": "2"}).json()
+        assert [e["id"] for e in first["events"]] == [events[0]["id"], events[1]["id"]]
+        rest = a.get("/api/admin/audit", params={"after": str(first["next_after"]), "limit": "1000"}).json()
+        assert [e["id"] for e in first["events"] + rest["events"]] == [e["id"] for e in events]
+        assert rest["next_after"] is None
+
+
+def test_audit_log_is_append_only(server: ServerHandle, clock: FakeClock) -> None:
+    enroll(server, clock)
+    db = sqlite3.connect(server.db_path)
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute("UPDATE audit SET event = 'nothing'")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            db.execute("DELETE FROM audit")
+    finally:
+        db.close()
+
+
+def test_admin_creates_accounts_with_the_password_rules(server: ServerHandle) -> None:
+    with admin(server) as a:
+        created = a.post("/api/admin/users", json={"email": " Carol@Example.com ", "password": PASSWORD})
+        assert created.status_code == 201
+        assert created.json()["email"] == "carol@example.com"
+        assert error_of(a.post("/api/admin/users", json={"email": "no-at-sign", "password": PASSWORD})) == (
+            "invalid_request"
+        )
+    assert httpx.post(
+        server.url + "/api/signin/password", json={"email": "carol@example.com", "password": PASSWORD}
+    ).json() == {"status": "totp_enrollment_required"}
