@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 MAX_DEPTH = 8
+_SIMPLE: dict[int, bool | None] = {20: False, 21: True, 22: None}
 
 
 class CborError(ValueError):
@@ -29,27 +30,33 @@ def _head(major: int, value: int) -> bytes:
     return bytes([major << 5 | 27]) + struct.pack(">Q", value)
 
 
+def _sort_key(item: tuple[bytes, Any]) -> tuple[int, bytes]:
+    return len(item[0]), item[0]  # canonical CTAP2 order: shorter encoded keys first, then bytewise
+
+
 def encode(value: Any) -> bytes:
-    if value is True:
-        return b"\xf5"
-    if value is False:
-        return b"\xf4"
+    kind = type(value)  # exact types first: this runs for every field of every response
+    if kind is int:
+        return _head(0, value) if value >= 0 else _head(1, -1 - value)
+    if kind is bytes:
+        raw: bytes = value
+        return _head(2, len(raw)) + raw
+    if kind is str:
+        text: bytes = value.encode()
+        return _head(3, len(text)) + text
+    if kind is dict or isinstance(value, Mapping):
+        items = sorted([(encode(k), v) for k, v in value.items()], key=_sort_key)
+        return _head(5, len(items)) + b"".join([k + encode(v) for k, v in items])
+    if kind is bool:
+        return b"\xf5" if value else b"\xf4"
     if value is None:
         return b"\xf6"
-    if isinstance(value, int):
-        return _head(0, value) if value >= 0 else _head(1, -1 - value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        data = bytes(value)
-        return _head(2, len(data)) + data
-    if isinstance(value, str):
-        text = value.encode()
-        return _head(3, len(text)) + text
-    if isinstance(value, Mapping):
-        items = sorted((encode(k), encode(v)) for k, v in value.items())
-        items.sort(key=lambda kv: len(kv[0]))  # canonical: shorter keys first, then bytewise
-        return _head(5, len(items)) + b"".join(k + v for k, v in items)
-    if isinstance(value, Sequence):
-        return _head(4, len(value)) + b"".join(encode(v) for v in value)
+    if isinstance(value, int):  # IntEnum and other int subclasses
+        return encode(int(value))
+    if isinstance(value, bytearray | memoryview):
+        return encode(bytes(value))
+    if kind is list or kind is tuple or isinstance(value, Sequence):
+        return _head(4, len(value)) + b"".join([encode(v) for v in value])
     raise CborError(f"cannot encode {type(value).__name__}")
 
 
@@ -70,10 +77,9 @@ def _decode(data: bytes, offset: int, depth: int) -> tuple[Any, int]:
     major, info = initial >> 5, initial & 0x1F
     offset += 1
     if major == 7:
-        simple = {20: False, 21: True, 22: None}
-        if info not in simple:
+        if info not in _SIMPLE:
             raise CborError("unsupported simple value or float")
-        return simple[info], offset
+        return _SIMPLE[info], offset
     if info < 24:
         arg = info
     elif info <= 27:
@@ -113,7 +119,7 @@ def _decode(data: bytes, offset: int, depth: int) -> tuple[Any, int]:
         result: dict[Any, Any] = {}
         for _ in range(arg):
             key, offset = _decode(data, offset, depth + 1)
-            if not isinstance(key, int | str | bytes) or isinstance(key, bool) or key in result:
+            if type(key) not in (int, str, bytes) or key in result:
                 raise CborError("unsupported or duplicate map key")
             result[key], offset = _decode(data, offset, depth + 1)
         return result, offset

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 ID_VERSION = 1
 NONCE_SIZE = 12
 MAX_CRED_BLOB = 32
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
 
 
@@ -62,7 +63,7 @@ def cose_public_key(alg: Alg, key: PrivateKey) -> dict[int, Any]:
 
 def sign(key: PrivateKey, data: bytes) -> bytes:
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(data, ec.ECDSA(hashes.SHA256()))
+        return key.sign(data, _ECDSA_SHA256)
     return key.sign(data)
 
 

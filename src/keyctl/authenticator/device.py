@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from keyctl.authenticator import attestation, credentials, pin
 from keyctl.authenticator.commands.credential_management import Enumeration
 from keyctl.authenticator.commands.get_assertion import PendingAssertions
-from keyctl.authenticator.credentials import Alg, PrivateKey
+from keyctl.authenticator.credentials import Alg, PrivateKey, WrappedKey
 from keyctl.authenticator.ports import (
     Clock,
     DirectLink,
@@ -124,7 +124,9 @@ class VirtualAuthenticator:
         self.store: StateStore = store
         self._policy = policy
         self._prompter = prompter
+        self._state_policy: tuple[tuple[str, float, str], Policy] | None = None
         self._key_cache: dict[bytes, PrivateKey] = {}
+        self._unwrap_cache: dict[tuple[bytes, bytes, bytes], WrappedKey | None] = {}
         self.winks = 0
         with self.store.transaction() as state:
             self.may_wait = self.policy(state).presence in (PresenceMode.PROMPT, PresenceMode.TIMEOUT)
@@ -157,12 +159,17 @@ class VirtualAuthenticator:
     def policy(self, state: AuthenticatorState) -> Policy:
         if self._policy is not None:
             return self._policy
-        return Policy(
+        key = (state.presence, state.presence_timeout_s, state.uv)
+        if self._state_policy is not None and self._state_policy[0] == key:
+            return self._state_policy[1]
+        policy = Policy(
             presence=PresenceMode(state.presence),
             presence_timeout_s=state.presence_timeout_s,
             uv=UvMode(state.uv),
             prompter=self._prompter,
         )
+        self._state_policy = (key, policy)
+        return policy
 
     def confirm_presence(self, state: AuthenticatorState, action: str, rp_id: str | None, link: Link) -> None:
         confirm_presence(self.policy(state), PresenceRequest(action, rp_id), link, self.clock)
@@ -191,6 +198,16 @@ class VirtualAuthenticator:
                 self._key_cache.clear()
             key = self._key_cache[private] = credentials.load_private(alg, private)
         return key
+
+    def unwrap(self, state: AuthenticatorState, credential_id: bytes, rp_hash: bytes) -> WrappedKey | None:
+        """credentials.unwrap, remembered: IDs come back again and again in allow lists."""
+        cache_key = (state.wrap_key, credential_id, rp_hash)
+        if cache_key in self._unwrap_cache:
+            return self._unwrap_cache[cache_key]
+        if len(self._unwrap_cache) >= _KEY_CACHE_SIZE:
+            self._unwrap_cache.clear()
+        wrapped = self._unwrap_cache[cache_key] = credentials.unwrap(state.wrap_key, credential_id, rp_hash)
+        return wrapped
 
     def next_counter(
         self, state: AuthenticatorState, credential_id: bytes, resident: ResidentCredential | None

@@ -85,8 +85,8 @@ class _Transaction:
     data: bytearray = field(default_factory=bytearray)
     next_seq: int = 0
     processing: bool = False
-    cancel: threading.Event = field(default_factory=threading.Event)
-    abandoned: bool = False
+    cancelled: bool = False  # CANCEL arrived: the command ends with KEEPALIVE_CANCEL
+    abandoned: bool = False  # INIT resynchronised the channel: nothing more is sent
 
 
 # What handling a report leads to: a message to send (cid, cmd, data), a command to run, or nothing.
@@ -104,7 +104,7 @@ class _TransactionLink:
         self._device.send(self._transaction, KEEPALIVE, bytes([status]))
 
     def cancelled(self) -> bool:
-        return self._transaction.cancel.is_set() or self._transaction.abandoned
+        return self._transaction.cancelled or self._transaction.abandoned
 
 
 class HidDevice:
@@ -127,9 +127,11 @@ class HidDevice:
         self._send(transaction.reply, transaction.cid, cmd, data)
 
     def _send(self, reply: Reply, cid: int, cmd: int, data: bytes) -> None:
+        traffic = log.isEnabledFor(TRAFFIC)
         with self._send_lock:
             for packet in packets(cid, cmd, data):
-                log.log(TRAFFIC, "device sends %s", packet.hex())
+                if traffic:
+                    log.log(TRAFFIC, "device sends %s", packet.hex())
                 reply(packet)
 
     def _error(self, reply: Reply, cid: int, code: int) -> None:
@@ -137,7 +139,8 @@ class HidDevice:
 
     def receive(self, report: bytes, reply: Reply) -> None:
         """Handle one report from a host; answers go through ``reply``. Never raises on bad input."""
-        log.log(TRAFFIC, "device receives %s", report.hex())
+        if log.isEnabledFor(TRAFFIC):
+            log.log(TRAFFIC, "device receives %s", report.hex())
         if len(report) != REPORT_SIZE:
             log.debug("dropped a %d-byte report", len(report))
             return
@@ -173,7 +176,7 @@ class HidDevice:
             return cid, ERROR, bytes([ERR_INVALID_CHANNEL])
         if cmd == CANCEL:
             if current is not None and current.cid == cid and current.processing:
-                current.cancel.set()
+                current.cancelled = True
             return None
         if current is not None:
             if current.cid == cid and not current.processing:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keyctl.authenticator import cbor, credentials
+from keyctl.authenticator import cbor
 from keyctl.authenticator.credentials import WrappedKey
 from keyctl.authenticator.state import AuthenticatorState, ResidentCredential
+
+if TYPE_CHECKING:
+    from keyctl.authenticator.device import VirtualAuthenticator
 
 FLAG_UP = 0x01
 FLAG_UV = 0x04
@@ -47,13 +50,13 @@ def find_resident(state: AuthenticatorState, credential_id: bytes) -> ResidentCr
 
 
 def lookup(
-    state: AuthenticatorState, credential_id: bytes, rp_id: str
+    device: VirtualAuthenticator, state: AuthenticatorState, credential_id: bytes, rp_id: str
 ) -> tuple[WrappedKey, ResidentCredential | None] | None:
     """A credential of ours for this RP: (key, resident record or None), or None when it is not ours.
 
     A discoverable credential that was deleted is not ours any more, though its ID still unwraps.
     """
-    wrapped = credentials.unwrap(state.wrap_key, credential_id, rp_id_hash(rp_id))
+    wrapped = device.unwrap(state, credential_id, rp_id_hash(rp_id))
     if wrapped is None:
         return None
     if not wrapped.resident:

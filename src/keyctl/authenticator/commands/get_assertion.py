@@ -111,7 +111,7 @@ def handle(
     found: list[tuple[bytes, WrappedKey, ResidentCredential | None]] = []
     if request.allow:
         for credential_id in request.allow:
-            match = lookup(state, credential_id, request.rp_id)
+            match = lookup(device, state, credential_id, request.rp_id)
             if match is not None:
                 found.append((credential_id, *match))
     else:
@@ -119,7 +119,7 @@ def handle(
             (c for c in state.credentials if c.rp_id == request.rp_id), key=lambda c: -c.serial
         )
         for record in residents:
-            match = lookup(state, record.credential_id, request.rp_id)
+            match = lookup(device, state, record.credential_id, request.rp_id)
             if match is not None:
                 found.append((record.credential_id, *match))
     usable = [
@@ -169,7 +169,7 @@ def handle_next(
     record = find_resident(state, credential_id)
     if record is None:  # deleted in between
         raise CtapFailure(Status.NO_CREDENTIALS)
-    wrapped = credentials.unwrap(state.wrap_key, credential_id, pending.context.rp_hash)
+    wrapped = device.unwrap(state, credential_id, pending.context.rp_hash)
     if wrapped is None:
         raise CtapFailure(Status.NO_CREDENTIALS)
     return _assertion(device, state, pending.context, credential_id, wrapped, record)

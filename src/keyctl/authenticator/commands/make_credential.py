@@ -96,7 +96,7 @@ def handle(
         needs_uv=rk,
     )
     for credential_id in request.exclude:
-        found = lookup(state, credential_id, request.rp_id)
+        found = lookup(device, state, credential_id, request.rp_id)
         if found is not None and (found[0].cred_protect != 3 or uv):
             device.confirm_presence(state, "confirm this key is already registered", request.rp_id, link)
             raise CtapFailure(Status.CREDENTIAL_EXCLUDED)

@@ -1,0 +1,98 @@
+"""Virtual authenticator throughput next to the bare ECDSA P-256 sign rate, measured in the same run.
+
+    .venv/bin/python benchmarks/bench_authenticator.py [--seconds 1.0] [--rounds 5]
+
+Prints the median rate of each operation over the rounds and its ratio to the bare sign rate. The
+getAssertion round trip is measured twice: ``Ctap2.send_cbor`` (fido2 encodes the request, frames it
+over CTAPHID, decodes the CBOR answer) and ``Ctap2.get_assertion`` (the same plus fido2 building its
+AssertionResponse dataclasses, which costs fido2 more than the whole round trip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+import time
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from fido2 import cbor
+from fido2.ctap2 import Ctap2
+
+from keyctl.authenticator import VirtualAuthenticator
+from keyctl.hid.inprocess import connect
+from keyctl.hid.udp import UdpServer, open_udp
+
+CDH = hashlib.sha256(b"benchmark").digest()
+RP = {"id": "example.com", "name": "Example"}
+ES256 = [{"type": "public-key", "alg": -7}]
+
+
+def rate(operation: Callable[[], object], seconds: float) -> float:
+    count, started = 0, time.perf_counter()
+    deadline = started + seconds
+    while True:
+        for _ in range(20):
+            operation()
+        count += 20
+        now = time.perf_counter()
+        if now >= deadline:
+            return count / (now - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="duration of one measurement")
+    parser.add_argument("--rounds", type=int, default=5, help="measurements per operation (median)")
+    args = parser.parse_args()
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    message = bytes(37) + CDH
+
+    authenticator = VirtualAuthenticator()
+    local = Ctap2(connect(authenticator))
+    server = UdpServer(VirtualAuthenticator(), "127.0.0.1", 0).start()
+    remote = Ctap2(open_udp(*server.address))
+
+    def assertion_args(ctap: Ctap2) -> dict[int, object]:
+        made = ctap.make_credential(CDH, RP, {"id": b"bench"}, ES256)
+        credential = {"type": "public-key", "id": made.auth_data.credential_data.credential_id}
+        return {1: "example.com", 2: CDH, 3: [credential]}
+
+    local_args, remote_args = assertion_args(local), assertion_args(remote)
+    allow = local_args[3]
+    request = bytes([Ctap2.CMD.GET_ASSERTION]) + cbor.encode(local_args)
+    operations: dict[str, Callable[[], object]] = {
+        "bare ECDSA P-256 sign (cryptography)": lambda: key.sign(message, ec.ECDSA(hashes.SHA256())),
+        "getAssertion, authenticator core only (no CTAPHID, no fido2)": lambda: authenticator.handle(request),
+        "getAssertion in-process, Ctap2.send_cbor": lambda: local.send_cbor(
+            Ctap2.CMD.GET_ASSERTION, local_args
+        ),
+        "getAssertion in-process, Ctap2.get_assertion": lambda: local.get_assertion(
+            "example.com", CDH, allow
+        ),
+        "getAssertion over UDP, Ctap2.send_cbor": lambda: remote.send_cbor(
+            Ctap2.CMD.GET_ASSERTION, remote_args
+        ),
+        "makeCredential in-process, Ctap2.make_credential": lambda: local.make_credential(
+            CDH, RP, {"id": b"bench"}, ES256
+        ),
+    }
+    results: dict[str, list[float]] = {name: [] for name in operations}
+    for _ in range(args.rounds):  # interleaved, so background load hits every operation alike
+        for name, operation in operations.items():
+            results[name].append(rate(operation, args.seconds))
+    server.stop()
+
+    reference = statistics.median(results["bare ECDSA P-256 sign (cryptography)"])
+    width = max(len(name) for name in results)
+    print(f"{'operation':<{width}}  {'median/s':>9}  {'ratio to sign':>13}")
+    for name, rates in results.items():
+        median = statistics.median(rates)
+        print(f"{name:<{width}}  {median:>9.0f}  {median / reference:>13.3f}")
+
+
+if __name__ == "__main__":
+    main()
