@@ -1,0 +1,257 @@
+"""Passkey sign-in: keyctl against headless Chromium, same reference server, same run.
+
+(1) one-shot: a whole `keyctl login` process (stored virtual authenticator) against starting Debian's
+    Chromium through Playwright, giving it the same kind of credential through Chrome's CDP virtual
+    authenticator, and logging in once (what a CI job does today). Median wall time of each.
+(2) throughput: keyctl's in-process logins per second (library: options, authenticator, verify) against
+    an already-open Chromium page doing the same login in a loop.
+
+Both sign in to one reference server (its own process, loopback) with the same HTTP calls:
+POST /api/passkeys/login/options, navigator.credentials.get / keyctl's fido2 client, POST .../verify.
+Usage: .venv/bin/python benchmarks/bench_login.py [--runs 7] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pyotp
+from playwright.sync_api import Page, sync_playwright
+
+EMAIL = "bench@example.com"
+PASSWORD = "correct horse battery staple"
+CHROMIUM = "/usr/bin/chromium"
+
+SERVER = """
+import os, sys
+from pathlib import Path
+from keyctl.server.run import prepare, serve
+token = os.environ["BENCH_ADMIN"]
+serve(prepare(Path(sys.argv[1]), port=int(sys.argv[2]), admin_token=token, rate_limit=10**9))
+"""
+
+REGISTER_JS = """async () => {
+  const post = (path, body) => fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
+                                          body: JSON.stringify(body)}).then(r => r.json());
+  const options = await post("/api/passkeys/register/options", {residentKey: "required", name: "Chromium"});
+  const credential = await navigator.credentials.create(
+      {publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options)});
+  return (await post("/api/passkeys/register/verify", credential.toJSON())).verified;
+}"""
+
+LOGIN_JS = """async (email) => {
+  const post = (path, body) => fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
+                                          body: JSON.stringify(body)}).then(r => r.json());
+  const options = await post("/api/passkeys/login/options", {email});
+  const credential = await navigator.credentials.get(
+      {publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options)});
+  return (await post("/api/passkeys/login/verify", credential.toJSON())).verified;
+}"""
+
+AUTHENTICATOR = {
+    "protocol": "ctap2",
+    "transport": "usb",
+    "hasResidentKey": True,
+    "hasUserVerification": True,
+    "isUserVerified": True,
+    "automaticPresenceSimulation": True,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for(url: str) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise SystemExit(f"the reference server at {url} did not start")
+
+
+def enroll(session: Any) -> None:
+    from keyctl.webauthn import signin
+
+    def code_source(uri: str) -> Callable[[], str]:
+        return pyotp.TOTP(parse_qs(urlsplit(uri).query)["secret"][0]).now
+
+    signin.password_sign_in(session, signin.Password(EMAIL, PASSWORD, enroll=code_source), lambda step: None)
+
+
+def browser_page(browser: Any, url: str) -> tuple[Page, Any, str]:
+    page = browser.new_page()
+    page.goto(url + "/")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    authenticator_id = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": AUTHENTICATOR})[
+        "authenticatorId"
+    ]
+    return page, cdp, authenticator_id
+
+
+def one_shot_browser(playwright: Any, url: str, credential: dict[str, Any]) -> dict[str, Any]:
+    """Start Chromium, give its virtual authenticator the credential, log in once, stop."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+    try:
+        page, cdp, authenticator_id = browser_page(browser, url)
+        cdp.send("WebAuthn.addCredential", {"authenticatorId": authenticator_id, "credential": credential})
+        if page.evaluate(LOGIN_JS, EMAIL) is not True:
+            raise SystemExit("Chromium's login was not verified")
+        # Carry the signature counter over to the next run, as a stored credential would.
+        return dict(
+            cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"][0]
+        )
+    finally:
+        browser.close()
+
+
+def median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7, help="one-shot runs of each side")
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of each throughput loop")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="keyctl-bench-") as tmp:
+        env = {
+            **os.environ,
+            "KEYCTL_DATA_DIR": f"{tmp}/data",
+            "KEYCTL_CONFIG_DIR": f"{tmp}/config",
+            "KEYCTL_CACHE_DIR": f"{tmp}/cache",
+            "BENCH_ADMIN": "bench-admin-token",
+        }
+        os.environ.update(env)
+        from keyctl.authenticator import VirtualAuthenticator, new_state
+        from keyctl.authenticator import store as virtual_store
+        from keyctl.authenticator.store import ENV_VIRTUAL_KEY, new_ci_key
+        from keyctl.hid import open_device
+        from keyctl.hid.inprocess import connect
+        from keyctl.webauthn import flows, profile
+        from keyctl.webauthn.session import Session
+
+        os.environ[ENV_VIRTUAL_KEY] = env[ENV_VIRTUAL_KEY] = new_ci_key()
+        port = free_port()
+        url = f"http://localhost:{port}"
+        server = subprocess.Popen([sys.executable, "-c", SERVER, f"{tmp}/rp.sqlite3", str(port)], env=env)
+        try:
+            wait_for(url)
+            httpx.post(
+                f"{url}/api/admin/users",
+                json={"email": EMAIL, "password": PASSWORD},
+                headers={"Authorization": "Bearer bench-admin-token"},
+            ).raise_for_status()
+            keyctl_profile = profile.load("keyctl")
+            stored = VirtualAuthenticator(new_state())
+            virtual_store.create("bench", stored.store.state)  # type: ignore[attr-defined]
+            memory = VirtualAuthenticator()
+
+            def client(open_dev: Callable[[], Any], name: str) -> flows.Client:
+                return flows.Client(url, name, open_dev, _Quiet())
+
+            with Session(url, keyctl_profile, url) as session:
+                enroll(session)
+                for opener, name in (
+                    (lambda: open_device("virtual:bench"), "virtual:bench"),
+                    (lambda: connect(memory), "memory"),
+                ):
+                    flows.register(session, client(opener, name), flows.Request(user=EMAIL, resident=True))
+                cookie = session.cookie("keyctl_session")
+
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+                page, cdp, authenticator_id = browser_page(browser, url)
+                page.context.add_cookies([{"name": "keyctl_session", "value": cookie or "", "url": url}])
+                if page.evaluate(REGISTER_JS) is not True:
+                    raise SystemExit("Chromium's registration was not verified")
+                credential = dict(
+                    cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"][
+                        0
+                    ]
+                )
+                page.context.clear_cookies()
+
+                # (1) one-shot, whole process vs whole browser.
+                command = [sys.executable, "-m", "keyctl", "login", "--server", url, "--user", EMAIL,
+                           "--authenticator", "virtual:bench"]  # fmt: skip
+                keyctl_times: list[float] = []
+                browser_times: list[float] = []
+                for _ in range(args.runs):
+                    started = time.perf_counter()
+                    subprocess.run(command, env=env, check=True, capture_output=True)
+                    keyctl_times.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    credential = one_shot_browser(playwright, url, credential)
+                    browser_times.append(time.perf_counter() - started)
+
+                # (2) throughput: keyctl in-process vs the page that is already open (its authenticator
+                # gets the credential with the counter the one-shot runs reached).
+                cdp.send("WebAuthn.clearCredentials", {"authenticatorId": authenticator_id})
+                cdp.send(
+                    "WebAuthn.addCredential", {"authenticatorId": authenticator_id, "credential": credential}
+                )
+                with Session(url, keyctl_profile, url) as session:
+                    memory_client = client(lambda: connect(memory), "memory")
+                    keyctl_rate = rate(
+                        lambda: flows.login(session, memory_client, flows.Request(user=EMAIL)).verified,
+                        args.seconds,
+                    )
+                browser_rate = rate(lambda: page.evaluate(LOGIN_JS, EMAIL) is True, args.seconds)
+                browser.close()
+        finally:
+            server.terminate()
+            server.wait(10)
+
+    one_shot_keyctl, one_shot_browser_ms = median_ms(keyctl_times), median_ms(browser_times)
+    print(f"reference server: {url} (own process); {args.runs} one-shot runs each, {args.seconds:g} s loops")
+    print(f"(1) one-shot keyctl login process (virtual:bench): median {one_shot_keyctl:7.0f} ms")
+    print(f"    headless Chromium start + CDP authenticator + login: median {one_shot_browser_ms:7.0f} ms")
+    print(f"    ratio: keyctl is {one_shot_browser_ms / one_shot_keyctl:.1f}x faster (goal >= 5x)")
+    print(f"(2) keyctl in-process logins/s: {keyctl_rate:7.1f}")
+    print(f"    already-open Chromium page logins/s: {browser_rate:7.1f}")
+    print(f"    ratio: keyctl is {keyctl_rate / browser_rate:.1f}x faster (goal >= 10x)")
+
+
+class _Quiet:
+    def touch(self) -> None:
+        return None
+
+    def pin(self) -> str | None:
+        return None
+
+
+def rate(login: Callable[[], bool], seconds: float) -> float:
+    """Verified logins per second over at least ``seconds`` (after one warm-up login)."""
+    if not login():
+        raise SystemExit("a login was not verified")
+    count = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        if not login():
+            raise SystemExit("a login was not verified")
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    main()
