@@ -1,4 +1,8 @@
-"""Entry point of the ``keyctl`` console script and of ``python -m keyctl``."""
+"""Entry point of the ``keyctl`` console script and of ``python -m keyctl``.
+
+``keyctl --version`` and ``keyctl totp code NAME [--json]`` are answered without importing Typer (see
+keyctl.cli.fast); every other command line goes through the Typer app.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,14 @@ import sys
 
 def main() -> None:
     args = sys.argv[1:]
-    from keyctl.cli.app import run
+    from keyctl.cli.fast import run_fast
 
-    sys.exit(run(args))
+    code = run_fast(args)
+    if code is None:
+        from keyctl.cli.app import run
+
+        code = run(args)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
