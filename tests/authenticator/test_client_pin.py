@@ -189,3 +189,16 @@ def test_config_always_uv_and_forced_pin_change(transport: Transport) -> None:
     )
     assert made.auth_data.extensions == {"minPinLength": 6}
     assert code(lambda: Config(ctap).toggle_always_uv()) == ERR.PUAT_REQUIRED
+
+
+def test_enterprise_attestation_after_enabling_it(transport: Transport) -> None:
+    _, ctap = pin_only(transport)  # no PIN: authenticatorConfig needs no token
+    with pytest.raises(CtapError) as raised:
+        ctap.make_credential(CDH, RP, {"id": b"u"}, ES256, enterprise_attestation=1)
+    assert raised.value.code == ERR.INVALID_PARAMETER
+    Config(ctap).enable_enterprise_attestation()
+    assert ctap.get_info().options["ep"] is True
+    made = ctap.make_credential(CDH, RP, {"id": b"u"}, ES256, enterprise_attestation=1)
+    assert made.ep_att is True
+    assert made.fmt == "packed"
+    assert len(made.att_stmt["x5c"]) == 1

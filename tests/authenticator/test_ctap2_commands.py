@@ -15,7 +15,7 @@ from fido2.hid import CtapHidDevice
 from fido2.utils import websafe_decode, websafe_encode
 from fido2.webauthn import PublicKeyCredentialRequestOptions
 
-from keyctl.authenticator import AttestationMode, CounterMode, VirtualAuthenticator, new_state
+from keyctl.authenticator import AttestationMode, CounterMode, FakeClock, VirtualAuthenticator, new_state
 from keyctl.authenticator.ports import UvMode
 from tests.authenticator import rp
 from tests.authenticator.conftest import Transport
@@ -241,3 +241,21 @@ def test_self_attestation_statement_is_signed_by_the_credential(transport: Trans
     assert result.attestation_type == AttestationType.SELF
     with pytest.raises(InvalidSignature):
         PackedAttestation().verify(made.att_stmt, made.auth_data, hashlib.sha256(b"other").digest())
+
+
+def test_get_next_assertion_expires(transport: Transport) -> None:
+    clock = FakeClock()
+    ctap = Ctap2(transport(VirtualAuthenticator(clock=clock)))
+    for user in (b"x1", b"x2"):
+        ctap.make_credential(CDH, RP, {"id": user}, ES256, options={"rk": True, "uv": True})
+    first = ctap.get_assertion("example.com", CDH, options={"uv": True})
+    assert first.number_of_credentials == 2
+    clock.advance(31)
+    with pytest.raises(CtapError) as raised:
+        ctap.get_next_assertion()
+    assert raised.value.code == ERR.NOT_ALLOWED
+    ctap.get_assertion("example.com", CDH, options={"uv": True})
+    ctap.get_info()  # any other command ends the sequence
+    with pytest.raises(CtapError) as raised:
+        ctap.get_next_assertion()
+    assert raised.value.code == ERR.NOT_ALLOWED

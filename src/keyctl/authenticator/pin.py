@@ -122,7 +122,6 @@ class Token:
     permissions: Permission
     rp_id: str | None
     issued_at: float
-    user_verified: bool
 
     def check(self, proto: Protocol, message: bytes, param: bytes, now: float) -> None:
         """Verify a pinUvAuthParam made with this token (PIN_AUTH_INVALID unless it matches)."""

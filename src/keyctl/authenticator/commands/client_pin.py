@@ -181,14 +181,12 @@ def _issue(
     shared: bytes,
     permissions: Permission,
     rp_id: str | None,
-    user_verified: bool,
 ) -> dict[int, Any]:
     device.token = pin.Token(
         value=device.rng.random(pin.TOKEN_SIZE),
         permissions=permissions,
         rp_id=rp_id,
         issued_at=device.clock.monotonic(),
-        user_verified=user_verified,
     )
     return {2: proto.encrypt(shared, device.token.value, device.rng.random(16))}
 
@@ -218,7 +216,7 @@ def _token_using_pin(
     _check_pin(device, state, proto, shared, _need(request.pin_hash_enc))
     if state.force_pin_change:
         raise CtapFailure(Status.PIN_POLICY_VIOLATION)
-    return _issue(device, proto, shared, permissions, request.rp_id, user_verified=True)
+    return _issue(device, proto, shared, permissions, request.rp_id)
 
 
 def _token_using_uv(
@@ -234,4 +232,4 @@ def _token_using_uv(
     permissions = _permissions(request)
     device.confirm_presence(state, "verify it is you", request.rp_id, link)
     device.verify_user(state)
-    return _issue(device, proto, shared, permissions, request.rp_id, user_verified=True)
+    return _issue(device, proto, shared, permissions, request.rp_id)
