@@ -99,6 +99,8 @@ class Store:
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA busy_timeout = 5000")
             self._db.execute("PRAGMA journal_mode = WAL")
+            # WAL + NORMAL: a commit survives the process dying; only a power cut may lose the last ones.
+            self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as error:

@@ -1,0 +1,112 @@
+"""Verified passkey logins per second against the reference server, next to the bare ECDSA P-256 verify
+rate measured in the same run.
+
+    .venv/bin/python benchmarks/bench_server.py [--seconds 2.0] [--rounds 5]
+
+The server runs in a thread (uvicorn on a free loopback port, a fresh SQLite database); one in-process
+client keeps a connection open and does, per login, the two real round trips: POST login options, sign
+with an ES256 software authenticator (tests/server/softauth.py), POST the assertion, which the server
+verifies (fido2's Fido2Server, counter check, session and audit rows written) before answering. Each
+figure is the median over the rounds; the ratio says how many bare verifies one login costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from keyctl.server import start
+
+REPO = Path(__file__).resolve().parents[1]
+
+EMAIL = "bench@example.com"
+PASSWORD = "benchmark passphrase 2026"
+
+
+def rate(operation: Callable[[], object], seconds: float) -> float:
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        operation()
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+def ecdsa_verify() -> Callable[[], None]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = key.public_key()
+    data = b"authenticator data and client data hash" * 2
+    signature = key.sign(data, ec.ECDSA(hashes.SHA256()))
+    return lambda: public.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+
+
+def registered_client(url: str, admin_token: str, totp_secret_code: Callable[[str], str]) -> httpx.Client:
+    """Sign up through the API (password, TOTP enrollment, recovery code) to register one passkey."""
+    http = httpx.Client(base_url=url)
+    http.post(
+        "/api/admin/users",
+        json={"email": EMAIL, "password": PASSWORD},
+        headers={"Authorization": f"Bearer {admin_token}"},
+    ).raise_for_status()
+    http.post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD}).raise_for_status()
+    secret = http.post("/api/signin/totp/enroll", json={}).json()["secret"]
+    shown = http.post("/api/signin/totp/enroll/verify", json={"code": totp_secret_code(secret)})
+    http.post("/api/signin/recovery/confirm", json={"recovery_code": shown.json()["recovery_code"]})
+    return http
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    import pyotp
+
+    sys.path.insert(0, str(REPO))  # the tests' software authenticator
+    from tests.server.softauth import SoftAuthenticator
+
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        start(Path(folder) / "bench.sqlite3", rate_limit=10**9) as server,
+    ):
+        http = registered_client(server.url, server.admin_token, lambda secret: pyotp.TOTP(secret).now())
+        key = SoftAuthenticator(server.url)
+        options = http.post("/api/passkeys/register/options", json={}).json()
+        http.post("/api/passkeys/register/verify", json=key.create(options)).raise_for_status()
+        client = httpx.Client(base_url=server.url)
+
+        def login() -> None:
+            request = client.post("/api/passkeys/login/options", json={"email": EMAIL}).json()
+            verdict = client.post("/api/passkeys/login/verify", json=key.get(request))
+            if verdict.status_code != 200 or verdict.json()["verified"] is not True:
+                raise SystemExit(f"login failed: {verdict.text}")
+
+        sign_key = ec.generate_private_key(ec.SECP256R1())
+        verify = ecdsa_verify()
+        logins, verifies, signs = [], [], []
+        for _ in range(args.rounds):
+            verifies.append(rate(verify, args.seconds))
+            signs.append(rate(lambda: sign_key.sign(b"x" * 69, ec.ECDSA(hashes.SHA256())), args.seconds))
+            logins.append(rate(login, args.seconds))
+
+    login_rate, verify_rate, sign_rate = (statistics.median(v) for v in (logins, verifies, signs))
+    print(f"rounds: {args.rounds} x {args.seconds:.1f} s (medians)")
+    print(f"bare ECDSA P-256 verify (cryptography):     {verify_rate:10.0f} /s")
+    print(f"bare ECDSA P-256 sign (client side, each):  {sign_rate:10.0f} /s")
+    print(f"verified passkey logins over loopback:      {login_rate:10.1f} /s")
+    print(f"one login (options + verify round trips):   {1000 / login_rate:10.2f} ms")
+    print(f"ratio logins / bare verifies:               {login_rate / verify_rate:10.4f}")
+    print(f"one login costs as much as {verify_rate / login_rate:.0f} bare verifies")
+
+
+if __name__ == "__main__":
+    main()
