@@ -68,6 +68,20 @@ def test_udp_spec_reaches_a_simulator() -> None:
         server.stop()
 
 
+def test_udp_without_a_simulator_is_no_device() -> None:
+    import socket
+    import time
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(NoDevice) as raised:
+        open_device(f"udp:127.0.0.1:{port}")
+    assert "keyctl virtual serve" in raised.value.remedy
+    assert time.monotonic() - started < 10
+
+
 def test_usb_without_a_key_points_at_the_udev_rules() -> None:
     from fido2.hid import list_devices
 

@@ -257,5 +257,7 @@ def serve(
     Terminal().status(f"serving virtual:{name} on udp:{bound_host}:{bound_port} (Ctrl-C stops)")
     try:
         server.serve_forever()
+    except KeyboardInterrupt:
+        Terminal().status("stopped")
     finally:
         server.stop()

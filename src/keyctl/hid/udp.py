@@ -22,7 +22,8 @@ from keyctl.errors import InvalidInput, NoDevice
 
 log = logging.getLogger(__name__)
 
-READ_TIMEOUT_S = 35.0
+READ_TIMEOUT_S = 35.0  # longer than any presence wait, which sends keepalives every 100 ms anyway
+CONNECT_TIMEOUT_S = 3.0  # for the INIT answer: a simulator answers at once or not at all
 POLL_S = 0.2
 
 
@@ -45,6 +46,9 @@ class UdpConnection(CtapHidConnection):
         except TimeoutError:
             raise OSError("the UDP authenticator did not answer") from None
 
+    def set_timeout(self, seconds: float) -> None:
+        self._sock.settimeout(seconds)
+
     def close(self) -> None:
         self._sock.close()
 
@@ -59,15 +63,17 @@ def open_udp(host: str, port: int, timeout_s: float = READ_TIMEOUT_S) -> CtapHid
         product_name="CTAPHID over UDP",
         serial_number=None,
     )
-    connection = UdpConnection(host, port, timeout_s)
+    connection = UdpConnection(host, port, min(timeout_s, CONNECT_TIMEOUT_S))
     try:
-        return CtapHidDevice(descriptor, connection)
+        device = CtapHidDevice(descriptor, connection)
     except OSError as error:
         connection.close()
         raise NoDevice(
             f"No compatible device found at udp:{host}:{port} ({error})",
             "start it with 'keyctl virtual serve NAME --udp HOST:PORT' or check the address",
         ) from None
+    connection.set_timeout(timeout_s)
+    return device
 
 
 def _is_loopback(host: str) -> bool:
