@@ -90,6 +90,9 @@ def test_wrong_or_missing_ci_key_is_a_state_error(
     assert store.ENV_VIRTUAL_KEY in result.stderr
     monkeypatch.setenv(store.ENV_VIRTUAL_KEY, "too-short")
     assert cli("virtual", "info", "ci").exit_code == ExitCode.INVALID_INPUT
+    monkeypatch.delenv(store.ENV_VIRTUAL_KEY)
+    assert cli("virtual", "remove", "ci", "--yes").exit_code == 0  # removing needs no key
+    assert store.names() == []
 
 
 def test_export_import_round_trip_keeps_the_passkeys(

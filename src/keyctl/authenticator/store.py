@@ -160,12 +160,7 @@ class FileStore:
         import filelock
 
         self.name = check_name(name)
-        self.path = _state_path(name)
-        if not self.path.exists():
-            raise NotFound(
-                f"no virtual authenticator named {name!r}",
-                "'keyctl virtual list' shows them; 'keyctl virtual create NAME' makes one",
-            )
+        self.path = require(name)
         self._lock = filelock.FileLock(_lock_path(name), timeout=LOCK_TIMEOUT_S)
         raw = self.path.read_bytes()
         self._source = _source(name, raw)
@@ -191,6 +186,17 @@ class FileStore:
     def _save_if_changed(self, state: AuthenticatorState, before: bytes) -> None:
         if state.to_bytes() != before:
             atomic_write(self.path, _seal(self.name, state, self._key, self._source))
+
+
+def require(name: str) -> Path:
+    """The state file of an existing authenticator (NotFound otherwise); nothing is decrypted."""
+    path = _state_path(name)
+    if not path.exists():
+        raise NotFound(
+            f"no virtual authenticator named {name!r}",
+            "'keyctl virtual list' shows them; 'keyctl virtual create NAME' makes one",
+        )
+    return path
 
 
 def exists(name: str) -> bool:
@@ -224,13 +230,15 @@ def names() -> list[str]:
 
 
 def remove(name: str) -> None:
-    store = FileStore(name)  # NotFound if it does not exist
-    store.path.unlink()
-    _lock_path(name).unlink(missing_ok=True)
-    if store._source == SOURCE_KEYRING:
+    """Delete the state and its keyring secret; works without the key (even on a damaged file)."""
+    path = require(name)
+    from_keyring = path.read_bytes()[5:6] == bytes([SOURCE_KEYRING])
+    if from_keyring:
         from keyctl import secrets
 
-        secrets.delete_secret(_account(name))
+        secrets.delete_secret(_account(name))  # first: if the keyring fails, nothing is lost
+    path.unlink()
+    _lock_path(name).unlink(missing_ok=True)
 
 
 def export_blob(name: str) -> str:

@@ -198,7 +198,7 @@ def remove(name: NameArg, yes: YesOption = False) -> None:
     """Delete a virtual authenticator and its keyring secret (its passkeys stop working)."""
     from keyctl.authenticator import store
 
-    store.FileStore(name)  # NotFound before asking anything
+    store.require(name)  # NotFound before asking anything
     Terminal().confirm(f"Delete virtual authenticator {name!r} and every passkey on it?", yes)
     store.remove(name)
     Terminal().success(f"removed virtual authenticator {name!r}")
