@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,3 +119,31 @@ def test_demo_json() -> None:
     assert answer["signed_in"] is True
     assert answer["user"] == "demo@example.com"
     assert answer["server"].startswith("http://localhost:")
+
+
+def test_first_sign_in_enrolls_totp_into_the_vault_and_later_sign_ins_use_it(
+    cli: Cli, reference: Reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference.server.create_user("gina@example.com", PASSWORD)
+    monkeypatch.setenv("PW", PASSWORD)
+    base = ("login", "--server", reference.url, "--user", "gina@example.com", "--password-env", "PW")
+    first = cli(*base, "--save-totp", "gina", "--json")
+    assert first.exit_code == 0, first.stderr
+    answer = json.loads(first.stdout)
+    assert (answer["method"], answer["verified"]) == ("totp", True)
+    assert answer["recovery_code"]
+    listed = cli("totp", "list", "--json")
+    assert "gina" in listed.stdout
+    # The code just used for enrollment may not be used again (the server refuses replays) ...
+    replayed = cli(*base, "--totp", "gina")
+    assert replayed.exit_code == 21, replayed.stderr
+    assert "That code was already used" in replayed.stderr, replayed.stderr
+    # ... the next time step's code works (server and vault both read the shifted wall clock).
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 30)
+    later = cli(*base, "--totp", "gina")
+    assert later.exit_code == 0, later.stderr
+    assert "signed in as gina@example.com with password and totp" in later.stdout
+    again = cli(*base, "--save-totp", "gina")
+    assert again.exit_code == 5
+    assert "TOTP entry 'gina' already exists" in again.stderr

@@ -238,16 +238,12 @@ def _password_sign_in(
 
     if totp and recovery_code_env:
         raise InvalidInput("--totp and --recovery-code-env exclude each other", "give one 2FA method")
-    if totp or save_totp:
-        # TODO(totp vault): wire to keyctl.totp once it lands in this tree.
-        raise InvalidInput(
-            "--totp/--save-totp need keyctl's TOTP vault, which this build does not have yet",
-            "use --recovery-code-env VAR",
-        )
     credentials = signin.Password(
         email=user,
         password=_password(password_env),
+        totp=signin.vault_code(totp) if totp else None,
         recovery_code=_env_secret(recovery_code_env, "--recovery-code-env") if recovery_code_env else None,
+        enroll=signin.vault_enroll(save_totp) if save_totp else None,
     )
     return signin.password_sign_in(session, credentials, term.status)
 

@@ -5,11 +5,12 @@ server): password, then a TOTP code or the recovery code, or, at the first sign-
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from keyctl.errors import InvalidInput, SignInFailed
+from keyctl.errors import AlreadyExists, InvalidInput, SignInFailed
 from keyctl.webauthn.session import Session
 
 logger = logging.getLogger(__name__)
@@ -104,12 +105,30 @@ def sign_out(session: Session) -> None:
 
 def code_from_uri(uri: str) -> CodeSource:
     """A TOTP code source for an otpauth URI held in memory only (``keyctl demo``)."""
-    import pyotp
+    from keyctl.totp import model, vault
 
-    try:
-        otp = pyotp.parse_uri(uri)
-    except ValueError:
-        raise SignInFailed("Sign-in failed: the server's otpauth URI is malformed", "try again") from None
-    if not isinstance(otp, pyotp.TOTP):
-        raise SignInFailed("Sign-in failed: the server enrolled a counter-based (HOTP) code", "use TOTP")
-    return otp.now
+    credential = model.parse_uri(uri)
+    return lambda: vault.totp_code(credential, time.time()).code
+
+
+def vault_code(name: str) -> CodeSource:
+    """Codes of keyctl's TOTP vault entry ``name`` (NotFound at once if there is none)."""
+    from keyctl.totp import vault
+
+    vault.get(name)
+    return lambda: vault.current_code(name).code
+
+
+def vault_enroll(name: str) -> Callable[[str], CodeSource]:
+    """First sign-in: store the enrolled otpauth URI in the vault as ``name``, then give its codes."""
+    from keyctl.totp import model, vault
+
+    model.check_name(name)
+    if any(entry.name == name for entry in vault.entries()):
+        raise AlreadyExists(f"TOTP entry {name!r} already exists", "choose another --save-totp NAME")
+
+    def enroll(uri: str) -> CodeSource:
+        vault.add(model.parse_uri(uri, name))
+        return vault_code(name)
+
+    return enroll
