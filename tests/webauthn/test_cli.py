@@ -147,3 +147,29 @@ def test_first_sign_in_enrolls_totp_into_the_vault_and_later_sign_ins_use_it(
     again = cli(*base, "--save-totp", "gina")
     assert again.exit_code == 5
     assert "TOTP entry 'gina' already exists" in again.stderr
+
+
+def test_a_stored_virtual_authenticator_in_separate_processes(reference: Reference, tmp_path: Path) -> None:
+    """What a CI job does: a stored virtual key (CI mode key in the environment), one process per step."""
+    env = {"KEYCTL_VIRTUAL_KEY": run_keyctl(["virtual", "ci-key"]).stdout.strip()}
+    created = run_keyctl(["virtual", "create", "ci"], env=env)
+    assert created.exit_code == 0, created.stderr
+    jar = tmp_path / "jar.txt"
+    with reference.account("hana@example.com") as session:
+        session.save_cookies(jar)
+    registered = run_keyctl(
+        ["register", "--server", reference.url, "--user", "hana@example.com", "--cookie-jar", str(jar),
+         "--authenticator", "virtual:ci", "--resident"],
+        env=env,
+    )  # fmt: skip
+    assert registered.exit_code == 0, registered.stderr
+    logged_in = run_keyctl(
+        ["login", "--server", reference.url, "--authenticator", "virtual:ci", "--json"], env=env
+    )
+    assert logged_in.exit_code == 0, logged_in.stderr
+    answer = json.loads(logged_in.stdout)
+    assert (answer["user"], answer["authenticator"], answer["server"]["method"]) == (
+        "hana@example.com",
+        "virtual:ci",
+        "passkey",
+    )
