@@ -72,6 +72,8 @@ class Policy:
     min_certification: str | None = None  # e.g. FIDO_CERTIFIED_L1
     device_bound_only: bool = False
     require_passkey: bool = True
+    min_pin_length: int = 6  # for connected keys
+    require_always_uv: bool = False
 
 
 def load_policy(path: Path | None, stale_days: int | None = None) -> Policy:
@@ -83,7 +85,15 @@ def load_policy(path: Path | None, stale_days: int | None = None) -> Policy:
         raise InvalidInput(f"cannot read policy file {path}: {error.strerror}", "check the path") from None
     except tomllib.TOMLDecodeError as error:
         raise InvalidInput(f"policy file {path} is not valid TOML: {error}", "fix the syntax") from None
-    known = {"allowed_aaguids", "min_certification", "device_bound_only", "stale_days", "require_passkey"}
+    known = {
+        "allowed_aaguids",
+        "min_certification",
+        "device_bound_only",
+        "stale_days",
+        "require_passkey",
+        "min_pin_length",
+        "require_always_uv",
+    }
     unknown = sorted(set(data) - known)
     if unknown:
         raise InvalidInput(
@@ -101,8 +111,13 @@ def load_policy(path: Path | None, stale_days: int | None = None) -> Policy:
         raise InvalidInput(
             f"stale_days must be a positive whole number, got {days!r}", "e.g. stale_days = 90"
         )
+    min_pin = data.get("min_pin_length", Policy.min_pin_length)
+    if not isinstance(min_pin, int) or not 4 <= min_pin <= 63:
+        raise InvalidInput(f"min_pin_length must be 4 to 63, got {min_pin!r}", "e.g. min_pin_length = 6")
     return Policy(
         stale_days=days,
+        min_pin_length=min_pin,
+        require_always_uv=bool(data.get("require_always_uv", False)),
         allowed_aaguids=None if allowed is None else frozenset(normalize_aaguid(a) for a in allowed),
         min_certification=certification,
         device_bound_only=bool(data.get("device_bound_only", False)),
@@ -110,7 +125,7 @@ def load_policy(path: Path | None, stale_days: int | None = None) -> Policy:
     )
 
 
-def _certification_rank(status: str | None) -> int:
+def certification_rank(status: str | None) -> int:
     return CERTIFICATION_STATUSES.index(status) if status in CERTIFICATION_STATUSES else 0
 
 
@@ -194,7 +209,7 @@ def _audit_passkey(
         )
     if policy.min_certification is not None:
         level = entry.certification if entry else None
-        if _certification_rank(level) < _certification_rank(policy.min_certification):
+        if certification_rank(level) < certification_rank(policy.min_certification):
             yield Finding(
                 Severity.MEDIUM,
                 "policy.certification",

@@ -18,11 +18,14 @@ from datetime import UTC, date, datetime
 from importlib import resources
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keyctl.config import cache_dir
 from keyctl.errors import InvalidInput, ServerUnavailable, StateError
 from keyctl.fileio import atomic_write
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +138,18 @@ def trusted_root_pem() -> bytes:
     return resources.files("keyctl.audit").joinpath("fido-mds-root.pem").read_bytes()
 
 
+def chain_leads_to(chain: list[x509.Certificate], root: x509.Certificate) -> bool:
+    """True when each certificate (leaf first) is issued and signed by the next, the last one by ``root``."""
+    from cryptography.exceptions import InvalidSignature
+
+    for child, issuer in zip(chain, [*chain[1:], root], strict=True):
+        try:
+            child.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+    return True
+
+
 def _b64url(part: bytes) -> bytes:
     return base64.urlsafe_b64decode(part + b"=" * (-len(part) % 4))
 
@@ -164,11 +179,8 @@ def verify_blob(jwt: bytes, root_pem: bytes, now: datetime, source: str) -> Meta
         raise _refuse(f"malformed JWT or certificate ({type(error).__name__})") from None
     if not isinstance(header, dict) or not isinstance(payload, dict) or not certs:
         raise _refuse("the JWT header has no x5c certificate chain")
-    for child, issuer in zip(certs, [*certs[1:], root], strict=True):
-        try:
-            child.verify_directly_issued_by(issuer)
-        except (ValueError, TypeError, InvalidSignature):
-            raise _refuse("its certificate chain does not lead to the trusted FIDO root") from None
+    if not chain_leads_to(certs, root):
+        raise _refuse("its certificate chain does not lead to the trusted FIDO root")
     for cert in [*certs, root]:
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise _refuse(f"certificate '{cert.subject.rfc4514_string()}' is not valid at {now:%Y-%m-%d}")

@@ -13,6 +13,7 @@ from keyctl.cli.prompt import read_secret
 
 if TYPE_CHECKING:
     from keyctl.audit.findings import Finding
+    from keyctl.audit.keys import KeyFacts
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -108,3 +109,76 @@ def server(
         "stale_days": rules.stale_days,
     }
     _emit(findings, f"Passkey audit of {server_url}", summary, as_json, as_csv, html, fail_on)
+
+
+@app.command()
+def keys(
+    device: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--device", "-d", help="A key to audit (repeatable); default: every USB key plugged in."
+        ),
+    ] = None,
+    pin_env: Annotated[
+        str | None, typer.Option("--pin-env", metavar="VAR", help="The keys' PIN: also lists their passkeys.")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="Policy TOML: min PIN length, models...")
+    ] = None,
+    fail_on: FailOnOption = "high",
+    as_json: JsonOption = False,
+    as_csv: CsvOption = False,
+    html: HtmlOption = None,
+) -> None:
+    """Audit connected keys: model and recalls (FIDO metadata), firmware, PIN settings, genuine attestation.
+
+    Each key is asked for one throwaway non-resident credential (touch it when it blinks); nothing is
+    stored on the key."""
+    from keyctl.audit import mds
+    from keyctl.audit.findings import load_policy
+    from keyctl.audit.keys import audit_key
+    from keyctl.errors import NoDevice
+
+    rules = load_policy(policy)
+    pin = read_secret("PIN", pin_env) if pin_env else None
+    specs = device or _usb_key_paths()
+    if not specs:
+        raise NoDevice(
+            "No compatible device found: no security key is plugged in", "insert a key, or give --device"
+        )
+    term = Terminal(as_json)
+    metadata = mds.current()
+    findings: list[Finding] = []
+    for spec in specs:
+        findings.extend(audit_key(_inspect(spec, pin, term), metadata, rules))
+    summary: dict[str, object] = {
+        "keys": len(specs),
+        "metadata": metadata.source if metadata else "none (run 'keyctl mds update')",
+    }
+    _emit(findings, "Security key audit", summary, as_json, as_csv, html, fail_on)
+
+
+def _inspect(spec: str, pin: str | None, term: Terminal) -> KeyFacts:
+    from collections import Counter
+    from functools import partial
+
+    from keyctl.audit.keys import AUDIT_RP_ID, KeyFacts
+    from keyctl.device.key import SecurityKey
+    from keyctl.errors import KeyctlError
+    from keyctl.hid import open_device
+
+    key = SecurityKey(open_device(spec))
+    info = key.info()
+    try:
+        attested = key.attestation_sample(AUDIT_RP_ID, pin, partial(term.status, f"Touch the key {spec}..."))
+        problem = None
+    except KeyctlError as error:
+        attested, problem = None, error.message
+    per_rp = dict(Counter(c.rp_id for c in key.credentials(pin))) if pin and info.pin_set else None
+    return KeyFacts(spec, info, attested, problem, per_rp)
+
+
+def _usb_key_paths() -> list[str]:
+    from fido2.hid import list_descriptors
+
+    return [f"usb:{descriptor.path}" for descriptor in list_descriptors()]

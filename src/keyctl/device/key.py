@@ -58,6 +58,14 @@ class KeyInfo:
 
 
 @dataclass(frozen=True)
+class Attested:
+    fmt: str  # "packed", "none", ...
+    kind: str  # basic, self, attca, none, invalid
+    chain: tuple[bytes, ...]  # DER certificates, leaf first (empty for self/none)
+    problem: str | None
+
+
+@dataclass(frozen=True)
 class StoredCredential:
     rp_id: str
     user_name: str
@@ -267,6 +275,51 @@ class SecurityKey:
         config = self._config(pin)
         with key_errors():
             config.enable_enterprise_attestation()
+
+    # --- attestation -----------------------------------------------------------------------------
+
+    def attestation_sample(
+        self, rp_id: str, pin: str | None, on_touch_needed: Callable[[], None]
+    ) -> Attested:
+        """Make a throwaway non-resident credential (nothing stays on the key) and verify its attestation
+        statement's signature; the caller judges the certificate chain."""
+        import os
+
+        from fido2.attestation.base import Attestation, InvalidAttestation
+
+        client_data_hash = os.urandom(32)
+        pin_uv_param = pin_uv_protocol = None
+        if pin is not None:
+            protocol, token = self._token(pin, ClientPin.PERMISSION.MAKE_CREDENTIAL, rp_id)
+            pin_uv_param, pin_uv_protocol = protocol.authenticate(token, client_data_hash), protocol.VERSION
+        prompted = False
+
+        def keepalive(status: int) -> None:
+            nonlocal prompted
+            if not prompted:
+                prompted = True
+                on_touch_needed()
+
+        with pin_errors(ClientPin(self.ctap2)) if pin is not None else key_errors():
+            response = self.ctap2.make_credential(
+                client_data_hash,
+                {"id": rp_id, "name": "keyctl audit"},
+                {"id": os.urandom(16), "name": "keyctl-audit", "displayName": "keyctl audit"},
+                [{"type": "public-key", "alg": -7}, {"type": "public-key", "alg": -8}],
+                options={"rk": False},
+                pin_uv_param=pin_uv_param,
+                pin_uv_protocol=pin_uv_protocol,
+                on_keepalive=keepalive,
+            )
+        try:
+            result = Attestation.for_type(response.fmt)().verify(
+                response.att_stmt, response.auth_data, client_data_hash
+            )
+        except InvalidAttestation as error:
+            return Attested(
+                response.fmt, "invalid", (), f"the attestation statement does not verify ({error})"
+            )
+        return Attested(response.fmt, result.attestation_type.name.lower(), tuple(result.trust_path), None)
 
     # --- reset and wink ---------------------------------------------------------------------------
 
