@@ -155,6 +155,24 @@ def test_unknown_command_and_malformed_cbor(device: CtapHidDevice) -> None:
     assert device.call(CTAPHID.CBOR, b"\x02\x01") == bytes([ERR.CBOR_UNEXPECTED_TYPE])  # not a map
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xa2\x01\x01\x01\x02",  # duplicate map key
+        b"\xa1\x01\xf9\x3c\x00",  # a float
+        b"\xa1\x01\xc0\x00",  # a tag
+        b"\xa1\x01\x01\x00",  # trailing bytes
+        b"\xa1\x01" + b"\x81" * 20 + b"\x00",  # nested deeper than CTAP allows
+        b"\xa1\x01\x62\xff\xfe",  # invalid UTF-8
+        b"\xa1\x01\x5a\xff\xff\xff\xff",  # a byte string longer than the message
+    ],
+)
+def test_strict_cbor_decoding(device: CtapHidDevice, payload: bytes) -> None:
+    from fido2.hid import CTAPHID
+
+    assert device.call(CTAPHID.CBOR, b"\x02" + payload) == bytes([ERR.INVALID_CBOR])
+
+
 def test_eddsa_credential_signs(device: CtapHidDevice) -> None:
     registered = rp.register(device, algs=[-8])
     challenge, options = rp.request_options([registered.credential_id])

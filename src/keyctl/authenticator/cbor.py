@@ -12,6 +12,7 @@ from typing import Any
 
 MAX_DEPTH = 8
 _SIMPLE: dict[int, bool | None] = {20: False, 21: True, 22: None}
+_KEY_TYPES = (int, str, bytes)
 
 
 class CborError(ValueError):
@@ -83,44 +84,42 @@ def _decode(data: bytes, offset: int, depth: int) -> tuple[Any, int]:
     if info < 24:
         arg = info
     elif info <= 27:
-        size = 1 << (info - 24)
-        if offset + size > len(data):
+        end = offset + (1 << (info - 24))
+        if end > len(data):
             raise CborError("truncated")
-        arg = int.from_bytes(data[offset : offset + size], "big")
-        offset += size
+        arg = int.from_bytes(data[offset:end], "big")
+        offset = end
     else:
         raise CborError("indefinite length or reserved value")
     if major == 0:
         return arg, offset
     if major == 1:
         return -1 - arg, offset
-    if major in (2, 3):
+    if major == 2 or major == 3:
         end = offset + arg
         if end > len(data):
             raise CborError("truncated")
-        raw = data[offset:end]
         if major == 2:
-            return raw, end
+            return data[offset:end], end
         try:
-            return raw.decode("utf-8"), end
+            return data[offset:end].decode("utf-8"), end
         except UnicodeDecodeError as error:
             raise CborError("invalid UTF-8") from error
+    if arg > len(data) - offset:  # each item takes at least one byte
+        raise CborError("truncated")
+    depth += 1
     if major == 4:
-        if arg > len(data) - offset:
-            raise CborError("truncated")
         items = []
         for _ in range(arg):
-            item, offset = _decode(data, offset, depth + 1)
+            item, offset = _decode(data, offset, depth)
             items.append(item)
         return items, offset
     if major == 5:
-        if arg > len(data) - offset:
-            raise CborError("truncated")
         result: dict[Any, Any] = {}
         for _ in range(arg):
-            key, offset = _decode(data, offset, depth + 1)
-            if type(key) not in (int, str, bytes) or key in result:
+            key, offset = _decode(data, offset, depth)
+            if type(key) not in _KEY_TYPES or key in result:
                 raise CborError("unsupported or duplicate map key")
-            result[key], offset = _decode(data, offset, depth + 1)
+            result[key], offset = _decode(data, offset, depth)
         return result, offset
     raise CborError("tags are not supported")
