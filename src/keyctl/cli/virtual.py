@@ -101,8 +101,7 @@ def create(
     uv: Annotated[Uv, typer.Option(help="Built-in user verification: succeeds, fails, or absent.")] = Uv.auto,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing one of that name.")] = False,
 ) -> None:
-    """Create a stored virtual authenticator (state encrypted with a key from the OS keyring or
-    $KEYCTL_VIRTUAL_KEY)."""
+    """Create a stored virtual authenticator (encrypted; key in the OS keyring or $KEYCTL_VIRTUAL_KEY)."""
     import os
 
     from keyctl.authenticator import AttestationMode, CounterMode, PresenceMode, UvMode, new_state, store
