@@ -43,6 +43,48 @@ def _pin(env_var: str | None) -> str:
     return read_secret("PIN", env_var)
 
 
+@app.command("list")
+def list_keys(
+    device: Annotated[
+        list[str] | None, typer.Option("--device", "-d", help="Also list this simulator (repeatable).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Every authenticator keyctl can reach: USB keys, virtual authenticators, given simulators."""
+    from keyctl.audit import mds
+    from keyctl.device.inventory import list_keys as inventory
+
+    metadata = mds.current()
+
+    def model(aaguid: str) -> str | None:
+        entry = metadata.find(aaguid) if metadata else None
+        return entry.description if entry else None
+
+    keys = inventory(device or [], model)
+    term = Terminal(as_json)
+    if as_json:
+        term.json([asdict(k) for k in keys])
+        return
+    if not keys:
+        term.status("No authenticators found. Insert a key, or create one: keyctl virtual create NAME")
+        return
+    term.table(
+        ["device", "kind", "product", "serial", "AAGUID", "model", "problem"],
+        [
+            (
+                k.spec,
+                k.kind,
+                k.product_name or "-",
+                k.serial or "-",
+                k.aaguid or "-",
+                k.model or "-",
+                k.problem or "",
+            )
+            for k in keys
+        ],
+    )
+
+
 @app.command()
 def info(device: DeviceOption = "usb", as_json: JsonOption = False) -> None:
     """Versions, options, algorithms, PIN state and capacity of the key."""
