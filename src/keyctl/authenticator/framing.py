@@ -73,7 +73,7 @@ def packets(cid: int, cmd: int, data: bytes) -> list[bytes]:
     return [p.ljust(REPORT_SIZE, b"\0") for p in out]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Transaction:
     """A message being received or a CBOR command being processed on one channel."""
 
@@ -186,7 +186,7 @@ class HidDevice:
         if length > MAX_MESSAGE:
             return cid, ERROR, bytes([ERR_INVALID_LEN])
         transaction = _Transaction(cid, cmd, length, reply, now)
-        transaction.data += report[7 : 7 + min(length, INIT_DATA)]
+        transaction.data += report[7 : 7 + length]  # a report holds at most INIT_DATA of it
         return self._maybe_complete(transaction)
 
     def _continuation(self, current: _Transaction, report: bytes, now: float) -> _Answer:
@@ -195,7 +195,7 @@ class HidDevice:
             return current.cid, ERROR, bytes([ERR_INVALID_SEQ])
         current.next_seq += 1
         current.last_packet_at = now
-        current.data += report[5 : 5 + min(current.length - len(current.data), CONT_DATA)]
+        current.data += report[5 : 5 + current.length - len(current.data)]
         return self._maybe_complete(current)
 
     def _init(self, cid: int, length: int, report: bytes, reply: Reply) -> _Answer:
