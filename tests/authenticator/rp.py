@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +53,12 @@ def register(
     user_verification: str = "discouraged",
     roots: list[bytes] | None = None,
     extensions: dict[str, Any] | None = None,
+    tamper: Callable[[dict[str, Any]], None] | None = None,
+    origin: str = ORIGIN,
+    rp_id: str = RP_ID,
 ) -> Registered:
+    """Create a credential through Fido2Client and verify it with py_webauthn (expecting ``origin``,
+    ``rp_id``), after ``tamper`` had its way with the response."""
     from webauthn.helpers.cose import COSEAlgorithmIdentifier
 
     options = generate_registration_options(
@@ -71,11 +77,14 @@ def register(
     if extensions:
         public_key["extensions"] = extensions
     response = client(device).make_credential(PublicKeyCredentialCreationOptions.from_dict(public_key))
+    credential = dict(response)
+    if tamper is not None:
+        tamper(credential)
     verified = verify_registration_response(
-        credential=dict(response),
+        credential=credential,
         expected_challenge=options.challenge,
-        expected_rp_id=RP_ID,
-        expected_origin=ORIGIN,
+        expected_rp_id=rp_id,
+        expected_origin=origin,
         supported_pub_key_algs=[COSEAlgorithmIdentifier(a) for a in (algs or [-7])],
         pem_root_certs_bytes_by_fmt={"packed": roots} if roots else None,  # type: ignore[dict-item]
     )

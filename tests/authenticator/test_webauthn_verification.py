@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import copy
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from fido2 import cbor
 from fido2.hid import CtapHidDevice
 from webauthn.helpers.exceptions import InvalidAuthenticationResponse, InvalidRegistrationResponse
 
@@ -61,6 +63,31 @@ def test_x5c_certificate_carries_the_aaguid() -> None:
     ) != cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+
+
+def _tamper_attestation_signature(credential: dict[str, Any]) -> None:
+    response = credential["response"]
+    attestation = cbor.decode(_unb64(response["attestationObject"]))
+    signature = bytearray(attestation["attStmt"]["sig"])
+    signature[-3] ^= 0x01
+    attestation["attStmt"]["sig"] = bytes(signature)
+    response["attestationObject"] = _b64(cbor.encode(attestation))
+
+
+@pytest.mark.parametrize("mode", [AttestationMode.SELF, AttestationMode.X5C])
+def test_registration_tampered_or_for_another_origin_or_rp_is_rejected(
+    transport: Transport, mode: AttestationMode
+) -> None:
+    state = new_state(attestation_mode=mode)
+    device = transport(VirtualAuthenticator(state))
+    roots = [ca_certificate_pem(state).encode()]
+    assert rp.register(device, roots=roots).fmt == "packed"
+    with pytest.raises(InvalidRegistrationResponse):
+        rp.register(device, roots=roots, tamper=_tamper_attestation_signature)
+    with pytest.raises(InvalidRegistrationResponse):
+        rp.register(device, roots=roots, origin="https://evil.example")
+    with pytest.raises(InvalidRegistrationResponse):
+        rp.register(device, roots=roots, rp_id="evil.example")
 
 
 def _b64(data: bytes) -> str:
