@@ -130,11 +130,11 @@ def handle(
     ]
     if not usable:
         raise CtapFailure(Status.NO_CREDENTIALS)
-    if up:
-        device.confirm_presence(state, "sign in", request.rp_id, link)
-    hmac_request = None
+    hmac_request = None  # checked before the touch, so a malformed request does not consume one
     if up and "hmac-secret" in request.extensions:
         hmac_request = _hmac_secret(device, request.extensions["hmac-secret"])
+    if up:
+        device.confirm_presence(state, "sign in", request.rp_id, link)
     context = AssertionContext(
         rp_hash=rp_id_hash(request.rp_id),
         client_data_hash=request.client_data_hash,
