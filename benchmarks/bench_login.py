@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -99,8 +101,27 @@ def browser_page(browser: Any, url: str) -> tuple[Page, Any, str]:
     return page, cdp, authenticator_id
 
 
-def one_shot_browser(playwright: Any, url: str, credential: dict[str, Any]) -> dict[str, Any]:
-    """Start Chromium, give its virtual authenticator the credential, log in once, stop."""
+def chromium_cpu_s(exclude: set[int]) -> tuple[float, set[int]]:
+    """CPU seconds (user + system) used so far by the running Chromium processes not in ``exclude``."""
+    total, pids = 0.0, set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in exclude:
+            continue
+        try:
+            if not os.readlink(entry / "exe").startswith("/usr/lib/chromium/"):
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        pids.add(int(entry.name))
+    return total, pids
+
+
+def one_shot_browser(playwright: Any, url: str, credential: dict[str, Any]) -> tuple[dict[str, Any], float]:
+    """Start Chromium, give its virtual authenticator the credential, log in once, stop.
+    Returns the credential with its new counter and the CPU seconds Chromium's processes used."""
+    _, before = chromium_cpu_s(set())
     browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
     try:
         page, cdp, authenticator_id = browser_page(browser, url)
@@ -108,11 +129,16 @@ def one_shot_browser(playwright: Any, url: str, credential: dict[str, Any]) -> d
         if page.evaluate(LOGIN_JS, EMAIL) is not True:
             raise SystemExit("Chromium's login was not verified")
         # Carry the signature counter over to the next run, as a stored credential would.
-        return dict(
-            cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"][0]
-        )
+        updated = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"][0]
+        cpu, _ = chromium_cpu_s(before)
+        return dict(updated), cpu
     finally:
         browser.close()
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def median_ms(samples: list[float]) -> float:
@@ -195,21 +221,22 @@ def main() -> None:
                 keyctl_times: list[float] = []
                 browser_times: list[float] = []
                 version_times: list[float] = []
+                keyctl_cpu: list[float] = []
+                browser_cpu: list[float] = []
+                version = [sys.executable, "-m", "keyctl", "--version"]
                 for _ in range(args.runs):
                     started = time.perf_counter()
-                    subprocess.run(
-                        [sys.executable, "-m", "keyctl", "--version"],
-                        env=env,
-                        check=True,
-                        capture_output=True,
-                    )
+                    subprocess.run(version, env=env, check=True, capture_output=True)
                     version_times.append(time.perf_counter() - started)
+                    cpu_before = children_cpu_s()
                     started = time.perf_counter()
                     subprocess.run(command, env=env, check=True, capture_output=True)
                     keyctl_times.append(time.perf_counter() - started)
+                    keyctl_cpu.append(children_cpu_s() - cpu_before)
                     started = time.perf_counter()
-                    credential = one_shot_browser(playwright, url, credential)
+                    credential, cpu = one_shot_browser(playwright, url, credential)
                     browser_times.append(time.perf_counter() - started)
+                    browser_cpu.append(cpu)
 
                 # (2) throughput: keyctl in-process vs the page that is already open (its authenticator
                 # gets the credential with the counter the one-shot runs reached).
@@ -236,6 +263,9 @@ def main() -> None:
     print(f"    (for scale: a 'keyctl --version' process: median {median_ms(version_times):7.0f} ms)")
     print(f"    headless Chromium start + CDP authenticator + login: median {one_shot_browser_ms:7.0f} ms")
     print(f"    ratio: keyctl is {one_shot_browser_ms / one_shot_keyctl:.1f}x faster (goal >= 5x)")
+    cpu_keyctl, cpu_browser = median_ms(keyctl_cpu), median_ms(browser_cpu)
+    print(f"    CPU time (user+sys, independent of other load): keyctl {cpu_keyctl:.0f} ms, "
+          f"Chromium processes {cpu_browser:.0f} ms: {cpu_browser / cpu_keyctl:.1f}x")  # fmt: skip
     print(f"(2) keyctl in-process logins/s: {keyctl_rate:7.1f}")
     print(f"    (of each keyctl login, {http_ms:.1f} ms are the two round trips to the server)")
     print(f"    already-open Chromium page logins/s: {browser_rate:7.1f}")

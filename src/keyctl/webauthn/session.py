@@ -101,8 +101,11 @@ class Session:
         self.server_url = server_url.rstrip("/")
         self.profile = profile
         self.origin = origin  # sent as the Origin header of POSTs, as a browser's fetch() does
-        self.client = httpx.Client(timeout=timeout, follow_redirects=False)
-        host = urlsplit(self.server_url).hostname or ""
+        parts = urlsplit(self.server_url)
+        # The client only ever talks to server_url (no redirects): for a plain-http (localhost) server,
+        # skip loading the CA bundle, which costs a one-shot login ~0.1-0.2 s.
+        self.client = httpx.Client(timeout=timeout, follow_redirects=False, verify=parts.scheme == "https")
+        host = parts.hostname or ""
         self._localhost = host == "localhost" or host.endswith(".localhost")
 
     def close(self) -> None:
