@@ -50,7 +50,7 @@ def ecdsa_verify() -> Callable[[], None]:
 
 def registered_client(url: str, admin_token: str, totp_secret_code: Callable[[str], str]) -> httpx.Client:
     """Sign up through the API (password, TOTP enrollment, recovery code) to register one passkey."""
-    http = httpx.Client(base_url=url)
+    http = httpx.Client(base_url=url, verify=False)  # plain http: no CA bundle to load
     http.post(
         "/api/admin/users",
         json={"email": EMAIL, "password": PASSWORD},
@@ -82,7 +82,7 @@ def main() -> None:
         key = SoftAuthenticator(server.url)
         options = http.post("/api/passkeys/register/options", json={}).json()
         http.post("/api/passkeys/register/verify", json=key.create(options)).raise_for_status()
-        client = httpx.Client(base_url=server.url)
+        client = httpx.Client(base_url=server.url, verify=False)
 
         def login() -> None:
             request = client.post("/api/passkeys/login/options", json={"email": EMAIL}).json()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 
-import httpx
 import pytest
 
 from keyctl.server import ServerHandle
@@ -129,6 +128,6 @@ def test_admin_creates_accounts_with_the_password_rules(server: ServerHandle) ->
         assert error_of(a.post("/api/admin/users", json={"email": "no-at-sign", "password": PASSWORD})) == (
             "invalid_request"
         )
-    assert httpx.post(
-        server.url + "/api/signin/password", json={"email": "carol@example.com", "password": PASSWORD}
+    assert client(server).post(
+        "/api/signin/password", json={"email": "carol@example.com", "password": PASSWORD}
     ).json() == {"status": "totp_enrollment_required"}

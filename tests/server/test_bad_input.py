@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keyctl.server import ServerHandle
+from keyctl.server.web import STATUS
 from tests.server.conftest import EMAIL, FakeClock, admin, client, enroll, error_of, register, snapshot
 from tests.server.softauth import SoftAuthenticator, b64url, cbor
 
@@ -38,46 +39,44 @@ def signed_in(server: ServerHandle, clock: FakeClock) -> httpx.Client:
     return account.http
 
 
-@pytest.mark.parametrize("path", POSTS)
-def test_malformed_bodies(server: ServerHandle, signed_in: httpx.Client, path: str) -> None:
+def test_malformed_bodies(server: ServerHandle, signed_in: httpx.Client) -> None:
     before = snapshot(server)
     headers = {"Content-Type": "application/json"}
-    for body, status, code in [
-        (b"{not json", 400, "invalid_request"),
-        (b"[1, 2]", 400, "invalid_request"),
-        (b"\xff\xfe", 400, "invalid_request"),
-        (b"[" * 100_000, 413, "payload_too_large"),
-        (b'{"a": "' + b"x" * 70_000 + b'"}', 413, "payload_too_large"),
-    ]:
-        response = signed_in.post(path, content=body, headers=headers)
-        assert response.status_code == status, (path, body[:20], response.text)
-        assert error_of(response) == code
+    for path in POSTS:
+        for body, status, code in [
+            (b"{not json", 400, "invalid_request"),
+            (b"[1, 2]", 400, "invalid_request"),
+            (b"\xff\xfe", 400, "invalid_request"),
+            (b"[" * 100_000, 413, "payload_too_large"),
+            (b'{"a": "' + b"x" * 70_000 + b'"}', 413, "payload_too_large"),
+        ]:
+            response = signed_in.post(path, content=body, headers=headers)
+            assert response.status_code == status, (path, body[:20], response.text)
+            assert error_of(response) == code
     assert snapshot(server) == before
 
 
-@pytest.mark.parametrize(
-    ("path", "body"),
-    [
-        ("/api/signin/password", {"email": 1, "password": "x"}),
-        ("/api/signin/password", {"email": EMAIL}),
-        ("/api/signin/password", {"email": EMAIL, "password": ["a"]}),
-        ("/api/signin/password", {"email": "x" * 400, "password": "x"}),
-        ("/api/signin/totp", {"code": 123456}),
-        ("/api/passkeys/prompt", {"action": None}),
-        ("/api/passkeys/register/options", {"residentKey": "always"}),
-        ("/api/passkeys/register/options", {"userVerification": True}),
-        ("/api/passkeys/register/options", {"name": "\u0000bad"}),
-        ("/api/passkeys/login/options", {"email": {"$ne": ""}}),
-        ("/api/passkeys/login/options", {"userVerification": "sometimes"}),
-    ],
-)
-def test_wrong_types_and_values(
-    server: ServerHandle, signed_in: httpx.Client, path: str, body: object
-) -> None:
+WRONG = [
+    ("/api/signin/password", {"email": 1, "password": "x"}),
+    ("/api/signin/password", {"email": EMAIL}),
+    ("/api/signin/password", {"email": EMAIL, "password": ["a"]}),
+    ("/api/signin/password", {"email": "x" * 400, "password": "x"}),
+    ("/api/signin/totp", {"code": 123456}),
+    ("/api/passkeys/prompt", {"action": None}),
+    ("/api/passkeys/register/options", {"residentKey": "always"}),
+    ("/api/passkeys/register/options", {"userVerification": True}),
+    ("/api/passkeys/register/options", {"name": "\u0000bad"}),
+    ("/api/passkeys/login/options", {"email": {"$ne": ""}}),
+    ("/api/passkeys/login/options", {"userVerification": "sometimes"}),
+]
+
+
+def test_wrong_types_and_values(server: ServerHandle, signed_in: httpx.Client) -> None:
     before = snapshot(server)
-    response = signed_in.post(path, json=body)
-    assert response.status_code == 400, response.text
-    assert error_of(response) == "invalid_request"
+    for path, body in WRONG:
+        response = signed_in.post(path, json=body)
+        assert response.status_code == 400, (path, body, response.text)
+        assert error_of(response) == "invalid_request"
     assert snapshot(server) == before
 
 
@@ -161,8 +160,11 @@ def test_random_json_never_crashes_the_server(
     server: ServerHandle, path: str, body: dict[str, object]
 ) -> None:
     response = client(server).post(path, json=body)
-    assert 400 <= response.status_code < 500, response.text
-    assert set(response.json()) == {"error", "message"}
+    assert response.status_code < 500, response.text
+    if response.status_code >= 400:  # some random bodies are valid requests (login options with no email)
+        assert set(response.json()) == {"error", "message"}
+        assert response.json()["error"] in STATUS
+        assert STATUS[response.json()["error"]] == response.status_code
 
 
 def test_foreign_origin_header_is_refused(server: ServerHandle, signed_in: httpx.Client) -> None:

@@ -8,14 +8,14 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 
 from keyctl.errors import ExitCode
 from keyctl.server import start
 from tests.conftest import run_keyctl
-from tests.server.conftest import EMAIL, PASSWORD
+from tests.server.conftest import EMAIL, PASSWORD, client, http_client
 
 
 def users(db: Path) -> list[str]:
@@ -26,45 +26,46 @@ def users(db: Path) -> list[str]:
         connection.close()
 
 
-def test_user_add_from_env_var_then_sign_in(tmp_path: Path) -> None:
+def test_user_add_from_env_var_then_sign_in(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = tmp_path / "rp.sqlite3"
-    result = run_keyctl(
-        ["server", "user", "add", "Alice@Example.com", "--db", str(db), "--password-env", "RP_PASSWORD"],
-        env={"RP_PASSWORD": PASSWORD},
+    monkeypatch.setenv("RP_PASSWORD", PASSWORD)
+    result = cli(
+        "server", "user", "add", "Alice@Example.com", "--db", str(db), "--password-env", "RP_PASSWORD"
     )
     assert result.exit_code == 0, result.stderr
     assert PASSWORD not in result.stdout + result.stderr
     with start(db) as server:
-        response = httpx.post(
-            server.url + "/api/signin/password", json={"email": EMAIL, "password": PASSWORD}
-        )
+        response = client(server).post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD})
         assert response.json() == {"status": "totp_enrollment_required"}
 
 
-def test_user_add_from_stdin(tmp_path: Path) -> None:
+def test_user_add_from_stdin_as_a_process(tmp_path: Path) -> None:
     db = tmp_path / "rp.sqlite3"
     result = run_keyctl(["server", "user", "add", EMAIL, "--db", str(db)], stdin=PASSWORD + "\n")
     assert result.exit_code == 0, result.stderr
     assert users(db) == [EMAIL]
 
 
-def test_user_add_refuses_weak_and_duplicate(tmp_path: Path) -> None:
+def test_user_add_refuses_weak_and_duplicate(
+    tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     db = tmp_path / "rp.sqlite3"
-    weak = run_keyctl(["server", "user", "add", EMAIL, "--db", str(db)], stdin="password1234\n")
+    monkeypatch.setenv("RP_PASSWORD", "password1234")
+    weak = cli("server", "user", "add", EMAIL, "--db", str(db), "--password-env", "RP_PASSWORD")
     assert weak.exit_code == ExitCode.INVALID_INPUT
     assert "common or breached" in weak.stderr
     assert "password1234" not in weak.stderr
     assert users(db) == []
-    assert run_keyctl(["server", "user", "add", EMAIL, "--db", str(db)], stdin=PASSWORD + "\n").exit_code == 0
-    again = run_keyctl(["server", "user", "add", EMAIL, "--db", str(db)], stdin=PASSWORD + "\n")
-    assert again.exit_code == ExitCode.ALREADY_EXISTS
-
-
-def test_user_add_missing_env_var(tmp_path: Path) -> None:
-    result = run_keyctl(
-        ["server", "user", "add", EMAIL, "--db", str(tmp_path / "rp.sqlite3"), "--password-env", "NOPE_UNSET"]
+    monkeypatch.setenv("RP_PASSWORD", PASSWORD)
+    assert (
+        cli("server", "user", "add", EMAIL, "--db", str(db), "--password-env", "RP_PASSWORD").exit_code == 0
     )
-    assert result.exit_code == ExitCode.INVALID_INPUT
+    again = cli("server", "user", "add", EMAIL, "--db", str(db), "--password-env", "RP_PASSWORD")
+    assert again.exit_code == ExitCode.ALREADY_EXISTS
+    missing = cli("server", "user", "add", EMAIL, "--db", str(db), "--password-env", "NOPE_UNSET")
+    assert missing.exit_code == ExitCode.INVALID_INPUT
 
 
 def _serve(
@@ -97,7 +98,7 @@ def _serve(
 def test_server_runs_and_stops_cleanly(tmp_path: Path, stop: signal.Signals) -> None:
     process, url = _serve(tmp_path, "--admin-token-env", "RP_ADMIN", env={"RP_ADMIN": "s3cret-token"})
     try:
-        with httpx.Client(base_url=url, headers={"Authorization": "Bearer s3cret-token"}) as a:
+        with http_client(url, headers={"Authorization": "Bearer s3cret-token"}) as a:
             created = a.post("/api/admin/users", json={"email": EMAIL, "password": PASSWORD})
             assert created.status_code == 201
             page = a.get("/")
@@ -116,22 +117,18 @@ def test_admin_token_is_printed_when_not_given(tmp_path: Path) -> None:
     try:
         assert process.stderr is not None
         token = process.stderr.readline().strip().removeprefix("admin token: ")
-        assert (
-            httpx.get(url + "/api/admin/users", headers={"Authorization": f"Bearer {token}"}).status_code
-            == 200
-        )
-        assert (
-            httpx.get(url + "/api/admin/users", headers={"Authorization": "Bearer wrong"}).status_code == 401
-        )
+        http = http_client(url)
+        assert http.get("/api/admin/users", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert http.get("/api/admin/users", headers={"Authorization": "Bearer wrong"}).status_code == 401
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=20)
     assert process.returncode == 0
 
 
-def test_origin_must_match_rp_id(tmp_path: Path) -> None:
-    result = run_keyctl(
-        ["server", "--port", "0", "--db", str(tmp_path / "rp.sqlite3"), "--origin", "https://evil.example"]
+def test_origin_must_match_rp_id(tmp_path: Path, cli: Any) -> None:
+    result = cli(
+        "server", "--port", "0", "--db", str(tmp_path / "rp.sqlite3"), "--origin", "https://evil.example"
     )
     assert result.exit_code == ExitCode.INVALID_INPUT
     assert "not localhost" in result.stderr

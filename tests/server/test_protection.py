@@ -19,6 +19,7 @@ from tests.server.conftest import (
     create_user,
     enroll,
     error_of,
+    http_client,
     sign_in,
     totp_code,
 )
@@ -51,11 +52,11 @@ def test_five_failures_block_the_ip_for_that_account_until_the_link_is_used(serv
     )
     link = outbox(server)[0]["link"]
     assert link.startswith(server.url + "/unblock/")
-    page = httpx.get(link)
+    page = client(server).get(link)
     assert page.status_code == 200
     assert "Unblocked" in page.text
     assert http.post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD}).status_code == 200
-    assert httpx.get(link).status_code == 404  # a link works once
+    assert client(server).get(link).status_code == 404  # a link works once
     events = [e["event"] for e in audit_events(server)]
     assert "signin_blocked" in events
     assert "unblocked" in events
@@ -149,8 +150,8 @@ def test_cookie_is_secure_behind_https(tmp_path: Path, clock: FakeClock) -> None
     with start(tmp_path / "rp.sqlite3", clock=clock, origin="https://login.localhost") as server:
         assert server.url == "https://login.localhost"
         server.create_user(EMAIL, PASSWORD)
-        response = httpx.post(
-            server.local_url + "/api/signin/password", json={"email": EMAIL, "password": PASSWORD}
+        response = http_client(server.local_url).post(
+            "/api/signin/password", json={"email": EMAIL, "password": PASSWORD}
         )
         assert "; secure" in response.headers["set-cookie"].lower()
 

@@ -138,24 +138,24 @@ def test_the_enrollment_code_cannot_be_replayed(server: ServerHandle, clock: Fak
     )
 
 
-@pytest.mark.parametrize(("offset", "accepted"), [(-60, False), (-30, True), (30, True), (60, False)])
-def test_totp_window_is_one_step_each_way(
-    server: ServerHandle, clock: FakeClock, offset: int, accepted: bool
-) -> None:
+def test_totp_window_is_one_step_each_way(server: ServerHandle, clock: FakeClock) -> None:
     account = enroll(server, clock)
     clock.advance(300)
-    http = client(server)
-    http.post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD})
-    response = http.post("/api/signin/totp", json={"code": totp_code(account.secret, clock() + offset)})
-    assert (response.status_code == 200) is accepted
+    # In this order each accepted code is newer than the last one used, so replay protection stays out
+    # of the way: the window alone decides.
+    for offset, accepted in ((-60, False), (-30, True), (30, True), (60, False)):
+        http = client(server)
+        http.post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD})
+        response = http.post("/api/signin/totp", json={"code": totp_code(account.secret, clock() + offset)})
+        assert (response.status_code == 200) is accepted, offset
 
 
-@pytest.mark.parametrize("code", ["12345", "1234567", "abcdef", " 123456"])
-def test_malformed_totp_codes_are_refused(server: ServerHandle, clock: FakeClock, code: str) -> None:
+def test_malformed_totp_codes_are_refused(server: ServerHandle, clock: FakeClock) -> None:
     enroll(server, clock)
     http = client(server)
     http.post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD})
-    assert error_of(http.post("/api/signin/totp", json={"code": code})) == "invalid_code"
+    for code in ("12345", "1234567", "abcdef", " 123456"):
+        assert error_of(http.post("/api/signin/totp", json={"code": code})) == "invalid_code"
 
 
 def test_recovery_code_signs_in_once_and_is_replaced(server: ServerHandle, clock: FakeClock) -> None:
