@@ -173,3 +173,22 @@ def test_a_stored_virtual_authenticator_in_separate_processes(reference: Referen
         "virtual:ci",
         "passkey",
     )
+
+
+def test_the_pin_can_come_from_stdin(
+    reference: Reference, udp_authenticator: Callable[..., str], tmp_path: Path
+) -> None:
+    from keyctl.authenticator import Policy, UvMode
+
+    device = udp_authenticator(authenticator(Policy(uv=UvMode.NONE), pin_code="246810"))
+    jar = tmp_path / "jar.txt"
+    with reference.account("ivan@example.com") as session:
+        session.save_cookies(jar)
+    args = ["register", "--server", reference.url, "--user", "ivan@example.com", "--cookie-jar", str(jar),
+            "--authenticator", device]  # fmt: skip
+    wrong = run_keyctl(args, stdin="135790\n")
+    assert wrong.exit_code == 15, wrong.stderr
+    assert "wrong PIN, 7 attempts left" in wrong.stderr
+    right = run_keyctl(args, stdin="246810\n")
+    assert right.exit_code == 0, right.stderr
+    assert "246810" not in right.stdout + right.stderr
