@@ -51,7 +51,9 @@ OriginOption = Annotated[
 ]
 InsecureOption = Annotated[
     bool,
-    typer.Option("--insecure-origin-override", help="Allow --origin: disables the anti-phishing check."),
+    typer.Option(
+        "--insecure-origin-override", help="Allow --origin (weakens the anti-phishing check; warns)."
+    ),
 ]
 CookieJarOption = Annotated[
     Path | None,
