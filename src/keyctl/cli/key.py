@@ -88,15 +88,21 @@ def list_keys(
 @app.command()
 def info(device: DeviceOption = "usb", as_json: JsonOption = False) -> None:
     """Versions, options, algorithms, PIN state and capacity of the key."""
+    from keyctl.audit import mds
+
     details = _open(device).info()
+    metadata = mds.current()
+    entry = metadata.find(details.aaguid) if metadata else None
+    model = entry.description if entry else None
     term = Terminal(as_json)
     if as_json:
-        term.json(asdict(details))
+        term.json({**asdict(details), "model": model})
         return
     options = ", ".join(f"{k}={'on' if v else 'off'}" for k, v in sorted(details.options.items()))
     rows: list[tuple[str, object]] = [
         ("device", device),
         ("aaguid", details.aaguid),
+        ("model", model or "unknown to the FIDO metadata"),
         ("versions", ", ".join(details.versions)),
         ("extensions", ", ".join(details.extensions) or "none"),
         ("options", options),
