@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import pytest
@@ -17,6 +18,7 @@ from tests.server.conftest import (
     enroll,
     error_of,
     register,
+    snapshot,
 )
 from tests.server.softauth import SoftAuthenticator
 
@@ -131,3 +133,40 @@ def test_admin_creates_accounts_with_the_password_rules(server: ServerHandle) ->
     assert client(server).post(
         "/api/signin/password", json={"email": "carol@example.com", "password": PASSWORD}
     ).json() == {"status": "totp_enrollment_required"}
+
+
+def test_invite_link_creates_an_account_once(server: ServerHandle, clock: FakeClock) -> None:
+    with admin(server) as a:
+        invite = a.post("/api/admin/invites", json={"email": "Dana@Example.com"})
+    assert invite.status_code == 201
+    link = invite.json()["invite_url"]
+    assert link.startswith(server.url + "/invite/")
+    mailed = [json.loads(line) for line in server.outbox_path.read_text().splitlines()]
+    assert mailed[-1]["to"] == "dana@example.com"
+    assert mailed[-1]["link"] == link
+    http = client(server)
+    assert "Choose a password" in http.get(link).text
+    token = link.rsplit("/", 1)[1]
+    weak = http.post("/api/invites/accept", json={"token": token, "password": "password"})
+    assert error_of(weak) == "weak_password"
+    created = http.post("/api/invites/accept", json={"token": token, "password": PASSWORD})
+    assert created.status_code == 201
+    assert created.json() == {"status": "created", "email": "dana@example.com"}
+    assert (
+        error_of(http.post("/api/invites/accept", json={"token": token, "password": PASSWORD})) == "not_found"
+    )
+    signin = http.post("/api/signin/password", json={"email": "dana@example.com", "password": PASSWORD})
+    assert signin.json() == {"status": "totp_enrollment_required"}
+    with admin(server) as a:
+        assert error_of(a.post("/api/admin/invites", json={"email": "dana@example.com"})) == "user_exists"
+
+
+def test_invite_links_expire_after_7_days(server: ServerHandle, clock: FakeClock) -> None:
+    with admin(server) as a:
+        link = a.post("/api/admin/invites", json={"email": "erin@example.com"}).json()["invite_url"]
+    clock.advance(7 * 86400 + 1)
+    expired = client(server).post(
+        "/api/invites/accept", json={"token": link.rsplit("/", 1)[1], "password": PASSWORD}
+    )
+    assert error_of(expired) == "not_found"
+    assert snapshot(server)["users"] == []

@@ -60,6 +60,7 @@ SKIP_SIGNINS = 10
 SKIP_TTL = 7 * 24 * 3600
 SNOOZE_TTL = 30 * 24 * 3600
 RATE_WINDOW = 60.0
+INVITE_TTL = 7 * 24 * 3600
 MAX_NAME = 64
 LIMIT_MESSAGE = f"Passkey limit reached: at most {MAX_PASSKEYS} passkeys per account, remove one first"
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
@@ -477,6 +478,54 @@ class Policy:
                 (email, hashed, secrets.token_bytes(32), now),
             )
             self._audit(db, "user_created", email, ip)
+            row = self._user_by_email(db, email)
+            assert row is not None
+            return self._user_view(db, row)
+
+        return self._run(work)
+
+    def invite(self, email: str) -> tuple[str, float]:
+        """An invite link for a new account (also written to the outbox) and when it expires."""
+        email = normalize_email(email)
+        token = secrets.token_urlsafe(24)
+        link = f"{self.settings.origin}/invite/{token}"
+
+        def work(db: sqlite3.Connection, now: float) -> tuple[str, float]:
+            if self._user_by_email(db, email) is not None:
+                raise PolicyError("user_exists", f"an account for {email} already exists")
+            db.execute(
+                "INSERT INTO invites (token_hash, email, created_at) VALUES (?, ?, ?)",
+                (_token_hash(token), email, now),
+            )
+            self._audit(db, "invite_created", email, None)
+            self._mail(email, "You are invited: choose a password", link, now)
+            return link, now + INVITE_TTL
+
+        return self._run(work)
+
+    def accept_invite(self, token: str, password: str, ip: str) -> User:
+        weak = passwords.weakness(password)
+        if weak is not None:
+            raise PolicyError("weak_password", weak)
+        hashed = passwords.hash_password(password)
+
+        def work(db: sqlite3.Connection, now: float) -> User:
+            invite = db.execute(
+                "SELECT * FROM invites WHERE token_hash = ?", (_token_hash(token),)
+            ).fetchone()
+            if invite is None or now - invite["created_at"] > INVITE_TTL:
+                raise PolicyError(
+                    "not_found", "this invite link is unknown, used or expired: ask for a new one"
+                )
+            email = invite["email"]
+            db.execute("DELETE FROM invites WHERE email = ?", (email,))
+            if self._user_by_email(db, email) is not None:
+                raise PolicyError("user_exists", f"an account for {email} already exists")
+            db.execute(
+                "INSERT INTO users (email, password_hash, user_handle, created_at) VALUES (?, ?, ?, ?)",
+                (email, hashed, secrets.token_bytes(32), now),
+            )
+            self._audit(db, "user_created", email, ip, by="invite")
             row = self._user_by_email(db, email)
             assert row is not None
             return self._user_view(db, row)

@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS challenges (
     name TEXT,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS invites (
+    token_hash TEXT PRIMARY KEY,
+    email TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS failures (
     ip TEXT NOT NULL,
     email TEXT NOT NULL,

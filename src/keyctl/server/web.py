@@ -207,6 +207,7 @@ class Api:
             Endpoint("POST", "/api/signin/recovery/confirm", self.recovery_confirm, "auth"),
             Endpoint("POST", "/api/signin/totp", self.signin_totp, "auth"),
             Endpoint("POST", "/api/signin/recovery", self.signin_recovery, "auth"),
+            Endpoint("POST", "/api/invites/accept", self.accept_invite, "auth"),
             Endpoint("POST", "/api/signout", self.signout),
             Endpoint("GET", "/api/me", self.me),
             Endpoint("POST", "/api/passkeys/prompt", self.passkey_prompt),
@@ -219,6 +220,7 @@ class Api:
             Endpoint("POST", "/api/passkeys/login/verify", self.login_verify, "auth"),
             Endpoint("POST", "/api/admin/users", self.admin_create_user, "admin"),
             Endpoint("GET", "/api/admin/users", self.admin_users, "admin"),
+            Endpoint("POST", "/api/admin/invites", self.admin_invite, "admin"),
             Endpoint("DELETE", "/api/admin/users/{email}/passkeys/{id}", self.admin_delete_passkey, "admin"),
             Endpoint("POST", "/api/admin/users/{email}/reset-2fa", self.admin_reset_2fa, "admin"),
             Endpoint("GET", "/api/admin/blocks", self.admin_blocks, "admin"),
@@ -247,6 +249,10 @@ class Api:
 
     def signin_recovery(self, c: Call) -> Reply:
         return _signed_in(self.p.signin_recovery(c.token, text(c.body, "recovery_code", 64), c.ip))
+
+    def accept_invite(self, c: Call) -> Reply:
+        user = self.p.accept_invite(text(c.body, "token", 64), text(c.body, "password"), c.ip)
+        return Reply({"status": "created", "email": user.email}, status=201)
 
     def signout(self, c: Call) -> Reply:
         self.p.signout(c.token, c.ip)
@@ -309,6 +315,10 @@ class Api:
         user = self.p.create_user(text(c.body, "email", 320), text(c.body, "password"), c.ip)
         return Reply(user.as_json(), status=201)
 
+    def admin_invite(self, c: Call) -> Reply:
+        link, expires = self.p.invite(text(c.body, "email", 320))
+        return Reply({"invite_url": link, "expires_at": iso(expires)}, status=201)
+
     def admin_users(self, c: Call) -> Reply:
         users, cursor = self.p.admin_users(
             number(c.query, "limit", 50, 1, 200), number(c.query, "cursor", 0, 0, 2**62)
@@ -341,9 +351,13 @@ class Api:
 
 def _pages(policy: Policy) -> list[Route]:
     page = (resources.files(__package__) / "page.html").read_text(encoding="utf-8")
+    invite_page = (resources.files(__package__) / "invite.html").read_text(encoding="utf-8")
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
+
+    async def invite(request: Request) -> Response:
+        return HTMLResponse(invite_page, headers={"Cache-Control": "no-store"})
 
     async def unblock(request: Request) -> Response:
         try:
@@ -352,7 +366,11 @@ def _pages(policy: Policy) -> list[Route]:
             return HTMLResponse(_small_page("Link not valid", error.message), status_code=STATUS[error.code])
         return HTMLResponse(_small_page("Unblocked", "You can sign in again from this address."))
 
-    return [Route("/", index, methods=["GET"]), Route("/unblock/{token}", unblock, methods=["GET"])]
+    return [
+        Route("/", index, methods=["GET"]),
+        Route("/invite/{token}", invite, methods=["GET"]),
+        Route("/unblock/{token}", unblock, methods=["GET"]),
+    ]
 
 
 def _small_page(title: str, message: str) -> str:
