@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import platform
 import sys
 import uuid
 from collections.abc import Sequence
@@ -150,19 +149,12 @@ def secret_store() -> Check:
 
 
 def platform_authenticator() -> Check:
-    system = platform.system()
-    if system == "Linux":
-        return Check(
-            "platform authenticator",
-            Status.INFO,
-            "Linux has no OS passkey authenticator; use a security key or keyctl's virtual authenticator",
-        )
-    return Check(
-        "platform authenticator",
-        Status.INFO,
-        f"{system}: keyctl has no bridge to its authenticator yet",
-        "use a security key (--authenticator usb)",
-    )
+    from keyctl.platform import ALTERNATIVES, status
+
+    found = status()
+    if found.available:
+        return Check("platform authenticator", Status.OK, found.detail)
+    return Check("platform authenticator", Status.INFO, found.detail, ALTERNATIVES)
 
 
 def simulators(specs: Sequence[str]) -> list[Check]:
