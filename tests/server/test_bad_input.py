@@ -185,3 +185,10 @@ def test_unknown_routes_and_methods(server: ServerHandle) -> None:
         assert error_of(a.post("/api/admin/users/nobody@example.com/reset-2fa", json={})) == "not_found"
         assert error_of(a.get("/api/admin/users", params={"limit": "0"})) == "invalid_request"
         assert error_of(a.get("/api/admin/audit", params={"after": "-1"})) == "invalid_request"
+
+
+def test_foreign_origin_cannot_delete_a_passkey(server: ServerHandle, signed_in: httpx.Client) -> None:
+    passkey = signed_in.get("/api/passkeys").json()["passkeys"][0]
+    response = signed_in.delete(f"/api/passkeys/{passkey['id']}", headers={"Origin": "https://evil.example"})
+    assert error_of(response) == "forbidden_origin"
+    assert len(signed_in.get("/api/passkeys").json()["passkeys"]) == 1

@@ -107,7 +107,7 @@ class Endpoint:
     method: str
     path: str
     handler: Callable[[Call], Reply]
-    kind: str = "user"  # "auth" (rate limited), "user", "admin" (bearer token), "page"
+    kind: str = "user"  # "auth" (rate limited), "user" (session cookie), "admin" (bearer token)
     needs_body: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -138,7 +138,7 @@ def _route(policy: Policy, endpoint: Endpoint, secure_cookie: bool) -> Route:
         ip = request.client.host if request.client else "unknown"
         try:
             origin = request.headers.get("origin")
-            if endpoint.needs_body and origin is not None and origin != policy.settings.origin:
+            if endpoint.method != "GET" and origin is not None and origin != policy.settings.origin:
                 raise PolicyError("forbidden_origin", f"requests from {origin[:100]} are not accepted")
             if endpoint.kind == "auth":
                 policy.check_rate(ip)
@@ -294,7 +294,7 @@ class Api:
         return Reply(body)
 
     def passkeys(self, c: Call) -> Reply:
-        return Reply({"passkeys": [k.as_json() for k in self.p.me(c.token).passkeys]})
+        return Reply({"passkeys": [k.as_json() for k in self.p.list_passkeys(c.token)]})
 
     def rename_passkey(self, c: Call) -> Reply:
         return Reply(self.p.rename_passkey(c.token, c.path["id"], text(c.body, "name", 256), c.ip).as_json())
