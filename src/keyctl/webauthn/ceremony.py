@@ -78,10 +78,13 @@ class _Bridge(UserInteraction):
 def open_authenticator(spec: str) -> CtapDevice:
     """The device for ``--authenticator``: usb[:PATH], virtual:NAME, udp:HOST:PORT or platform."""
     if spec == PLATFORM:
-        raise NotSupported(
-            "Passkeys not supported on this device (no platform authenticator on this system)",
-            "use --authenticator usb (a security key) or virtual:NAME",
-        )
+        from keyctl import platform
+
+        found = platform.status()
+        # The ceremonies reach authenticators through CtapHidDevice only: the Windows bridge
+        # (platform.platform_client) is not driven from here yet.
+        detail = found.detail if not found.available else "the OS bridge is not wired into keyctl login yet"
+        raise NotSupported(f"Passkeys not supported on this device: {detail}", platform.ALTERNATIVES)
     from keyctl.hid import open_device
 
     try:
