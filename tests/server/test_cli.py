@@ -132,3 +132,15 @@ def test_origin_must_match_rp_id(tmp_path: Path, cli: Any) -> None:
     )
     assert result.exit_code == ExitCode.INVALID_INPUT
     assert "not localhost" in result.stderr
+
+
+def test_user_add_while_the_server_runs(tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = tmp_path / "rp.sqlite3"
+    monkeypatch.setenv("RP_PASSWORD", PASSWORD)
+    with start(db) as server:
+        assert (
+            cli("server", "user", "add", EMAIL, "--db", str(db), "--password-env", "RP_PASSWORD").exit_code
+            == 0
+        )
+        response = client(server).post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD})
+        assert response.json() == {"status": "totp_enrollment_required"}
