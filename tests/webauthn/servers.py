@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from webauthn.helpers import exceptions as wa_errors
+from webauthn.helpers.cose import COSEAlgorithmIdentifier
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     PublicKeyCredentialDescriptor,
@@ -238,7 +239,7 @@ def fido2_example_app(state: State) -> Starlette:
     )
 
 
-def fido_conformance_app(state: State) -> Starlette:
+def fido_conformance_app(state: State, algorithms: list[COSEAlgorithmIdentifier] | None = None) -> Starlette:
     """The FIDO conformance server API: users by name, {"status": "ok"|"failed", "errorMessage": ...}."""
 
     def failed(message: str) -> Response:
@@ -253,6 +254,7 @@ def fido_conformance_app(state: State) -> Starlette:
         options = webauthn.generate_registration_options(
             rp_id=RP_ID,
             rp_name="FIDO conformance test server",
+            supported_pub_key_algs=algorithms,
             user_name=username,
             user_display_name=body.get("displayName") or username,
             exclude_credentials=[
@@ -351,6 +353,11 @@ def html_app(state: State) -> Starlette:
         return HTMLResponse("<!doctype html><title>Welcome</title>")
 
     return Starlette(routes=[Route("/{path:path}", page, methods=["GET", "POST"])])
+
+
+def rsa_only_app(state: State) -> Starlette:
+    """A conformance-convention server that accepts RS256 keys only (security keys rarely make them)."""
+    return fido_conformance_app(state, [COSEAlgorithmIdentifier.RSASSA_PKCS1_v1_5_SHA_256])
 
 
 APPS: dict[str, Callable[[State], Starlette]] = {

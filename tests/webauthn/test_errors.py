@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import copy
 import json
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +23,7 @@ from keyctl.server import start
 from keyctl.webauthn import flows, profile
 from keyctl.webauthn.session import Session
 from tests.webauthn.conftest import PASSWORD, Reference, authenticator, client, sign_up
-from tests.webauthn.servers import free_port
+from tests.webauthn.servers import free_port, rsa_only_app, serve
 
 Cli = Callable[..., Any]
 Serve = Callable[[VirtualAuthenticator], str]
@@ -273,3 +276,33 @@ def test_the_origin_override_needs_its_flag_and_warns(
     assert result.exit_code == 0, result.stderr
     assert f"warning: claiming origin {claimed}" in result.stderr
     assert json.loads(result.stdout)["credential_id"] == registered.credential_id
+
+
+def test_an_algorithm_the_key_cannot_make_is_not_supported(cli: Cli, udp_authenticator: Serve) -> None:
+    with serve(rsa_only_app) as server:
+        result = cli(
+            "register", "--server", server.url, "--profile", "fido-conformance", "--user", "u@example.com",
+            "--authenticator", udp_authenticator(authenticator()),
+        )  # fmt: skip
+    assert result.exit_code == ExitCode.NOT_SUPPORTED, result.stderr
+    assert (
+        "Passkeys not supported: the authenticator refused the request (UNSUPPORTED_ALGORITHM)"
+        in result.stderr
+    )
+
+
+def test_ctrl_c_while_waiting_for_a_touch_is_canceled(reference: Reference, udp_authenticator: Serve) -> None:
+    key = authenticator()
+    _registered(reference, key)
+    waiting = VirtualAuthenticator(
+        key.store, policy=Policy(presence=PresenceMode.PROMPT, presence_timeout_s=30, prompter=_never_answers)
+    )
+    command = [sys.executable, "-m", "keyctl", "login", "--server", reference.url, "--user", "u@example.com",
+               "--authenticator", udp_authenticator(waiting)]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    assert "Touch your authenticator" in process.stderr.readline()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == ExitCode.PASSKEY_CANCELED, stderr
+    assert "error: Request canceled" in stderr
