@@ -42,6 +42,7 @@ def test_create_list_info_remove(cli: Cli, ci_key: str, monkeypatch: pytest.Monk
     assert info["aaguid"] == aaguid
     assert info["attestation"] == "x5c"
     assert info["pin_set"] is True
+    assert info["state_key"] == "KEYCTL_VIRTUAL_KEY"
     assert info["attestation_ca_pem"].startswith("-----BEGIN CERTIFICATE-----")
     assert cli("virtual", "export-ca", "ci").stdout.strip() == info["attestation_ca_pem"].strip()
     assert Ctap2(open_device("virtual:ci")).get_info().options["clientPin"] is True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -33,6 +34,8 @@ def test_keyring_mode_without_ci_key(cli: Cli, monkeypatch: pytest.MonkeyPatch) 
     assert missing.exit_code == ExitCode.STATE
     assert "keyring" in missing.stderr
     secrets.set_secret(account, key)
-    assert cli("virtual", "info", "desk").exit_code == 0
+    info = cli("virtual", "info", "desk", "--json")
+    assert info.exit_code == 0
+    assert json.loads(info.stdout)["state_key"] == "os-keyring"
     assert cli("virtual", "remove", "desk", "--yes").exit_code == 0
     assert secrets.get_secret(account) is None

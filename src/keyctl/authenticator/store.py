@@ -167,6 +167,11 @@ class FileStore:
         self._key = _key_for(name, self._source)
         _unseal(name, raw, self._key)  # fail now, with a KeyctlError, rather than inside a CTAP command
 
+    @property
+    def key_source(self) -> str:
+        """Where the state key comes from: the OS keyring, or $KEYCTL_VIRTUAL_KEY (CI mode)."""
+        return "os-keyring" if self._source == SOURCE_KEYRING else ENV_VIRTUAL_KEY
+
     def load(self) -> AuthenticatorState:
         with self._lock:
             return _unseal(self.name, self.path.read_bytes(), self._key)

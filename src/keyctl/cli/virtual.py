@@ -164,8 +164,10 @@ def info(
     from keyctl.authenticator import store
     from keyctl.authenticator.attestation import ca_certificate_pem
 
-    state = store.FileStore(name).load()
+    file_store = store.FileStore(name)
+    state = file_store.load()
     summary = _summary(name, state)
+    summary["state_key"] = file_store.key_source
     if as_json or ca:
         summary["attestation_ca_pem"] = ca_certificate_pem(state)
     term = Terminal(as_json)
