@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,7 +19,8 @@ from keyctl.errors import InvalidInput, NotFound
 if TYPE_CHECKING:
     from rich.status import Status
 
-    from keyctl.webauthn.flows import Result
+    from keyctl.webauthn.flows import Client, Result
+    from keyctl.webauthn.profile import Profile
     from keyctl.webauthn.session import Session
     from keyctl.webauthn.signin import SignedIn
 
@@ -133,7 +134,7 @@ def _authenticator_spec(authenticator: str, device: str | None) -> str:
 
 def _prepare(
     term: Terminal, server: str, profile_spec: str, origin: str | None, insecure: bool
-) -> tuple[Any, str]:
+) -> tuple[Profile, str]:
     """The profile and the origin to claim, after the browser's checks on the server URL."""
     from keyctl.webauthn import origin as origins
     from keyctl.webauthn import profile as profiles
@@ -153,7 +154,7 @@ def _prepare(
     return profile, claimed
 
 
-def _open_session(server: str, profile: Any, origin: str, cookie_jar: Path | None) -> Session:
+def _open_session(server: str, profile: Profile, origin: str, cookie_jar: Path | None) -> Session:
     from keyctl.webauthn.session import Session
 
     session = Session(server, profile, origin)
@@ -202,12 +203,11 @@ def _client(
     pin_env: str | None,
     timeout: float,
     insecure: bool,
-) -> tuple[Any, TerminalInteraction]:
-    from keyctl.webauthn import ceremony
-    from keyctl.webauthn.flows import Client
+) -> tuple[Client, TerminalInteraction]:
+    from keyctl.webauthn import ceremony, flows
 
     interaction = TerminalInteraction(term, pin_env)
-    client = Client(
+    client = flows.Client(
         origin=origin,
         authenticator=spec,
         open_device=lambda: ceremony.open_authenticator(spec),

@@ -67,7 +67,8 @@ class Result:
 
 
 def _values(request: Request) -> dict[str, Any]:
-    resident = None if request.resident is None else request.resident
+    """The profile placeholders' values (None: the server decides)."""
+    resident = request.resident
     return {
         "user": request.user,
         "name": request.name,
