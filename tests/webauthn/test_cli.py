@@ -83,6 +83,7 @@ def test_a_password_sign_in_with_the_recovery_code(
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert "signed in as erin@example.com with password and recovery" in result.stdout
+    assert "the server suggests a passkey: keyctl register" in result.stderr
     assert "recovery code (shown once, keep it safe):" in result.stdout
 
 
@@ -192,3 +193,19 @@ def test_the_pin_can_come_from_stdin(
     right = run_keyctl(args, stdin="246810\n")
     assert right.exit_code == 0, right.stderr
     assert "246810" not in right.stdout + right.stderr
+
+
+def test_password_options_need_a_profile_with_password_sign_in(
+    cli: Cli, udp_authenticator: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.webauthn.servers import APPS, serve
+
+    monkeypatch.setenv("PW", PASSWORD)
+    with serve(APPS["simplewebauthn"]) as server:
+        result = cli(
+            "register", "--server", server.url, "--profile", "simplewebauthn", "--user", "user@localhost",
+            "--password-env", "PW", "--authenticator", udp_authenticator(authenticator()),
+        )  # fmt: skip
+    assert result.exit_code == 3
+    assert "server profile simplewebauthn has no password sign-in" in result.stderr
+    assert server.state.verified == []

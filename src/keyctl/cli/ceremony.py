@@ -291,7 +291,8 @@ def register(
     with _open_session(server, the_profile, claimed, cookie_jar) as session:
         recovery_code = None
         has_session = bool(the_profile.session_cookie and session.cookie(the_profile.session_cookie))
-        if the_profile.signin and (password_env or not has_session):
+        wants_password = bool(password_env or totp or recovery_code_env or save_totp)
+        if wants_password or (the_profile.signin and not has_session):
             signed_in = _password_sign_in(
                 term, session, user, password_env, totp, recovery_code_env, save_totp
             )
@@ -347,6 +348,8 @@ def login(
                 server=signed_in.server,
             )
             _finish(term, session, result, cookie_jar, print_session, signed_in.recovery_code)
+            if isinstance(signed_in.server, dict) and signed_in.server.get("passkey_prompt"):
+                term.status(f"the server suggests a passkey: keyctl register --server {server} --user {user}")
             return
         client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
         try:
