@@ -190,3 +190,14 @@ def test_logout_ends_the_session(server: ServerHandle, clock: FakeClock) -> None
     replay.cookies.set("keyctl_session", token)
     assert error_of(replay.get("/api/me")) == "not_signed_in"
     assert error_of(replay.post("/api/signout", json={})) == "not_signed_in"
+
+
+def test_rate_limit_table_forgets_idle_addresses(tmp_path: Path, clock: FakeClock) -> None:
+    """A long-running server must not keep one entry per address it ever saw."""
+    with start(tmp_path / "rp.sqlite3", clock=clock, rate_limit=5) as server:
+        for n in range(1000):
+            server.policy.check_rate(f"10.0.{n // 250}.{n % 250}")
+        assert len(server.policy._hits) == 1000
+        clock.advance(61)
+        server.policy.check_rate("127.0.0.1")
+        assert len(server.policy._hits) == 1

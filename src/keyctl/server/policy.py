@@ -274,6 +274,7 @@ class Policy:
         self._fido.timeout = CHALLENGE_TTL * 1000  # type: ignore[assignment]  # fido2 types it as None
         self._hits: dict[str, deque[float]] = {}
         self._hits_lock = threading.Lock()
+        self._hits_swept_at = 0.0
         self._outbox_lock = threading.Lock()
 
     # -- plumbing ------------------------------------------------------------------------------------
@@ -315,6 +316,10 @@ class Policy:
         """Count one request on an auth endpoint; refuse beyond the per-IP limit per minute."""
         now = self.clock()
         with self._hits_lock:
+            if now - self._hits_swept_at > RATE_WINDOW:
+                # Forget IPs idle for a whole window, so the table stays as small as the recent traffic.
+                self._hits = {k: v for k, v in self._hits.items() if v and v[-1] > now - RATE_WINDOW}
+                self._hits_swept_at = now
             hits = self._hits.setdefault(ip, deque())
             while hits and hits[0] <= now - RATE_WINDOW:
                 hits.popleft()
