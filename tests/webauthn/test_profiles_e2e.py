@@ -6,16 +6,20 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from keyctl.authenticator import VirtualAuthenticator
 from keyctl.errors import ExitCode, NoCredential, VerificationFailed
 from keyctl.webauthn import flows, profile
 from keyctl.webauthn.session import Session
 from tests.webauthn.conftest import Opener, authenticator, client
-from tests.webauthn.servers import APPS, Running, serve
+from tests.webauthn.servers import APPS, Running, State, serve
 
 USERS = {
     "simplewebauthn": "user@localhost",
@@ -88,3 +92,45 @@ def test_conformance_unknown_user_is_sign_in_failed(cli: Callable[..., Any]) -> 
         )  # fmt: skip
     assert result.exit_code == ExitCode.SIGN_IN_FAILED
     assert "User nobody@example.com does not exist!" in result.stderr
+
+
+def _csrf_app(state: State) -> Starlette:
+    """The conformance convention behind a CSRF guard: the token cookie must come back as a header."""
+    inner = APPS["fido-conformance"](state)
+
+    async def guard(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/result"):
+            request = Request(scope)
+            token = request.cookies.get("csrftoken")
+            if not token or request.headers.get("x-csrftoken") != token:
+                await JSONResponse({"status": "failed", "errorMessage": "CSRF"}, status_code=403)(
+                    scope, receive, send
+                )
+                return
+
+        async def with_token(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message["headers"], (b"set-cookie", b"csrftoken=t0k3n; Path=/")]
+            await send(message)
+
+        await inner(scope, receive, with_token)
+
+    return guard  # type: ignore[return-value]
+
+
+def test_a_profile_file_with_a_csrf_header(tmp_path: Path, transport: Opener) -> None:
+    builtin = (Path(profile.__file__).parent / "profiles" / "fido-conformance.toml").read_text()
+    with_csrf = tmp_path / "csrf.toml"
+    csrf = '\n[session]\ncsrf_cookie = "csrftoken"\ncsrf_header = "X-CSRFToken"\n'
+    with_csrf.write_text(builtin.replace('name = "fido-conformance"', 'name = "csrf"') + csrf)
+    key = authenticator()
+    with serve(_csrf_app) as server:
+        with Session(server.url, profile.load(str(with_csrf)), server.url) as session:
+            done = flows.register(
+                session, client(server.url, transport(key)), flows.Request(user="csrf@example.com")
+            )
+            assert done.verified
+        without = Session(server.url, profile.load("fido-conformance"), server.url)
+        with without as session, pytest.raises(VerificationFailed, match="server answered 403: CSRF"):
+            flows.login(session, client(server.url, transport(key)), flows.Request(user="csrf@example.com"))
+    assert server.state.verified == ["register:csrf@example.com"]
