@@ -138,7 +138,7 @@ def register(session: Session, client: Client, request: Request) -> Result:
     return Result(
         ceremony="register",
         verified=True,
-        user=request.user or options.user.name,
+        user=options.user.name or request.user,  # the account the server registered the passkey for
         method="passkey",
         credential_id=websafe_encode(response.raw_id),
         authenticator=client.authenticator,
