@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import pty
 import signal
 import socket
 import subprocess
@@ -306,3 +308,33 @@ def test_ctrl_c_while_waiting_for_a_touch_is_canceled(reference: Reference, udp_
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == ExitCode.PASSKEY_CANCELED, stderr
     assert "error: Request canceled" in stderr
+
+
+def test_the_touch_prompt_spins_on_a_terminal(reference: Reference, udp_authenticator: Serve) -> None:
+    key = authenticator()
+    _registered(reference, key)
+    waiting = VirtualAuthenticator(
+        key.store, policy=Policy(presence=PresenceMode.PROMPT, presence_timeout_s=30, prompter=_never_answers)
+    )
+    controller, terminal = pty.openpty()
+    command = [sys.executable, "-m", "keyctl", "login", "--server", reference.url, "--user", "u@example.com",
+               "--authenticator", udp_authenticator(waiting), "--timeout", "2"]  # fmt: skip
+    env = {**os.environ, "TERM": "xterm", "COLUMNS": "100"}
+    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal, env=env)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        output += chunk
+    process.wait(30)
+    os.close(controller)
+    text = output.decode(errors="replace")
+    assert process.returncode == ExitCode.TIMEOUT, text
+    assert "Touch your authenticator to continue" in text
+    assert any(frame in text for frame in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"), text  # the spinner, not the plain line
+    assert "Passkey request timed out" in text
