@@ -7,6 +7,11 @@ entries. On other systems, with ``KEYCTL_KEYRING_BACKEND=keyring``, or when pyth
 to use another backend (``PYTHON_KEYRING_BACKEND`` or a ``keyringrc.cfg``), keyctl goes through
 python-keyring itself. Every call runs in a daemon thread and is abandoned after ``keyring_timeout()``
 seconds, because some backends hang. There is no plaintext fallback, ever.
+
+Transport: keyctl opens a "plain" Secret Service session where python-keyring negotiates Diffie-Hellman
+and AES. The DH exchange costs ~45 ms per call and protects the secret only from processes of the same
+user on the same session bus, which can read every item of the unlocked collection anyway. Services that
+refuse plain sessions get the encrypted one.
 """
 
 from __future__ import annotations
@@ -49,6 +54,20 @@ class _Backend(Protocol):
     def explain(self, error: BaseException) -> SecretStoreError: ...
 
 
+_SS_PATH = "/org/freedesktop/secrets"
+_SS_SERVICE = "org.freedesktop.Secret.Service"
+
+
+class _PlainSession:
+    """What secretstorage needs of a session object, for the "plain" algorithm."""
+
+    encrypted = False
+    aes_key = None
+
+    def __init__(self, object_path: str) -> None:
+        self.object_path = object_path
+
+
 class _SecretService:
     """The freedesktop Secret Service (gnome-keyring, KWallet 6, KeePassXC) over D-Bus via secretstorage."""
 
@@ -59,8 +78,21 @@ class _SecretService:
 
         self._ss = secretstorage
 
+    def _plain_session(self, connection: Any) -> Any:
+        """A session without transport encryption (see the module docstring), or else secretstorage's."""
+        from jeepney import DBusErrorResponse
+        from secretstorage.util import DBusAddressWrapper
+
+        service = DBusAddressWrapper(_SS_PATH, _SS_SERVICE, connection)
+        try:
+            _output, path = service.call("OpenSession", "sv", "plain", ("s", ""))
+        except DBusErrorResponse:
+            return self._ss.util.open_session(connection)
+        return _PlainSession(path)
+
     def _collection(self, connection: Any) -> Any:
         collection = self._ss.get_default_collection(connection)
+        collection.session = self._plain_session(connection)
         if collection.is_locked():
             collection.unlock()  # shows the desktop's unlock prompt where there is one
             if collection.is_locked():
