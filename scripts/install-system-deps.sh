@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages the test suite drives for real: a Secret Service (gnome-keyring in a
-# private D-Bus session), oathtool as an independent TOTP verifier, Chromium for the browser test.
+# private D-Bus session), oathtool as an independent TOTP verifier, Chromium for the browser test, curl
+# to reuse the cookie jars keyctl login writes.
 set -euo pipefail
-packages=(gnome-keyring dbus-daemon dbus-x11 oathtool chromium)
+packages=(gnome-keyring dbus-daemon dbus-x11 oathtool chromium curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
