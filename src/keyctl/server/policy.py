@@ -68,6 +68,8 @@ _CODE = re.compile(r"\d{6}")
 
 # Session stages: a sign-in in progress, then a signed-in session.
 ENROLL, RECOVERY_CONFIRM, TOTP, ACTIVE = "enroll", "recovery_confirm", "totp", "active"
+# A technician's enrollment session (admin API): registers one passkey for one account, nothing else.
+PASSKEY_ENROLLMENT = "passkey_enrollment"
 
 
 class PolicyError(Exception):
@@ -362,8 +364,11 @@ class Policy:
         )
         return token
 
-    def _session(self, db: sqlite3.Connection, token: str | None, stage: str, now: float) -> sqlite3.Row:
-        """The session behind a cookie, in the given stage and not expired."""
+    def _session(
+        self, db: sqlite3.Connection, token: str | None, stage: str, now: float, enrollment: bool = False
+    ) -> sqlite3.Row:
+        """The session behind a cookie, in the given stage and not expired (``enrollment``: an admin-issued
+        enrollment session is accepted too)."""
         row: sqlite3.Row | None = None
         if token:
             row = db.execute(
@@ -377,7 +382,9 @@ class Policy:
                 raise PolicyError("session_expired", "Session expired: sign in again")
         elif now - row["created_at"] > PENDING_TTL:
             raise PolicyError("session_expired", "Session expired: sign in again")
-        if row["stage"] != stage:
+        if row["stage"] != stage and not (enrollment and row["stage"] == PASSKEY_ENROLLMENT):
+            if row["stage"] == PASSKEY_ENROLLMENT:
+                raise PolicyError("not_signed_in", "an enrollment session can only register a passkey")
             if row["stage"] == TOTP:
                 raise PolicyError("totp_required", "enter the code from your authenticator app first")
             if row["stage"] in (ENROLL, RECOVERY_CONFIRM):
@@ -759,7 +766,7 @@ class Policy:
         )
 
         def work(db: sqlite3.Connection, now: float) -> dict[str, Any]:
-            session = self._session(db, token, ACTIVE, now)
+            session = self._session(db, token, ACTIVE, now, enrollment=True)
             user = db.execute("SELECT * FROM users WHERE id = ?", (session["user_id"],)).fetchone()
             rows = self._passkeys(db, user["id"])
             if len(rows) >= MAX_PASSKEYS:
@@ -792,7 +799,7 @@ class Policy:
         transports = _transports(body)
 
         def work(db: sqlite3.Connection, now: float) -> tuple[str, Passkey]:
-            session = self._session(db, token, ACTIVE, now)
+            session = self._session(db, token, ACTIVE, now, enrollment=True)
             email = session["email"]
             challenge = self._take_challenge(db, registration.response.client_data.challenge, "register", now)
             try:
@@ -856,8 +863,19 @@ class Policy:
                 ),
             )
             credential_id = websafe_encode(credential.credential_id)
+            via = {}
+            if session["stage"] == PASSKEY_ENROLLMENT:  # single use: the session ends with its passkey
+                db.execute("DELETE FROM sessions WHERE token_hash = ?", (session["token_hash"],))
+                via = {"via": "enrollment"}
             self._audit(
-                db, "passkey_registered", email, ip, credential_id=credential_id, aaguid=aaguid, name=name
+                db,
+                "passkey_registered",
+                email,
+                ip,
+                credential_id=credential_id,
+                aaguid=aaguid,
+                name=name,
+                **via,
             )
             row = db.execute(
                 "SELECT * FROM passkeys WHERE credential_id = ?", (credential.credential_id,)
@@ -1059,6 +1077,27 @@ class Policy:
             self._audit(db, "passkey_deleted", user["email"], None, credential_id=credential_id, by="admin")
 
         self._run(work)
+
+    def admin_enrollment(self, email: str, ip: str) -> tuple[str, str, float]:
+        """A technician's enrollment session for one account: its token, the account, when it expires.
+
+        It may only ask for registration options and register one passkey (then it ends); it expires like
+        a sign-in in progress (PENDING_TTL) and replaces the account's previous enrollment session."""
+
+        def work(db: sqlite3.Connection, now: float) -> tuple[str, str, float]:
+            user = self._admin_user(db, email)
+            if len(self._passkeys(db, user["id"])) >= MAX_PASSKEYS:
+                raise self._refuse(
+                    "passkey_limit", LIMIT_MESSAGE, "enrollment_refused", user["email"], ip, by="admin"
+                )
+            db.execute(
+                "DELETE FROM sessions WHERE user_id = ? AND stage = ?", (user["id"], PASSKEY_ENROLLMENT)
+            )
+            token = self._new_session(db, user["id"], PASSKEY_ENROLLMENT, now)
+            self._audit(db, "enrollment_session_created", user["email"], ip, by="admin")
+            return token, user["email"], now + PENDING_TTL
+
+        return self._run(work)
 
     def admin_reset_2fa(self, email: str) -> User:
         def work(db: sqlite3.Connection, now: float) -> User:

@@ -223,6 +223,7 @@ class Api:
             Endpoint("POST", "/api/admin/invites", self.admin_invite, "admin"),
             Endpoint("DELETE", "/api/admin/users/{email}/passkeys/{id}", self.admin_delete_passkey, "admin"),
             Endpoint("POST", "/api/admin/users/{email}/reset-2fa", self.admin_reset_2fa, "admin"),
+            Endpoint("POST", "/api/admin/users/{email}/enrollment", self.admin_enrollment, "admin"),
             Endpoint("GET", "/api/admin/blocks", self.admin_blocks, "admin"),
             Endpoint("POST", "/api/admin/unblock", self.admin_unblock, "admin"),
             Endpoint("GET", "/api/admin/audit", self.admin_audit, "admin"),
@@ -333,6 +334,11 @@ class Api:
 
     def admin_reset_2fa(self, c: Call) -> Reply:
         return Reply(self.p.admin_reset_2fa(c.path["email"]).as_json())
+
+    def admin_enrollment(self, c: Call) -> Reply:
+        token, email, expires = self.p.admin_enrollment(c.path["email"], c.ip)
+        body = {"status": "enrollment_session", "user": {"email": email}, "expires_at": iso(expires)}
+        return Reply(body, status=201, session=token)
 
     def admin_blocks(self, c: Call) -> Reply:
         blocks = self.p.admin_blocks()
