@@ -33,7 +33,7 @@ def enrollment(server: ServerHandle, email: str = EMAIL) -> tuple[httpx.Response
     return response, http
 
 
-def test_an_enrollment_session_registers_one_passkey_then_ends(server: ServerHandle, clock: FakeClock) -> None:
+def test_an_enrollment_session_registers_one_passkey_and_ends(server: ServerHandle, clock: FakeClock) -> None:
     create_user(server)
     response, http = enrollment(server)
     assert response.status_code == 201, response.text
@@ -42,14 +42,16 @@ def test_an_enrollment_session_registers_one_passkey_then_ends(server: ServerHan
     assert body["user"] == {"email": EMAIL}
     assert body["expires_at"].endswith("Z")
     token = response.cookies["keyctl_session"]
-    assert token and token not in response.text  # the token travels only as the cookie
+    assert token
+    assert token not in response.text  # the token travels only as the cookie
     key = SoftAuthenticator(server.url)
     registered = register(http, key)
     assert registered.status_code == 200, registered.text
     assert registered.json()["user"] == {"email": EMAIL}
     # Single use: the same session cannot register a second passkey.
     again = http.post("/api/passkeys/register/options", json={})
-    assert again.status_code == 401 and error_of(again) == "not_signed_in"
+    assert again.status_code == 401
+    assert error_of(again) == "not_signed_in"
     events = [(e["event"], e["email"], e["detail"]) for e in audit_events(server)]
     assert ("enrollment_session_created", EMAIL, {"by": "admin"}) in events
     [done] = [e for e in events if e[0] == "passkey_registered"]
@@ -104,7 +106,8 @@ def test_an_enrollment_session_expires(server: ServerHandle, clock: FakeClock) -
     _, http = enrollment(server)
     clock.advance(PENDING_TTL + 1)
     late = http.post("/api/passkeys/register/options", json={})
-    assert late.status_code == 401 and error_of(late) == "session_expired"
+    assert late.status_code == 401
+    assert error_of(late) == "session_expired"
 
 
 def test_a_new_enrollment_session_replaces_the_previous_one(server: ServerHandle, clock: FakeClock) -> None:
@@ -120,10 +123,12 @@ def test_enrollment_needs_the_admin_token_and_a_known_account(server: ServerHand
     before = snapshot(server)
     with client(server) as anonymous:
         refused = anonymous.post(f"/api/admin/users/{EMAIL}/enrollment", json={})
-    assert refused.status_code == 401 and error_of(refused) == "unauthorized"
+    assert refused.status_code == 401
+    assert error_of(refused) == "unauthorized"
     assert "keyctl_session" not in refused.cookies
     unknown, _ = enrollment(server, "nobody@example.com")
-    assert unknown.status_code == 404 and error_of(unknown) == "not_found"
+    assert unknown.status_code == 404
+    assert error_of(unknown) == "not_found"
     assert snapshot(server) == before
 
 
@@ -133,7 +138,8 @@ def test_enrollment_respects_the_passkey_limit(server: ServerHandle, clock: Fake
         _, http = enrollment(server)
         assert register(http, SoftAuthenticator(server.url)).status_code == 200
     sixth, _ = enrollment(server)
-    assert sixth.status_code == 409 and error_of(sixth) == "passkey_limit"
+    assert sixth.status_code == 409
+    assert error_of(sixth) == "passkey_limit"
     assert "Passkey limit reached" in sixth.json()["message"]
     events = [e for e in audit_events(server) if e["event"] == "enrollment_refused"]
     assert [e["detail"] for e in events] == [{"by": "admin", "reason": "passkey_limit"}]
