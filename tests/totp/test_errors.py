@@ -116,6 +116,13 @@ CASES: list[tuple[str, list[str], str | None, ExitCode, str]] = [
         "--digits applies to --secret only",
     ),
     (
+        "counter-without-hotp",
+        ["add", "x", "--secret", "--counter", "3"],
+        OTHER + "\n",
+        ExitCode.INVALID_INPUT,
+        "--counter applies to --hotp only",
+    ),
+    (
         "duplicate",
         ["add", "acme", "--uri", "-"],
         f"otpauth://totp/y?secret={OTHER}",

@@ -107,6 +107,8 @@ def add(
             f"--{next(iter(given), 'hotp')} applies to --secret only",
             "the URI or QR code sets the parameters",
         )
+    if counter is not None and not hotp:
+        raise InvalidInput("--counter applies to --hotp only", "add --hotp for a counter-based entry")
     terminal = Terminal()
     if secret:
         credential = _from_secret(name, {**given, "kind": "hotp" if hotp else "totp"})
