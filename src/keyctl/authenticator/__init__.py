@@ -1,7 +1,16 @@
 """The virtual CTAP2 authenticator (device side). No I/O of its own: transports live in keyctl.hid."""
 
 from keyctl.authenticator.device import MemoryStore, VirtualAuthenticator, new_state
-from keyctl.authenticator.ports import FakeClock, Policy, PresenceMode, PresenceRequest, SeededRng, UvMode
+from keyctl.authenticator.ports import (
+    FakeClock,
+    Policy,
+    PresenceMode,
+    PresenceRequest,
+    SampleStatus,
+    ScriptedSensor,
+    SeededRng,
+    UvMode,
+)
 from keyctl.authenticator.state import AttestationMode, AuthenticatorState, CounterMode
 
 __all__ = [
@@ -13,6 +22,8 @@ __all__ = [
     "Policy",
     "PresenceMode",
     "PresenceRequest",
+    "SampleStatus",
+    "ScriptedSensor",
     "SeededRng",
     "UvMode",
     "VirtualAuthenticator",

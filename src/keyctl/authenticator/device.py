@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from keyctl.authenticator import attestation, credentials, pin
+from keyctl.authenticator.commands.bio_enrollment import Enrollment
 from keyctl.authenticator.commands.credential_management import Enumeration
 from keyctl.authenticator.commands.get_assertion import PendingAssertions
 from keyctl.authenticator.credentials import Alg, PrivateKey, WrappedKey
@@ -23,6 +24,8 @@ from keyctl.authenticator.ports import (
     PresenceRequest,
     Prompter,
     Rng,
+    ScriptedSensor,
+    Sensor,
     SystemClock,
     SystemRng,
     UvMode,
@@ -112,9 +115,11 @@ class VirtualAuthenticator:
         prompter: Prompter | None = None,
         clock: Clock | None = None,
         rng: Rng | None = None,
+        sensor: Sensor | None = None,
     ) -> None:
         self.clock = clock or SystemClock()
         self.rng = rng or SystemRng()
+        self.sensor: Sensor = sensor or ScriptedSensor()
         if store is None:
             store = new_state(rng=self.rng)
         if isinstance(store, AuthenticatorState):
@@ -147,6 +152,7 @@ class VirtualAuthenticator:
         self.consecutive_pin_mismatches = 0
         self.pending_assertions: PendingAssertions | None = None
         self.enumeration: Enumeration | None = None
+        self.enrollment: Enrollment | None = None
 
     def handle(self, message: bytes, link: Link | None = None) -> bytes:
         """One CTAP2 request (command byte + CBOR) to one response (status byte + CBOR)."""

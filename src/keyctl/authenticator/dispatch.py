@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from keyctl.authenticator import cbor
 from keyctl.authenticator.commands import (
+    bio_enrollment,
     client_pin,
     config,
     credential_management,
@@ -36,6 +37,7 @@ GET_INFO = 0x04
 CLIENT_PIN = 0x06
 RESET = 0x07
 GET_NEXT_ASSERTION = 0x08
+BIO_ENROLLMENT = 0x09
 CREDENTIAL_MANAGEMENT = 0x0A
 SELECTION = 0x0B
 CONFIG = 0x0D
@@ -47,6 +49,7 @@ HANDLERS: dict[int, Handler] = {
     CLIENT_PIN: client_pin.handle,
     RESET: reset.handle,
     GET_NEXT_ASSERTION: get_assertion.handle_next,
+    BIO_ENROLLMENT: bio_enrollment.handle,
     CREDENTIAL_MANAGEMENT: credential_management.handle,
     SELECTION: selection.handle,
     CONFIG: config.handle,

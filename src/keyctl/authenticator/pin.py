@@ -33,6 +33,7 @@ SUPPORTED_PERMISSIONS = (
     Permission.MAKE_CREDENTIAL
     | Permission.GET_ASSERTION
     | Permission.CREDENTIAL_MGMT
+    | Permission.BIO_ENROLL
     | Permission.AUTHENTICATOR_CFG
 )
 

@@ -1,6 +1,8 @@
-"""The authenticator's side effects, injected: user presence/verification policy, clock, randomness.
+"""The authenticator's side effects, injected: user presence/verification policy, clock, randomness,
+fingerprint sensor.
 
-Tests use a FakeClock and a SeededRng; the CLI passes a terminal prompter for the ``prompt`` policy.
+Tests use a FakeClock, a SeededRng and a scripted sensor; the CLI passes a terminal prompter for the
+``prompt`` policy.
 The ``Link`` is the transport's side of one running command: keepalives out, cancellation in.
 """
 
@@ -10,7 +12,8 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Protocol
@@ -166,3 +169,55 @@ def confirm_presence(policy: Policy, request: PresenceRequest, link: Link, clock
         clock.wait(done, KEEPALIVE_INTERVAL_S)
     if not answer or not answer[0]:
         raise CtapFailure(Status.OPERATION_DENIED)
+
+
+class SampleStatus(IntEnum):
+    """lastEnrollSampleStatus of authenticatorBioEnrollment (CTAP 2.1 §6.7)."""
+
+    GOOD = 0x00
+    TOO_HIGH = 0x01
+    TOO_LOW = 0x02
+    TOO_LEFT = 0x03
+    TOO_RIGHT = 0x04
+    TOO_FAST = 0x05
+    TOO_SLOW = 0x06
+    POOR_QUALITY = 0x07
+    TOO_SKEWED = 0x08
+    TOO_SHORT = 0x09
+    MERGE_FAILURE = 0x0A
+    EXISTS = 0x0B
+    NO_USER_ACTIVITY = 0x0D
+    NO_UP_TRANSITION = 0x0E
+
+
+class Sensor(Protocol):
+    """The fingerprint sensor bio enrollment reads from."""
+
+    samples_required: int  # good samples an enrollment takes
+
+    def capture(self) -> SampleStatus | None:
+        """One touch of the sensor: how good the sample was, or None when no finger came in time."""
+        ...
+
+
+class ScriptedSensor:
+    """The simulated sensor: every sample is good unless a test scripted the next results.
+
+    ``None`` in the script stands for nobody touching the sensor (USER_ACTION_TIMEOUT).
+    """
+
+    def __init__(self, samples_required: int = 4, script: Iterable[SampleStatus | None] = ()) -> None:
+        if samples_required < 1:
+            raise ValueError("an enrollment takes at least one sample")
+        self.samples_required = samples_required
+        self._script: deque[SampleStatus | None] = deque(script)
+        self._lock = threading.Lock()
+
+    def script(self, *results: SampleStatus | None) -> None:
+        """Queue the results of the next captures."""
+        with self._lock:
+            self._script.extend(results)
+
+    def capture(self) -> SampleStatus | None:
+        with self._lock:
+            return self._script.popleft() if self._script else SampleStatus.GOOD

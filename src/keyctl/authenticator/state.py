@@ -17,6 +17,7 @@ PIN_RETRIES = 8
 UV_RETRIES = 8
 DEFAULT_MIN_PIN_LENGTH = 4
 MAX_RESIDENT = 100
+MAX_TEMPLATES = 5  # enrolled fingerprints
 
 
 class CounterMode(StrEnum):
@@ -84,6 +85,14 @@ class ResidentCredential:
 
 
 @dataclass
+class Template:
+    """An enrolled fingerprint (the simulated sensor keeps no biometric data, only the record)."""
+
+    template_id: bytes
+    name: str | None
+
+
+@dataclass
 class AuthenticatorState:
     aaguid: bytes
     wrap_key: bytes  # AES-256-GCM key wrapping non-discoverable credential IDs; replaced by reset
@@ -109,6 +118,7 @@ class AuthenticatorState:
     min_pin_length_rp_ids: list[str] = field(default_factory=list)
     always_uv: bool = False
     enterprise_attestation: bool = False
+    templates: list[Template] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return cbor.encode(
@@ -138,6 +148,7 @@ class AuthenticatorState:
                 "minPinLengthRpIds": self.min_pin_length_rp_ids,
                 "alwaysUv": self.always_uv,
                 "ep": self.enterprise_attestation,
+                "templates": [[t.template_id, t.name] for t in self.templates],
             }
         )
 
@@ -172,4 +183,5 @@ class AuthenticatorState:
             min_pin_length_rp_ids=list(data["minPinLengthRpIds"]),
             always_uv=data["alwaysUv"],
             enterprise_attestation=data["ep"],
+            templates=[Template(bytes(i), n) for i, n in data.get("templates", [])],  # absent before bio
         )

@@ -191,11 +191,16 @@ def _issue(
     return {2: proto.encrypt(shared, device.token.value, device.rng.random(16))}
 
 
-def _permissions(request: ClientPinRequest) -> Permission:
+def _permissions(
+    device: VirtualAuthenticator, state: AuthenticatorState, request: ClientPinRequest
+) -> Permission:
     raw = _need(request.permissions)
     if raw == 0:
         raise CtapFailure(Status.INVALID_PARAMETER)
-    if raw & ~pin.SUPPORTED_PERMISSIONS:
+    supported = pin.SUPPORTED_PERMISSIONS
+    if not device.has_builtin_uv(state):  # no fingerprint sensor, so nothing to bio-enroll
+        supported &= ~Permission.BIO_ENROLL
+    if raw & ~supported:
         raise CtapFailure(Status.UNAUTHORIZED_PERMISSION)
     return Permission(raw)
 
@@ -212,7 +217,7 @@ def _token_using_pin(
             raise CtapFailure(Status.INVALID_PARAMETER)
         permissions = Permission.MAKE_CREDENTIAL | Permission.GET_ASSERTION
     else:
-        permissions = _permissions(request)
+        permissions = _permissions(device, state, request)
     _check_pin(device, state, proto, shared, _need(request.pin_hash_enc))
     if state.force_pin_change:
         raise CtapFailure(Status.PIN_POLICY_VIOLATION)
@@ -229,7 +234,7 @@ def _token_using_uv(
 ) -> dict[int, Any]:
     if not device.has_builtin_uv(state):
         raise CtapFailure(Status.INVALID_SUBCOMMAND)
-    permissions = _permissions(request)
+    permissions = _permissions(device, state, request)
     device.confirm_presence(state, "verify it is you", request.rp_id, link)
     device.verify_user(state)
     return _issue(device, proto, shared, permissions, request.rp_id)

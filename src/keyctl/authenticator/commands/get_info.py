@@ -18,6 +18,7 @@ MAX_CREDS_IN_LIST = 8
 MAX_CRED_ID_LENGTH = 128
 MAX_RP_IDS_FOR_MIN_PIN = 8
 EXTENSIONS = ["credProtect", "hmac-secret", "minPinLength", "credBlob"]
+UV_MODALITY_FINGERPRINT = 0x02  # USER_VERIFY_FINGERPRINT_INTERNAL (FIDO Registry of Predefined Values)
 
 
 def handle(
@@ -36,9 +37,7 @@ def handle(
         "setMinPINLength": True,
         "ep": state.enterprise_attestation,
     }
-    if device.has_builtin_uv(state):
-        options["uv"] = True
-    return {
+    info: dict[int, Any] = {
         1: ["FIDO_2_0", "FIDO_2_1"],
         2: EXTENSIONS,
         3: state.aaguid,
@@ -56,3 +55,9 @@ def handle(
         16: MAX_RP_IDS_FOR_MIN_PIN,
         20: MAX_RESIDENT - len(state.credentials),
     }
+    if device.has_builtin_uv(state):
+        options["uv"] = True
+        options["bioEnroll"] = bool(state.templates)  # present: a sensor; true: a finger is enrolled
+        options["uvBioEnroll"] = True
+        info[18] = UV_MODALITY_FINGERPRINT
+    return info

@@ -32,4 +32,6 @@ def handle(device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[An
     state.min_pin_length_rp_ids = []
     state.always_uv = False
     state.enterprise_attestation = False
+    state.templates = []
+    device.enrollment = None
     device.token = None

@@ -1,0 +1,195 @@
+"""authenticatorBioEnrollment through fido2's FPBioEnrollment, with the scripted fingerprint sensor."""
+
+from __future__ import annotations
+
+import pytest
+from fido2.ctap import CtapError
+from fido2.ctap2 import Ctap2
+from fido2.ctap2.bio import BioEnrollment, CaptureError, FPBioEnrollment
+from fido2.ctap2.pin import ClientPin
+
+from keyctl.authenticator import (
+    SampleStatus,
+    ScriptedSensor,
+    UvMode,
+    VirtualAuthenticator,
+    new_state,
+    store,
+)
+from tests.authenticator.conftest import Transport
+
+ERR = CtapError.ERR
+FEEDBACK = FPBioEnrollment.FEEDBACK
+PIN = "1234"
+
+
+def _bio(
+    transport: Transport, sensor: ScriptedSensor | None = None
+) -> tuple[Ctap2, ClientPin, FPBioEnrollment]:
+    ctap = Ctap2(transport(VirtualAuthenticator(pin_code=PIN, sensor=sensor)))
+    client_pin = ClientPin(ctap)
+    token = client_pin.get_pin_token(PIN, ClientPin.PERMISSION.BIO_ENROLL)
+    return ctap, client_pin, FPBioEnrollment(ctap, client_pin.protocol, token)
+
+
+def test_sensor_info_and_get_info(transport: Transport) -> None:
+    ctap, _, bio = _bio(transport, ScriptedSensor(samples_required=3))
+    assert ctap.info.options["bioEnroll"] is False
+    assert ctap.info.options["uvBioEnroll"] is True
+    assert ctap.info.uv_modality == 0x02
+    assert bio.get_modality() == BioEnrollment.MODALITY.FINGERPRINT
+    info = bio.get_fingerprint_sensor_info()
+    assert info[BioEnrollment.RESULT.FINGERPRINT_KIND] == 1
+    assert info[BioEnrollment.RESULT.MAX_SAMPLES_REQUIRED] == 3
+    assert info[BioEnrollment.RESULT.MAX_TEMPLATE_FRIENDLY_NAME] == 32
+    assert bio.enumerate_enrollments() == {}  # INVALID_OPTION when empty, which fido2 turns into {}
+
+
+def test_enroll_with_a_failing_sample_then_rename_and_remove(transport: Transport) -> None:
+    sensor = ScriptedSensor(samples_required=4)
+    sensor.script(SampleStatus.GOOD, SampleStatus.TOO_FAST)
+    ctap, _, bio = _bio(transport, sensor)
+    template_id, status, remaining = bio.enroll_begin()
+    assert (status, remaining) == (FEEDBACK.FP_GOOD, 3)
+    # the failed sample counts for nothing
+    assert bio.enroll_capture_next(template_id) == (FEEDBACK.FP_TOO_FAST, 3)
+    assert bio.enroll_capture_next(template_id) == (FEEDBACK.FP_GOOD, 2)
+    assert bio.enumerate_enrollments() == {}  # not stored before the last sample
+    assert bio.enroll_capture_next(template_id) == (FEEDBACK.FP_GOOD, 1)
+    assert bio.enroll_capture_next(template_id) == (FEEDBACK.FP_GOOD, 0)
+    assert bio.enumerate_enrollments() == {template_id: ""}
+    assert ctap.get_info().options["bioEnroll"] is True
+    # the enrollment is over: no more samples for it
+    with pytest.raises(CtapError) as raised:
+        bio.enroll_capture_next(template_id)
+    assert raised.value.code == ERR.INVALID_PARAMETER
+
+    bio.set_name(template_id, "left thumb")
+    assert bio.enumerate_enrollments() == {template_id: "left thumb"}
+    with pytest.raises(CtapError) as raised:
+        bio.set_name(template_id, "x" * 33)
+    assert raised.value.code == ERR.INVALID_PARAMETER
+    bio.remove_enrollment(template_id)
+    assert bio.enumerate_enrollments() == {}
+    assert ctap.get_info().options["bioEnroll"] is False
+    with pytest.raises(CtapError) as raised:
+        bio.remove_enrollment(template_id)
+    assert raised.value.code == ERR.INVALID_PARAMETER
+
+
+def test_enrollment_context_raises_on_a_bad_sample(transport: Transport) -> None:
+    sensor = ScriptedSensor(samples_required=2, script=[SampleStatus.POOR_QUALITY])
+    _, _, bio = _bio(transport, sensor)
+    context = bio.enroll()
+    with pytest.raises(CaptureError) as raised:
+        context.capture()
+    assert raised.value.code == FEEDBACK.FP_POOR_QUALITY
+    assert context.remaining == 2
+    assert context.capture() is None
+    assert context.capture() == context.template_id
+    assert list(bio.enumerate_enrollments()) == [context.template_id]
+
+
+def test_cancel_ends_the_enrollment(transport: Transport) -> None:
+    _, _, bio = _bio(transport)
+    template_id, _, remaining = bio.enroll_begin()
+    assert remaining == 3
+    bio.enroll_cancel()
+    with pytest.raises(CtapError) as raised:
+        bio.enroll_capture_next(template_id)
+    assert raised.value.code == ERR.INVALID_PARAMETER
+    assert bio.enumerate_enrollments() == {}
+
+
+def test_no_finger_times_out(transport: Transport) -> None:
+    sensor = ScriptedSensor(script=[None])
+    _, _, bio = _bio(transport, sensor)
+    with pytest.raises(CtapError) as raised:
+        bio.enroll_begin()
+    assert raised.value.code == ERR.USER_ACTION_TIMEOUT
+    assert bio.enumerate_enrollments() == {}
+
+
+def test_authorization(transport: Transport) -> None:
+    ctap, client_pin, bio = _bio(transport)
+    # no pinUvAuthParam
+    with pytest.raises(CtapError) as raised:
+        ctap.bio_enrollment(modality=1, sub_cmd=FPBioEnrollment.CMD.ENUMERATE_ENROLLMENTS)
+    assert raised.value.code == ERR.PUAT_REQUIRED
+    # a param made with the wrong token
+    forged = FPBioEnrollment(ctap, client_pin.protocol, b"\x01" * 32)
+    with pytest.raises(CtapError) as raised:
+        forged.enroll_begin()
+    assert raised.value.code == ERR.PIN_AUTH_INVALID
+    # a genuine token without the be permission
+    credman_token = client_pin.get_pin_token(PIN, ClientPin.PERMISSION.CREDENTIAL_MGMT)
+    without = FPBioEnrollment(ctap, client_pin.protocol, credman_token)
+    with pytest.raises(CtapError) as raised:
+        without.enumerate_enrollments()
+    assert raised.value.code == ERR.PIN_AUTH_INVALID
+    # the old token was replaced by the new one
+    with pytest.raises(CtapError) as raised:
+        bio.enroll_begin()
+    assert raised.value.code == ERR.PIN_AUTH_INVALID
+    # a token from built-in UV may carry be (uvBioEnroll)
+    uv_token = client_pin.get_uv_token(ClientPin.PERMISSION.BIO_ENROLL)
+    assert FPBioEnrollment(ctap, client_pin.protocol, uv_token).enumerate_enrollments() == {}
+
+
+def test_unknown_modality_and_subcommand(transport: Transport) -> None:
+    ctap, _, _ = _bio(transport)
+    with pytest.raises(CtapError) as raised:
+        ctap.bio_enrollment(modality=2, sub_cmd=FPBioEnrollment.CMD.GET_SENSOR_INFO)
+    assert raised.value.code == ERR.INVALID_PARAMETER
+    with pytest.raises(CtapError) as raised:
+        ctap.bio_enrollment(modality=1, sub_cmd=0x42, pin_uv_protocol=2, pin_uv_param=b"\0" * 32)
+    assert raised.value.code == ERR.INVALID_SUBCOMMAND
+
+
+def test_a_key_without_a_sensor(transport: Transport) -> None:
+    ctap = Ctap2(transport(VirtualAuthenticator(new_state(uv=UvMode.NONE), pin_code=PIN)))
+    assert "bioEnroll" not in ctap.info.options
+    assert not BioEnrollment.is_supported(ctap.info)
+    with pytest.raises(CtapError) as raised:
+        ClientPin(ctap).get_pin_token(PIN, ClientPin.PERMISSION.BIO_ENROLL)
+    assert raised.value.code == ERR.UNAUTHORIZED_PERMISSION
+    with pytest.raises(CtapError) as raised:
+        ctap.send_cbor(Ctap2.CMD.BIO_ENROLLMENT, {6: True})
+    assert raised.value.code == ERR.INVALID_COMMAND
+
+
+def test_database_full(transport: Transport) -> None:
+    _, _, bio = _bio(transport, ScriptedSensor(samples_required=1))
+    enrolled = set()
+    for _ in range(5):
+        template_id, _, remaining = bio.enroll_begin()
+        assert remaining == 0
+        enrolled.add(template_id)
+    assert len(enrolled) == 5
+    assert set(bio.enumerate_enrollments()) == enrolled
+    with pytest.raises(CtapError) as raised:
+        bio.enroll_begin()
+    assert raised.value.code == ERR.FP_DATABASE_FULL
+
+
+def test_templates_survive_in_the_encrypted_state_and_reset_clears_them(
+    transport: Transport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(store.ENV_VIRTUAL_KEY, store.new_ci_key())
+    store.create("bio", new_state())
+    authenticator = VirtualAuthenticator(store.FileStore("bio"), sensor=ScriptedSensor(samples_required=1))
+    ctap = Ctap2(transport(authenticator))
+    client_pin = ClientPin(ctap)
+    client_pin.set_pin(PIN)
+    token = client_pin.get_pin_token(PIN, ClientPin.PERMISSION.BIO_ENROLL)
+    bio = FPBioEnrollment(ctap, client_pin.protocol, token)
+    template_id, _, _ = bio.enroll_begin()
+    bio.set_name(template_id, "index")
+
+    reopened = VirtualAuthenticator(store.FileStore("bio"))
+    with reopened.store.transaction() as state:
+        assert [(t.template_id, t.name) for t in state.templates] == [(template_id, "index")]
+    reopened_ctap = Ctap2(transport(reopened))
+    assert reopened_ctap.info.options["bioEnroll"] is True
+    reopened_ctap.reset()
+    assert reopened_ctap.get_info().options["bioEnroll"] is False
