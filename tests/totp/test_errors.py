@@ -239,3 +239,42 @@ def test_debug_logs_never_show_the_secret(existing: None) -> None:
         assert secret not in logged
         assert secret.lower() not in logged
         assert secret not in "".join(result.stdout for result in outputs)
+
+
+def _disk_full(*args: object, **kwargs: object) -> None:
+    raise OSError(28, "No space left on device")
+
+
+def test_a_failed_index_write_rolls_the_keyring_back(
+    cli: Cli, stdin: Feed, existing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = (index_bytes(), keyring_items())
+    monkeypatch.setattr("keyctl.fileio.atomic_write", _disk_full)
+    stdin(OTHER + "\n")
+    added = cli("totp", "add", "new", "--secret")
+    stdin(OTHER + "\n")
+    replaced = cli("totp", "add", "acme", "--secret", "--force")
+    renamed = cli("totp", "rename", "acme", "renamed")
+    for result in (added, replaced, renamed):
+        assert result.exit_code == ExitCode.STATE, result.stderr
+        assert "No space left on device" in result.stderr
+    assert (index_bytes(), keyring_items()) == before  # the old secret of 'acme' is back
+
+
+def test_a_failed_keyring_delete_restores_the_index(
+    cli: Cli, existing: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyctl import secrets
+    from keyctl.errors import SecretStoreError
+
+    def refuse(account: str) -> None:
+        raise SecretStoreError("the test keyring refuses to delete", "")
+
+    before = (index_bytes(), keyring_items())
+    monkeypatch.setattr(secrets, "delete_secret", refuse)
+    removed = cli("totp", "remove", "acme", "--yes")
+    renamed = cli("totp", "rename", "acme", "renamed")
+    for result in (removed, renamed):
+        assert result.exit_code == ExitCode.SECRET_STORE, result.stderr
+    assert index_bytes() == before[0]
+    assert [item for item in keyring_items() if item[0] != "totp:renamed"] == before[1]
