@@ -17,9 +17,11 @@ app = typer.Typer(no_args_is_help=True)
 pin_app = typer.Typer(no_args_is_help=True, help="Set, change, verify the PIN; show retries.")
 config_app = typer.Typer(no_args_is_help=True, help="Key settings: minimum PIN length, alwaysUv, ...")
 creds_app = typer.Typer(no_args_is_help=True, help="Discoverable credentials stored on the key.")
+fingerprints_app = typer.Typer(no_args_is_help=True, help="Fingerprints enrolled on a biometric key.")
 app.add_typer(pin_app, name="pin")
 app.add_typer(config_app, name="config")
 app.add_typer(creds_app, name="creds")
+app.add_typer(fingerprints_app, name="fingerprints")
 
 DeviceOption = Annotated[
     str,
@@ -293,6 +295,84 @@ def creds_update_user(
     key = _open(device)
     key.update_user(_pin(pin_env), credential_id, name, display_name)
     Terminal().success("user information updated.")
+
+
+@fingerprints_app.command("list")
+def fingerprints_list(
+    device: DeviceOption = "usb", pin_env: PinEnvOption = None, as_json: JsonOption = False
+) -> None:
+    """Enrolled fingerprints (needs the PIN)."""
+    key = _open(device)
+    found = key.fingerprints(_pin(pin_env))
+    term = Terminal(as_json)
+    if as_json:
+        term.json([asdict(f) for f in found])
+        return
+    if not found:
+        term.status("No fingerprints enrolled on this key.")
+        return
+    term.table(["template id", "name"], [(f.template_id, f.name or "-") for f in found])
+
+
+@fingerprints_app.command("add")
+def fingerprints_add(
+    name: Annotated[
+        str | None, typer.Option("--name", help="A name for the finger, e.g. 'left thumb'.")
+    ] = None,
+    device: DeviceOption = "usb",
+    pin_env: PinEnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Enroll a finger: touch the sensor repeatedly until the key has enough good samples."""
+    key = _open(device)
+    pin = _pin(pin_env)
+    term = Terminal(as_json)
+    term.status("Touch the key's fingerprint sensor with the same finger, lifting it between samples.")
+    good = 0
+    template_id = ""
+    for sample in key.add_fingerprint(pin, name):
+        template_id = sample.template_id
+        good += sample.good
+        if sample.good:
+            total = max(sample.required, good + sample.remaining)
+            term.status(f"sample {good}/{total} good, {sample.remaining} left")
+        else:
+            term.status(f"sample {good + 1}: {sample.status}, try again")
+    if as_json:
+        term.json({"template_id": template_id, "name": name})
+        return
+    term.success(f"fingerprint {template_id}" + (f" ({name})" if name else "") + " enrolled.")
+
+
+@fingerprints_app.command("rename")
+def fingerprints_rename(
+    template_id: Annotated[str, typer.Argument(help="hex id, from 'keyctl key fingerprints list'.")],
+    name: Annotated[str, typer.Argument(help="The new name.")],
+    device: DeviceOption = "usb",
+    pin_env: PinEnvOption = None,
+) -> None:
+    """Give an enrolled fingerprint a new name."""
+    key = _open(device)
+    renamed = key.rename_fingerprint(_pin(pin_env), template_id, name)
+    Terminal().success(f"fingerprint {renamed.template_id} is now named {renamed.name}.")
+
+
+@fingerprints_app.command("delete")
+def fingerprints_delete(
+    template_id: Annotated[str, typer.Argument(help="hex id, from 'keyctl key fingerprints list'.")],
+    device: DeviceOption = "usb",
+    pin_env: PinEnvOption = None,
+    yes: YesOption = False,
+) -> None:
+    """Remove an enrolled fingerprint."""
+    key = _open(device)
+    pin = _pin(pin_env)
+    term = Terminal()
+    term.confirm(f"Delete fingerprint {template_id} from the key on {device}?", yes)
+    deleted = key.delete_fingerprint(pin, template_id)
+    term.success(
+        f"deleted fingerprint {deleted.template_id}" + (f" ({deleted.name})." if deleted.name else ".")
+    )
 
 
 @app.command()

@@ -6,6 +6,7 @@ that bad input changes nothing on the key, and turns CTAP errors into keyctl's c
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from fido2.ctap import CtapError
 from fido2.ctap2.base import Ctap2
+from fido2.ctap2.bio import BioEnrollment, FPBioEnrollment
 from fido2.ctap2.config import Config
 from fido2.ctap2.credman import CredentialManagement
 from fido2.ctap2.pin import ClientPin, PinProtocol
@@ -63,6 +65,23 @@ class Attested:
     kind: str  # basic, self, attca, none, invalid
     chain: tuple[bytes, ...]  # DER certificates, leaf first (empty for self/none)
     problem: str | None
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    template_id: str  # hex
+    name: str | None
+
+
+@dataclass(frozen=True)
+class SampleProgress:
+    """One fingerprint sample taken during ``add_fingerprint``."""
+
+    template_id: str  # hex
+    status: str  # "good", or what went wrong ("too fast", "poor quality", ...)
+    good: bool
+    remaining: int  # good samples still needed; 0 when the fingerprint is enrolled
+    required: int  # good samples the key asks for in all
 
 
 @dataclass(frozen=True)
@@ -231,6 +250,88 @@ class SecurityKey:
             credman.update_user_info(_descriptor(cred.credential_id), user)
         return cred
 
+    # --- fingerprints -----------------------------------------------------------------------------
+
+    def _bio(self, pin: str) -> FPBioEnrollment:
+        if not BioEnrollment.is_supported(self.ctap2.info):
+            raise NotSupported(
+                "this key has no fingerprint sensor (bioEnroll)",
+                "use a biometric key, or protect it with a PIN",
+            )
+        protocol, token = self._token(pin, ClientPin.PERMISSION.BIO_ENROLL)
+        with key_errors():
+            return FPBioEnrollment(self.ctap2, protocol, token)
+
+    def fingerprints(self, pin: str) -> list[Fingerprint]:
+        bio = self._bio(pin)
+        with key_errors():
+            return [Fingerprint(t.hex(), name or None) for t, name in bio.enumerate_enrollments().items()]
+
+    def add_fingerprint(self, pin: str, name: str | None = None) -> Iterator[SampleProgress]:
+        """Enroll a finger, yielding each sample as the user touches the sensor (bad ones are retaken).
+
+        The last progress has ``remaining == 0``; the name is set then. Stopping the iteration early
+        (Ctrl-C, an error) cancels the enrollment on the key.
+        """
+        bio = self._bio(pin)
+        with key_errors():
+            sensor = bio.get_fingerprint_sensor_info()
+        if name is not None:
+            _check_fingerprint_name(name, sensor.get(BioEnrollment.RESULT.MAX_TEMPLATE_FRIENDLY_NAME))
+        required = sensor.get(BioEnrollment.RESULT.MAX_SAMPLES_REQUIRED, 0)
+        template_id: bytes | None = None
+        done = False
+        try:
+            with key_errors():
+                try:
+                    template_id, status, remaining = bio.enroll_begin()
+                except CtapError as error:
+                    if error.code != CtapError.ERR.FP_DATABASE_FULL:
+                        raise
+                    raise NotSupported(
+                        "the key has no room for another fingerprint",
+                        "delete one with 'keyctl key fingerprints delete'",
+                    ) from error
+                while True:
+                    done = remaining == 0
+                    good = status == FPBioEnrollment.FEEDBACK.FP_GOOD
+                    if done and name is not None:
+                        bio.set_name(template_id, name)
+                    yield SampleProgress(template_id.hex(), _sample_status(status), good, remaining, required)
+                    if done:
+                        return
+                    status, remaining = bio.enroll_capture_next(template_id)
+        finally:
+            if template_id is not None and not done:
+                with contextlib.suppress(CtapError, OSError):
+                    bio.enroll_cancel()
+
+    def _fingerprint(self, pin: str, template_id: str) -> tuple[FPBioEnrollment, Fingerprint]:
+        wanted = _decode_template_id(template_id)
+        bio = self._bio(pin)
+        with key_errors():
+            enrolled = bio.enumerate_enrollments()
+        if wanted not in enrolled:
+            raise NotFound(
+                f"no fingerprint {template_id} on this key", "list them with 'keyctl key fingerprints list'"
+            )
+        return bio, Fingerprint(wanted.hex(), enrolled[wanted] or None)
+
+    def rename_fingerprint(self, pin: str, template_id: str, name: str) -> Fingerprint:
+        bio, found = self._fingerprint(pin, template_id)
+        with key_errors():
+            limit = bio.get_fingerprint_sensor_info().get(BioEnrollment.RESULT.MAX_TEMPLATE_FRIENDLY_NAME)
+        _check_fingerprint_name(name, limit)
+        with key_errors():
+            bio.set_name(bytes.fromhex(found.template_id), name)
+        return Fingerprint(found.template_id, name)
+
+    def delete_fingerprint(self, pin: str, template_id: str) -> Fingerprint:
+        bio, found = self._fingerprint(pin, template_id)
+        with key_errors():
+            bio.remove_enrollment(bytes.fromhex(found.template_id))
+        return found
+
     # --- config -----------------------------------------------------------------------------------
 
     def _config(self, pin: str) -> Config:
@@ -363,6 +464,33 @@ def pin_errors(client_pin: ClientPin) -> Iterator[None]:
                 retries = None
             raise from_ctap(cause, retries) from cause
         raise
+
+
+def _sample_status(status: int) -> str:
+    try:
+        return FPBioEnrollment.FEEDBACK(status).name.removeprefix("FP_").replace("_", " ").lower()
+    except ValueError:
+        return f"sample status 0x{status:02X}"
+
+
+def _check_fingerprint_name(name: str, limit: int | None) -> None:
+    if not name.strip():
+        raise InvalidInput("a fingerprint name cannot be empty", "give a name such as 'left thumb'")
+    if limit is not None and len(name.encode()) > limit:
+        raise InvalidInput(
+            f"the fingerprint name is too long: this key takes at most {limit} bytes", "choose a shorter name"
+        )
+
+
+def _decode_template_id(value: str) -> bytes:
+    try:
+        if not value or not re.fullmatch(r"(?:[0-9a-fA-F]{2})+", value):
+            raise ValueError(value)
+        return bytes.fromhex(value)
+    except ValueError:
+        raise InvalidInput(
+            f"{value!r} is not a hex template id", "copy it from 'keyctl key fingerprints list'"
+        ) from None
 
 
 def _decode_credential_id(value: str) -> bytes:
