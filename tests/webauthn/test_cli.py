@@ -125,6 +125,11 @@ def test_demo_json() -> None:
 def test_first_sign_in_enrolls_totp_into_the_vault_and_later_sign_ins_use_it(
     cli: Cli, reference: Reference, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Server and vault read the same (patched) wall clock, 5 s into a TOTP step, so no step boundary
+    # falls between the enrollment and the replay below.
+    real = time.time
+    start = (int(real()) // 30) * 30 + 5 - real()
+    monkeypatch.setattr(time, "time", lambda: real() + start)
     reference.server.create_user("gina@example.com", PASSWORD)
     monkeypatch.setenv("PW", PASSWORD)
     base = ("login", "--server", reference.url, "--user", "gina@example.com", "--password-env", "PW")
@@ -140,8 +145,7 @@ def test_first_sign_in_enrolls_totp_into_the_vault_and_later_sign_ins_use_it(
     assert replayed.exit_code == 21, replayed.stderr
     assert "That code was already used" in replayed.stderr, replayed.stderr
     # ... the next time step's code works (server and vault both read the shifted wall clock).
-    real = time.time
-    monkeypatch.setattr(time, "time", lambda: real() + 30)
+    monkeypatch.setattr(time, "time", lambda: real() + start + 30)
     later = cli(*base, "--totp", "gina")
     assert later.exit_code == 0, later.stderr
     assert "signed in as gina@example.com with password and totp" in later.stdout

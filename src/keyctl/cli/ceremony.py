@@ -6,14 +6,13 @@ the response back. Heavy libraries (fido2, httpx) are imported inside the comman
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from keyctl.cli.output import JsonOption, Terminal
+from keyctl.cli.prompt import read_secret
 from keyctl.errors import InvalidInput, NotFound
 
 if TYPE_CHECKING:
@@ -99,23 +98,12 @@ class TerminalInteraction:
 
     def pin(self) -> str | None:
         self.done()
-        if self.pin_env:
-            return _env_secret(self.pin_env, "--pin-env")
-        if not sys.stdin.isatty():
-            return sys.stdin.readline().rstrip("\r\n") or None
-        return typer.prompt("PIN of your security key", hide_input=True, err=True) or None
+        return read_secret("PIN of your security key", self.pin_env)
 
     def done(self) -> None:
         if self._spinner is not None:
             self._spinner.stop()
             self._spinner = None
-
-
-def _env_secret(var: str, flag: str) -> str:
-    value = os.environ.get(var)
-    if not value:
-        raise InvalidInput(f"{flag} {var}: that environment variable is not set or empty", f"export {var}")
-    return value
 
 
 def _authenticator_spec(authenticator: str, device: str | None) -> str:
@@ -218,15 +206,6 @@ def _client(
     return client, interaction
 
 
-def _password(password_env: str | None) -> str:
-    if password_env:
-        return _env_secret(password_env, "--password-env")
-    if not sys.stdin.isatty():
-        raise InvalidInput("a password is needed to sign in", "pass --password-env VAR")
-    password: str = typer.prompt("Password", hide_input=True, err=True)
-    return password
-
-
 def _password_sign_in(
     term: Terminal,
     session: Session,
@@ -242,9 +221,10 @@ def _password_sign_in(
         raise InvalidInput("--totp and --recovery-code-env exclude each other", "give one 2FA method")
     credentials = signin.Password(
         email=user,
-        password=_password(password_env),
+        # stdin may carry the key's PIN, so a password comes from the variable or a terminal prompt only
+        password=read_secret("password", password_env, stdin_line=False),
         totp=signin.vault_code(totp) if totp else None,
-        recovery_code=_env_secret(recovery_code_env, "--recovery-code-env") if recovery_code_env else None,
+        recovery_code=read_secret("recovery code", recovery_code_env) if recovery_code_env else None,
         enroll=signin.vault_enroll(save_totp) if save_totp else None,
     )
     return signin.password_sign_in(session, credentials, term.status)
