@@ -123,6 +123,13 @@ CASES: list[tuple[str, list[str], str | None, ExitCode, str]] = [
         "--counter applies to --hotp only",
     ),
     (
+        "secret-in-argv",
+        ["add", "x", "--secret", OTHER],
+        None,
+        ExitCode.INVALID_INPUT,
+        "unexpected argument after NAME (not shown: it may be a secret)",
+    ),
+    (
         "duplicate",
         ["add", "acme", "--uri", "-"],
         f"otpauth://totp/y?secret={OTHER}",

@@ -86,11 +86,17 @@ def add(
         int | None, typer.Option("--counter", help="With --secret --hotp: start value.")
     ] = None,
     force: ForceOption = False,
+    stray: Annotated[list[str] | None, typer.Argument(hidden=True, metavar="", show_default=False)] = None,
 ) -> None:
     """Add an entry from an otpauth URI, a base32 secret or a QR code image."""
     from keyctl.totp import vault
     from keyctl.totp.model import parse_uri
 
+    if stray:  # most likely `--secret BASE32`: refuse without echoing it (Click would print it)
+        raise InvalidInput(
+            "unexpected argument after NAME (not shown: it may be a secret)",
+            "--secret takes no value: type the secret at the prompt, or pipe it in on stdin",
+        )
     sources = [flag for flag, given in (("--uri", uri), ("--secret", secret), ("--qr", qr)) if given]
     if len(sources) != 1:
         raise InvalidInput("give exactly one of --uri, --secret, --qr", "e.g. keyctl totp add NAME --secret")
