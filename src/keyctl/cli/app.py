@@ -33,6 +33,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("register", "keyctl.cli.ceremony", "register"),
     ("login", "keyctl.cli.ceremony", "login"),
     ("demo", "keyctl.cli.ceremony", "demo"),
+    ("enroll", "keyctl.cli.enroll", "enroll"),
 ]
 
 _debug = False

@@ -76,6 +76,7 @@ class Profile:
     csrf_cookie: str = ""
     csrf_header: str = ""
     signin: Mapping[str, str] = field(default_factory=dict)  # reference-server sign-in endpoints
+    enroll: Mapping[str, str] = field(default_factory=dict)  # admin enrollment session ({user} in path)
 
 
 def builtin_names() -> list[str]:
@@ -208,9 +209,11 @@ def parse(text: str, source: str) -> Profile:
         for code, meaning in reader.table(response, "error_codes", "response.", required=False).items()
     }
     signin = reader.table(doc, "signin", "", required=False)
-    for key, value in signin.items():
-        if not (isinstance(value, str) and value.startswith("/")):
-            raise reader.fail(f"signin.{key}", "must be a path starting with '/'")
+    enroll = reader.table(doc, "enroll", "", required=False)
+    for table, paths in (("signin", signin), ("enroll", enroll)):
+        for key, value in paths.items():
+            if not (isinstance(value, str) and value.startswith("/")):
+                raise reader.fail(f"{table}.{key}", "must be a path starting with '/'")
     csrf_cookie = reader.text(session, "csrf_cookie", "session.", "")
     csrf_header = reader.text(session, "csrf_header", "session.", "")
     if bool(csrf_cookie) != bool(csrf_header):
@@ -231,6 +234,7 @@ def parse(text: str, source: str) -> Profile:
         csrf_cookie=csrf_cookie,
         csrf_header=csrf_header,
         signin=signin,
+        enroll=enroll,
     )
 
 
