@@ -6,6 +6,7 @@ import io
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def index_names() -> list[str]:
 
 
 @pytest.fixture
-def stdin(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def stdin(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], None]:
     """Give in-process keyctl runs a non-terminal stdin with this text."""
 
     def feed(text: str) -> None:
