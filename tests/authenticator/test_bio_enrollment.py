@@ -7,8 +7,11 @@ from fido2.ctap import CtapError
 from fido2.ctap2 import Ctap2
 from fido2.ctap2.bio import BioEnrollment, CaptureError, FPBioEnrollment
 from fido2.ctap2.pin import ClientPin
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keyctl.authenticator import (
+    FakeClock,
     SampleStatus,
     ScriptedSensor,
     UvMode,
@@ -16,7 +19,10 @@ from keyctl.authenticator import (
     new_state,
     store,
 )
+from keyctl.authenticator import cbor as device_cbor
+from keyctl.authenticator.pin import Permission, Protocol, Token
 from tests.authenticator.conftest import Transport
+from tests.authenticator.test_fuzz import STATUSES, cbor_values
 
 ERR = CtapError.ERR
 FEEDBACK = FPBioEnrollment.FEEDBACK
@@ -193,3 +199,63 @@ def test_templates_survive_in_the_encrypted_state_and_reset_clears_them(
     assert reopened_ctap.info.options["bioEnroll"] is True
     reopened_ctap.reset()
     assert reopened_ctap.get_info().options["bioEnroll"] is False
+
+
+def test_built_in_uv_reads_the_sensor_once_a_finger_is_enrolled(transport: Transport) -> None:
+    sensor = ScriptedSensor(samples_required=1)
+    ctap, client_pin, bio = _bio(transport, sensor)
+    bio.enroll_begin()
+    sensor.script(SampleStatus.POOR_QUALITY)
+    with pytest.raises(CtapError) as raised:
+        client_pin.get_uv_token(ClientPin.PERMISSION.GET_ASSERTION, "example.com")
+    assert raised.value.code == ERR.UV_INVALID
+    assert client_pin.get_uv_retries() == 7
+    sensor.script(None)
+    with pytest.raises(CtapError) as raised:
+        client_pin.get_uv_token(ClientPin.PERMISSION.GET_ASSERTION, "example.com")
+    assert raised.value.code == ERR.USER_ACTION_TIMEOUT
+    assert client_pin.get_uv_retries() == 7  # nobody touched: not a failed match
+    assert client_pin.get_uv_token(ClientPin.PERMISSION.GET_ASSERTION, "example.com")
+    assert client_pin.get_uv_retries() == 8
+    # makeCredential with the uv option goes through the same sensor
+    sensor.script(SampleStatus.TOO_SKEWED)
+    with pytest.raises(CtapError) as raised:
+        ctap.make_credential(
+            bytes(32),
+            {"id": "example.com"},
+            {"id": b"u"},
+            [{"type": "public-key", "alg": -7}],
+            options={"uv": True},
+        )
+    assert raised.value.code == ERR.UV_INVALID
+
+
+FUZZED = VirtualAuthenticator(pin_code=PIN, sensor=ScriptedSensor(samples_required=2), clock=FakeClock())
+FUZZ_TOKEN = bytes(range(32))
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    request=st.fixed_dictionaries(
+        {},
+        optional={
+            1: st.sampled_from([1, 2]) | cbor_values,
+            2: st.integers(0, 8) | cbor_values,
+            3: st.dictionaries(st.integers(1, 3), cbor_values, max_size=3) | cbor_values,
+            4: st.sampled_from([1, 2]) | cbor_values,
+            5: st.binary(min_size=16, max_size=32) | cbor_values,
+            6: st.booleans() | cbor_values,
+        },
+    ),
+    sign=st.booleans(),
+)
+def test_malformed_requests_get_a_status_never_an_exception(request: dict[int, object], sign: bool) -> None:
+    """With ``sign`` the pinUvAuthParam is valid, so the subcommands' own parsing is reached."""
+    FUZZED.token = Token(FUZZ_TOKEN, Permission.BIO_ENROLL, None, FUZZED.clock.monotonic())
+    sub, sub_params = request.get(2), request.get(3)
+    if sign and isinstance(sub, int) and 0 <= sub <= 255:
+        message = bytes([1, sub]) + (device_cbor.encode(sub_params) if sub_params is not None else b"")
+        request[4] = 2
+        request[5] = Protocol(2).authenticate(FUZZ_TOKEN, message)
+    response = FUZZED.handle(bytes([0x09]) + device_cbor.encode(request))
+    assert response[0] in STATUSES

@@ -24,6 +24,7 @@ from keyctl.authenticator.ports import (
     PresenceRequest,
     Prompter,
     Rng,
+    SampleStatus,
     ScriptedSensor,
     Sensor,
     SystemClock,
@@ -184,12 +185,20 @@ class VirtualAuthenticator:
         return self.policy(state).uv is not UvMode.NONE
 
     def verify_user(self, state: AuthenticatorState) -> None:
-        """Built-in user verification (a simulated fingerprint), with its retry counter."""
+        """Built-in user verification (a simulated fingerprint), with its retry counter.
+
+        Once fingerprints are enrolled the sensor is read too: a good sample is a matching finger. Without
+        any, the policy alone decides (what CI relied on before bio enrollment existed).
+        """
         if state.uv_retries <= 0:
             raise CtapFailure(Status.UV_BLOCKED)
         if self.policy(state).uv is UvMode.AUTO:
-            state.uv_retries = UV_RETRIES
-            return
+            sample = self.sensor.capture() if state.templates else SampleStatus.GOOD
+            if sample is None:
+                raise CtapFailure(Status.USER_ACTION_TIMEOUT)
+            if sample is SampleStatus.GOOD:
+                state.uv_retries = UV_RETRIES
+                return
         state.uv_retries -= 1
         raise CtapFailure(Status.UV_BLOCKED if state.uv_retries <= 0 else Status.UV_INVALID)
 
