@@ -193,7 +193,7 @@ def test_the_pin_can_come_from_stdin(
             "--authenticator", device]  # fmt: skip
     wrong = run_keyctl(args, stdin="135790\n")
     assert wrong.exit_code == 15, wrong.stderr
-    assert "wrong PIN, 7 attempts left" in wrong.stderr
+    assert "wrong PIN (7 attempts left" in wrong.stderr
     right = run_keyctl(args, stdin="246810\n")
     assert right.exit_code == 0, right.stderr
     assert "246810" not in right.stdout + right.stderr

@@ -90,7 +90,7 @@ def from_ctap(error: CtapError, pin_retries: int | None = None) -> errors.Keyctl
     known = _CATALOGUE.get(error.code)
     if known is None:
         name = getattr(error.code, "name", f"0x{int(error.code):02X}")
-        return errors.KeyctlError(f"the key answered with error {name}", "rerun with --debug and report it")
+        return errors.NotSupported(f"the key answered with error {name}", "try another key, or report it")
     error_class, message, remedy = known
     return error_class(message, remedy)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fido2.client import ClientError, PinRequiredError
 from fido2.ctap import CtapError
 
+from keyctl.device import errors as device_errors
 from keyctl.errors import (
     CredentialExcluded,
     KeyctlError,
@@ -13,10 +14,12 @@ from keyctl.errors import (
     NotVerified,
     PasskeyCanceled,
     PasskeyTimeout,
+    PinAuthBlocked,
+    PinBlocked,
+    PinNotSet,
 )
 
 ERR = CtapError.ERR
-_RESET = "reset the key and set a new PIN (a reset erases the passkeys on it)"
 
 
 def canceled(registering: bool) -> PasskeyCanceled:
@@ -33,7 +36,8 @@ def timed_out(timeout_s: float) -> PasskeyTimeout:
 
 
 def from_ctap(code: int, registering: bool, timeout_s: float, pin_retries: int | None) -> KeyctlError:
-    """The catalogue error for a CTAP status from the authenticator."""
+    """The catalogue error for a CTAP status: the sign-in page's wording for the ceremony's own outcomes,
+    keyctl.device.errors' catalogue for everything else."""
     if code == ERR.NO_CREDENTIALS:
         return NoCredential(
             "Passkey not found on this device",
@@ -49,30 +53,11 @@ def from_ctap(code: int, registering: bool, timeout_s: float, pin_retries: int |
         return timed_out(timeout_s)
     if code == ERR.OPERATION_DENIED:
         return canceled(registering)
-    if code == ERR.PIN_INVALID:
-        left = f": wrong PIN, {pin_retries} attempts left" if pin_retries is not None else ": wrong PIN"
-        return NotVerified(f"We could not verify you{left}", "enter the key's PIN again")
-    if code == ERR.PIN_BLOCKED:
-        return NotVerified("We could not verify you: the PIN is blocked", _RESET)
-    if code == ERR.PIN_AUTH_BLOCKED:
-        return NotVerified(
-            "We could not verify you: too many wrong PINs in a row",
-            "remove and reinsert the key, then try again with the right PIN",
-        )
-    if code in (ERR.UV_BLOCKED, ERR.UV_INVALID):
-        return NotVerified("We could not verify you: user verification failed", "use the key's PIN instead")
-    if code in (ERR.PIN_NOT_SET, ERR.PUAT_REQUIRED):
-        return NotVerified(
-            "We could not verify you: the server requires a PIN and this key has none",
-            "set a PIN on the key first",
-        )
-    if code in (ERR.UNSUPPORTED_ALGORITHM, ERR.UNSUPPORTED_OPTION, ERR.KEY_STORE_FULL):
-        return NotSupported(
-            f"Passkeys not supported: the authenticator refused the request ({ERR(code).name})",
-            "use another authenticator",
-        )
-    name = ERR(code).name if code in ERR._value2member_map_ else f"0x{code:02x}"
-    return NotSupported(f"Passkeys not supported: the authenticator answered {name}", "try another key")
+    mapped = device_errors.from_ctap(CtapError(code), pin_retries)
+    if isinstance(mapped, (PinBlocked, PinAuthBlocked, PinNotSet)):
+        # A sign-in page says "We could not verify you" for every PIN problem: one exit code here.
+        return NotVerified(f"We could not verify you: {mapped.message}", mapped.remedy)
+    return mapped
 
 
 def from_client_error(
