@@ -184,7 +184,7 @@ def enroll(
         elif record.result == "already_registered":
             term.warn(f"{email}: {record.detail} (not registered again)")
         else:
-            term.success(f"  enrolled: credential {record.credential_id}")
+            term.success("  enrolled: passkey registered")
     _summary(term, records, log)
     if first_error is not None:
         failed = [r for r in records if r.result == "failed"]

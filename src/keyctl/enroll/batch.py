@@ -71,7 +71,8 @@ class UsbKeys:
 
     A key counts as used by its serial number for the whole batch; a key without a readable serial
     counts as used by its hidraw path until that path disappears (the key was pulled out), since the
-    kernel hands the same path to the next key plugged in."""
+    kernel hands the same path to the next key plugged in. (Two serial-less keys swapped faster than
+    one poll look like one key: keyctl keeps waiting.)"""
 
     def __init__(
         self,
@@ -93,7 +94,7 @@ class UsbKeys:
             present = list(self._present())
             self._used_paths &= {path for path, _ in present}
             for path, serial in present:
-                if path in self._used_paths or (serial is not None and serial in self._used_serials):
+                if serial in self._used_serials if serial is not None else path in self._used_paths:
                     continue
                 self._used_paths.add(path)
                 if serial is not None:
