@@ -165,3 +165,23 @@ def test_eight_concurrent_adds_lose_nothing() -> None:
     for name, secret in secrets.items():
         code = run_keyctl(["totp", "code", name]).stdout.strip()
         assert code in {oathtool(decode_base32(secret), at=now + d) for d in (0, 5, 10, 15)}
+
+
+def test_concurrent_hotp_codes_never_repeat() -> None:
+    """Six processes ask for the next HOTP code at once: each counter value is used exactly once."""
+    added = run_keyctl(["totp", "add", "hw", "--secret", "--hotp"], stdin=SECRET + "\n")
+    assert added.exit_code == 0, added.stderr
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "keyctl", "totp", "code", "hw", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    results = [json.loads(proc.communicate(timeout=120)[0]) for proc in procs]
+    assert sorted(result["counter"] for result in results) == list(range(6))
+    for result in results:
+        assert result["code"] == oathtool(decode_base32(SECRET), counter=result["counter"])
+    assert json.loads(index_bytes() or b"")["entries"][0]["counter"] == 6
