@@ -179,3 +179,24 @@ def test_ci_enrolls_on_a_stored_virtual_key_without_a_terminal() -> None:
     assert [f["name"] for f in json.loads(listed.stdout)] == ["ci"]
     info = run_keyctl(["key", "info", "--device", "virtual:ci", "--json"], env=env)
     assert json.loads(info.stdout)["options"]["bioEnroll"] is True
+
+
+def test_ctrl_c_between_samples_cancels_on_the_key(
+    cli: Any, device_spec: str, authenticator: VirtualAuthenticator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyctl.cli.output import Terminal
+
+    status = Terminal.status
+
+    def interrupted(self: Terminal, message: str) -> None:
+        status(self, message)
+        if message.startswith("sample 2/"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Terminal, "status", interrupted)
+    result = _key(cli, "add", "--device", device_spec, "--pin-env", "TEST_PIN")
+    assert result.exit_code == ExitCode.CANCELED
+    assert "nothing was enrolled" in result.stderr
+    assert "sample 3/" not in result.stderr
+    assert authenticator.enrollment is None
+    assert _templates(authenticator) == []

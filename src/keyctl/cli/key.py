@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated
 
@@ -324,20 +325,26 @@ def fingerprints_add(
     as_json: JsonOption = False,
 ) -> None:
     """Enroll a finger: touch the sensor repeatedly until the key has enough good samples."""
+    from keyctl.errors import Canceled
+
     key = _open(device)
     pin = _pin(pin_env)
     term = Terminal(as_json)
     term.status("Touch the key's fingerprint sensor with the same finger, lifting it between samples.")
     good = 0
     template_id = ""
-    for sample in key.add_fingerprint(pin, name):
-        template_id = sample.template_id
-        good += sample.good
-        if sample.good:
-            total = max(sample.required, good + sample.remaining)
-            term.status(f"sample {good}/{total} good, {sample.remaining} left")
-        else:
-            term.status(f"sample {good + 1}: {sample.status}, try again")
+    try:
+        with closing(key.add_fingerprint(pin, name)) as samples:  # leaving early cancels on the key
+            for sample in samples:
+                template_id = sample.template_id
+                good += sample.good
+                if sample.good:
+                    total = max(sample.required, good + sample.remaining)
+                    term.status(f"sample {good}/{total} good, {sample.remaining} left")
+                else:
+                    term.status(f"sample {good + 1}: {sample.status}, try again")
+    except KeyboardInterrupt:
+        raise Canceled("fingerprint enrollment canceled, nothing was enrolled") from None
     if as_json:
         term.json({"template_id": template_id, "name": name})
         return

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -267,7 +267,7 @@ class SecurityKey:
         with key_errors():
             return [Fingerprint(t.hex(), name or None) for t, name in bio.enumerate_enrollments().items()]
 
-    def add_fingerprint(self, pin: str, name: str | None = None) -> Iterator[SampleProgress]:
+    def add_fingerprint(self, pin: str, name: str | None = None) -> Generator[SampleProgress, None, None]:
         """Enroll a finger, yielding each sample as the user touches the sensor (bad ones are retaken).
 
         The last progress has ``remaining == 0``; the name is set then. Stopping the iteration early
