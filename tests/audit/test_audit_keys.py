@@ -143,7 +143,7 @@ def test_recalled_model_and_outdated_firmware(cli: Any, serve: Any, publish: Any
     assert result.exit_code == ExitCode.AUDIT_FINDINGS
     findings = {f["code"]: f["severity"] for f in json.loads(result.stdout)["findings"]}
     assert findings["key.firmware_outdated"] == "high"
-    assert findings["model.user_verification_bypass"] == "critical"
+    assert findings["model.user_verification_bypass"] == "high"
 
 
 def test_no_key_plugged_in(cli: Any) -> None:

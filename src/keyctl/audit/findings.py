@@ -156,6 +156,42 @@ def audit_users(
             yield from _audit_passkey(user.email, passkey, lookup, policy, stale_before)
 
 
+def model_findings(
+    aaguid: str, entry: MetadataEntry | None, policy: Policy, subject: str
+) -> Iterator[Finding]:
+    """What the FIDO metadata and the policy say about an authenticator model: the same rules for a
+    connected key and for a registered passkey."""
+    model = entry.description if entry else f"AAGUID {aaguid}"
+    for report in entry.compromises if entry else ():
+        severity = Severity.HIGH if report.status == "USER_VERIFICATION_BYPASS" else Severity.CRITICAL
+        yield Finding(
+            severity,
+            f"model.{report.status.lower()}",
+            subject,
+            f"{model}: FIDO metadata reports {report.status} "
+            f"since {report.effective_date or 'an unknown date'}",
+            "replace the authenticator (and delete the passkeys it holds)",
+        )
+    if policy.allowed_aaguids is not None and aaguid not in policy.allowed_aaguids:
+        yield Finding(
+            Severity.HIGH,
+            "policy.model_not_allowed",
+            subject,
+            f"{model} is not on the allow-list",
+            "use an allowed model (and delete passkeys of this one)",
+        )
+    if policy.min_certification is not None:
+        level = entry.certification if entry else None
+        if certification_rank(level) < certification_rank(policy.min_certification):
+            yield Finding(
+                Severity.MEDIUM,
+                "policy.certification",
+                subject,
+                f"{model} is certified {level or 'not at all'}, below {policy.min_certification}",
+                "use a model with the required certification level",
+            )
+
+
 def _audit_passkey(
     email: str, passkey: Passkey, lookup: dict[str, MetadataEntry], policy: Policy, stale_before: datetime
 ) -> Iterator[Finding]:
@@ -180,18 +216,8 @@ def _audit_passkey(
             f"unused since {last:%Y-%m-%d} (over {policy.stale_days} days)",
             "confirm the user still has the authenticator, or delete the passkey",
         )
-    if entry is not None:
-        for report in entry.compromises:
-            severity = Severity.HIGH if report.status == "USER_VERIFICATION_BYPASS" else Severity.CRITICAL
-            yield Finding(
-                severity,
-                f"model.{report.status.lower()}",
-                subject,
-                f"{model}: FIDO metadata reports {report.status} "
-                f"since {report.effective_date or 'an unknown date'}",
-                "replace the authenticator and delete this passkey",
-            )
-    elif passkey.aaguid != ZERO_AAGUID:
+    yield from model_findings(passkey.aaguid, entry, policy, subject)
+    if entry is None and passkey.aaguid != ZERO_AAGUID:
         yield Finding(
             Severity.LOW,
             "model.unknown",
@@ -199,24 +225,6 @@ def _audit_passkey(
             f"{model} is not in the FIDO metadata",
             "check the model by hand, or run 'keyctl mds update'",
         )
-    if policy.allowed_aaguids is not None and passkey.aaguid not in policy.allowed_aaguids:
-        yield Finding(
-            Severity.HIGH,
-            "policy.model_not_allowed",
-            subject,
-            f"{model} is not on the allow-list",
-            "register an allowed model and delete this passkey",
-        )
-    if policy.min_certification is not None:
-        level = entry.certification if entry else None
-        if certification_rank(level) < certification_rank(policy.min_certification):
-            yield Finding(
-                Severity.MEDIUM,
-                "policy.certification",
-                subject,
-                f"{model} is certified {level or 'not at all'}, below {policy.min_certification}",
-                "use a model with the required certification level",
-            )
     if policy.device_bound_only and passkey.backed_up:
         yield Finding(
             Severity.MEDIUM,

@@ -7,7 +7,7 @@ import base64
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from keyctl.audit.findings import Finding, Policy, Severity, certification_rank
+from keyctl.audit.findings import Finding, Policy, Severity, model_findings
 from keyctl.audit.mds import MetadataBlob, MetadataEntry, chain_leads_to
 from keyctl.device.key import Attested, KeyInfo
 
@@ -57,14 +57,6 @@ def audit_key(facts: KeyFacts, metadata: MetadataBlob | None, policy: Policy) ->
             "run 'keyctl mds update'; an uncertified key cannot be checked for recalls",
         )
     else:
-        for report in entry.compromises:
-            yield Finding(
-                Severity.CRITICAL,
-                f"model.{report.status.lower()}",
-                subject,
-                f"FIDO metadata reports {report.status} since {report.effective_date or 'an unknown date'}",
-                "replace this key",
-            )
         fixed = entry.fixed_firmware
         if fixed is not None and info.firmware_version < fixed:
             yield Finding(
@@ -74,24 +66,7 @@ def audit_key(facts: KeyFacts, metadata: MetadataBlob | None, policy: Policy) ->
                 f"firmware {info.firmware_version} is older than {fixed}, which fixes a reported problem",
                 "update the firmware with the vendor's tool, or replace the key",
             )
-        if policy.min_certification and certification_rank(entry.certification) < certification_rank(
-            policy.min_certification
-        ):
-            yield Finding(
-                Severity.MEDIUM,
-                "policy.certification",
-                subject,
-                f"certified {entry.certification or 'not at all'}, below {policy.min_certification}",
-                "use a model with the required certification level",
-            )
-    if policy.allowed_aaguids is not None and info.aaguid not in policy.allowed_aaguids:
-        yield Finding(
-            Severity.HIGH,
-            "policy.model_not_allowed",
-            subject,
-            "the model is not on the allow-list",
-            "use an allowed model",
-        )
+    yield from model_findings(info.aaguid, entry, policy, subject)
     yield from _attestation_findings(facts, entry, subject)
     if not info.pin_set:
         yield Finding(
