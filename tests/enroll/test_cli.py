@@ -190,3 +190,32 @@ def test_usb_waits_for_a_key_not_used_yet() -> None:
     with pytest.raises(PasskeyTimeout, match="no new security key was inserted within 10 s"):
         keys.next_key(3)
     assert now[0] >= 10
+
+
+def test_ctrl_c_at_the_pin_prompt_stops_the_batch(
+    rig: Rig, enroll: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyctl.cli import enroll as command
+    from keyctl.errors import Canceled
+
+    real = command.read_secret
+
+    def at_the_prompt(
+        what: str, env_var: str | None = None, confirm: bool = False, stdin_line: bool = True
+    ) -> str:
+        if what.startswith("new PIN"):  # the technician presses Ctrl-C (getpass's KeyboardInterrupt)
+            raise Canceled(f"no {what} entered, nothing was changed")
+        return real(what, env_var, confirm, stdin_line)
+
+    monkeypatch.setattr(command, "read_secret", at_the_prompt)
+    rig.server.create_user(ANN, PASSWORD)
+    rig.server.create_user(BEN, PASSWORD)
+    first, second = rig.key(), rig.key()
+    log = tmp_path / "log.jsonl"
+    result = enroll("--user", ANN, "--user", BEN, "--device", first, "--device", second, "--log", str(log))
+    assert result.exit_code == ExitCode.CANCELED
+    assert "batch stopped: 1 users not attempted" in result.stderr
+    assert [json.loads(line)["user"] for line in log.read_text().splitlines()] == [ANN]
+    assert "user 2 of 2" not in result.stderr
+    assert not _pin_set(first)
+    assert rig.passkeys() == {ANN: [], BEN: []}
