@@ -113,6 +113,10 @@ class MetadataBlob:
         wanted = normalize_aaguid(aaguid)
         return next((e for e in self.entries if e.aaguid == wanted), None)
 
+    def model_name(self, aaguid: str) -> str | None:
+        entry = self.find(aaguid)
+        return entry.description if entry else None
+
 
 def normalize_aaguid(value: str) -> str:
     try:

@@ -58,12 +58,7 @@ def list_keys(
     from keyctl.device.inventory import list_keys as inventory
 
     metadata = mds.current()
-
-    def model(aaguid: str) -> str | None:
-        entry = metadata.find(aaguid) if metadata else None
-        return entry.description if entry else None
-
-    keys = inventory(device or [], model)
+    keys = inventory(device or [], metadata.model_name if metadata else lambda aaguid: None)
     term = Terminal(as_json)
     if as_json:
         term.json([asdict(k) for k in keys])
@@ -95,8 +90,7 @@ def info(device: DeviceOption = "usb", as_json: JsonOption = False) -> None:
 
     details = _open(device).info()
     metadata = mds.current()
-    entry = metadata.find(details.aaguid) if metadata else None
-    model = entry.description if entry else None
+    model = metadata.model_name(details.aaguid) if metadata else None
     term = Terminal(as_json)
     if as_json:
         term.json({**asdict(details), "model": model})
