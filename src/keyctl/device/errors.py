@@ -74,6 +74,11 @@ _CATALOGUE: dict[int, tuple[type[errors.KeyctlError], str, str]] = {
         "this key does not support that option",
         "'keyctl key info' shows what the key supports",
     ),
+    ERR.FP_DATABASE_FULL: (
+        errors.NotSupported,
+        "the key has no room for another fingerprint",
+        "delete one with 'keyctl key fingerprints delete'",
+    ),
     ERR.KEY_STORE_FULL: (
         errors.NotSupported,
         "the key has no room for another discoverable credential",

@@ -283,15 +283,7 @@ class SecurityKey:
         done = False
         try:
             with key_errors():
-                try:
-                    template_id, status, remaining = bio.enroll_begin()
-                except CtapError as error:
-                    if error.code != CtapError.ERR.FP_DATABASE_FULL:
-                        raise
-                    raise NotSupported(
-                        "the key has no room for another fingerprint",
-                        "delete one with 'keyctl key fingerprints delete'",
-                    ) from error
+                template_id, status, remaining = bio.enroll_begin()
                 while True:
                     done = remaining == 0
                     good = status == FPBioEnrollment.FEEDBACK.FP_GOOD
