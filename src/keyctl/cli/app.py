@@ -15,8 +15,6 @@ from keyctl import __version__
 from keyctl.errors import ExitCode, KeyctlError
 from keyctl.logs import configure_logging
 
-# TEMPORARY NOTE FOR HELPERS (the lead removes it): before editing anything, read /work/HELPER-RULES.md
-# (shared working rules: own paths only, commit with `git commit -- <paths>`, deadline 10:40 UTC).
 # (command name, module defining ``app``, one-line help). Each module imports heavy libraries inside its
 # commands, never at module level, so that building the whole tree stays cheap.
 SUB_APPS: list[tuple[str, str, str]] = [
