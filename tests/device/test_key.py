@@ -20,7 +20,7 @@ from fido2.webauthn import (
     ResidentKeyRequirement,
 )
 
-from keyctl.authenticator import VirtualAuthenticator
+from keyctl.authenticator import VirtualAuthenticator, new_state, store
 from keyctl.authenticator.ports import FakeClock
 from keyctl.errors import ExitCode
 from keyctl.hid.udp import UdpServer
@@ -74,6 +74,18 @@ def _register(spec: str, rp_id: str, user: str) -> bytes:
     return bytes(result.raw_id)
 
 
+@pytest.fixture(params=["udp", "in-process"])
+def spec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The key over UDP, or a stored virtual authenticator reached in-process (``virtual:NAME``): each
+    keyctl command then powers it up afresh, as re-plugging a USB key would."""
+    if request.param == "udp":
+        spec: str = request.getfixturevalue("device_spec")
+        return spec
+    monkeypatch.setenv("KEYCTL_VIRTUAL_KEY", store.new_ci_key())
+    store.create("k", new_state())
+    return "virtual:k"
+
+
 @pytest.fixture
 def pin_env(monkeypatch: pytest.MonkeyPatch) -> Any:
     def set_pins(pin: str, new_pin: str | None = None) -> None:
@@ -84,40 +96,40 @@ def pin_env(monkeypatch: pytest.MonkeyPatch) -> Any:
     return set_pins
 
 
-def test_info_of_a_fresh_key(cli: Any, device_spec: str, authenticator: VirtualAuthenticator) -> None:
-    result = cli("key", "info", "--device", device_spec, "--json")
+def test_info_of_a_fresh_key(cli: Any, spec: str) -> None:
+    result = cli("key", "info", "--device", spec, "--json")
     assert result.exit_code == 0, result.stderr
     info = json.loads(result.stdout)
     assert "FIDO_2_1" in info["versions"]
     assert info["pin_set"] is False
     assert info["options"]["credMgmt"] is True
     assert "ES256" in info["algorithms"]
-    table = cli("key", "info", "--device", device_spec)
+    table = cli("key", "info", "--device", spec)
     assert info["aaguid"] in table.stdout
     assert "not set" in table.stdout
 
 
-def test_pin_set_then_retries_and_verify(cli: Any, device_spec: str, pin_env: Any) -> None:
+def test_pin_set_then_retries_and_verify(cli: Any, spec: str, pin_env: Any) -> None:
     pin_env(PIN)
-    assert cli("key", "pin", "set", "--device", device_spec, "--pin-env", "TEST_PIN").exit_code == 0
-    retries = cli("key", "pin", "retries", "--device", device_spec, "--json")
+    assert cli("key", "pin", "set", "--device", spec, "--pin-env", "TEST_PIN").exit_code == 0
+    retries = cli("key", "pin", "retries", "--device", spec, "--json")
     assert json.loads(retries.stdout) == {"pin_retries": 8, "reinsert_needed": False}
-    assert cli("key", "pin", "verify", "--device", device_spec, "--pin-env", "TEST_PIN").exit_code == 0
-    again = cli("key", "pin", "set", "--device", device_spec, "--pin-env", "TEST_PIN")
+    assert cli("key", "pin", "verify", "--device", spec, "--pin-env", "TEST_PIN").exit_code == 0
+    again = cli("key", "pin", "set", "--device", spec, "--pin-env", "TEST_PIN")
     assert again.exit_code == ExitCode.INVALID_INPUT
     assert "already has a PIN" in again.stderr
 
 
 @pytest.mark.parametrize(("bad_pin", "reason"), [("abc", "too short"), ("x" * 64, "too long")])
 def test_pin_policy_is_checked_before_sending(
-    cli: Any, device_spec: str, pin_env: Any, bad_pin: str, reason: str
+    cli: Any, spec: str, pin_env: Any, bad_pin: str, reason: str
 ) -> None:
     pin_env(bad_pin)
-    result = cli("key", "pin", "set", "--device", device_spec, "--pin-env", "TEST_PIN")
+    result = cli("key", "pin", "set", "--device", spec, "--pin-env", "TEST_PIN")
     assert result.exit_code == ExitCode.PIN_POLICY
     assert reason in result.stderr
     assert bad_pin not in result.stderr
-    assert json.loads(cli("key", "info", "--device", device_spec, "--json").stdout)["pin_set"] is False
+    assert json.loads(cli("key", "info", "--device", spec, "--json").stdout)["pin_set"] is False
 
 
 def test_wrong_pins_count_down_then_block(
@@ -149,15 +161,15 @@ def test_wrong_pins_count_down_then_block(
     )
 
 
-def test_change_pin(cli: Any, device_spec: str, pin_env: Any) -> None:
+def test_change_pin(cli: Any, spec: str, pin_env: Any) -> None:
     pin_env(PIN, "new-pin-5678")
-    cli("key", "pin", "set", "--device", device_spec, "--pin-env", "TEST_PIN")
+    cli("key", "pin", "set", "--device", spec, "--pin-env", "TEST_PIN")
     changed = cli(
         "key",
         "pin",
         "change",
         "--device",
-        device_spec,
+        spec,
         "--pin-env",
         "TEST_PIN",
         "--new-pin-env",
@@ -165,19 +177,19 @@ def test_change_pin(cli: Any, device_spec: str, pin_env: Any) -> None:
     )
     assert changed.exit_code == 0, changed.stderr
     pin_env("new-pin-5678")
-    assert cli("key", "pin", "verify", "--device", device_spec, "--pin-env", "TEST_PIN").exit_code == 0
+    assert cli("key", "pin", "verify", "--device", spec, "--pin-env", "TEST_PIN").exit_code == 0
 
 
-def test_credentials_list_update_delete(cli: Any, device_spec: str, pin_env: Any) -> None:
+def test_credentials_list_update_delete(cli: Any, spec: str, pin_env: Any) -> None:
     pin_env(PIN)
-    empty_key = cli("key", "creds", "list", "--device", device_spec, "--pin-env", "TEST_PIN")
+    empty_key = cli("key", "creds", "list", "--device", spec, "--pin-env", "TEST_PIN")
     assert empty_key.exit_code == ExitCode.PIN_NOT_SET
-    cli("key", "pin", "set", "--device", device_spec, "--pin-env", "TEST_PIN")
-    _register(device_spec, "example.com", "alice")
-    _register(device_spec, "example.com", "bob")
-    _register(device_spec, "example.org", "carol")
+    cli("key", "pin", "set", "--device", spec, "--pin-env", "TEST_PIN")
+    _register(spec, "example.com", "alice")
+    _register(spec, "example.com", "bob")
+    _register(spec, "example.org", "carol")
     listed = json.loads(
-        cli("key", "creds", "list", "--device", device_spec, "--pin-env", "TEST_PIN", "--json").stdout
+        cli("key", "creds", "list", "--device", spec, "--pin-env", "TEST_PIN", "--json").stdout
     )
     assert sorted((c["rp_id"], c["user_name"]) for c in listed) == [
         ("example.com", "alice"),
@@ -191,7 +203,7 @@ def test_credentials_list_update_delete(cli: Any, device_spec: str, pin_env: Any
         "--rp",
         "example.org",
         "--device",
-        device_spec,
+        spec,
         "--pin-env",
         "TEST_PIN",
         "--json",
@@ -207,7 +219,7 @@ def test_credentials_list_update_delete(cli: Any, device_spec: str, pin_env: Any
         "--name",
         "robert",
         "--device",
-        device_spec,
+        spec,
         "--pin-env",
         "TEST_PIN",
     )
@@ -219,14 +231,14 @@ def test_credentials_list_update_delete(cli: Any, device_spec: str, pin_env: Any
         bob["credential_id"],
         "--yes",
         "--device",
-        device_spec,
+        spec,
         "--pin-env",
         "TEST_PIN",
     )
     assert deleted.exit_code == 0, deleted.stderr
     assert "robert" in deleted.stderr
     after = json.loads(
-        cli("key", "creds", "list", "--device", device_spec, "--pin-env", "TEST_PIN", "--json").stdout
+        cli("key", "creds", "list", "--device", spec, "--pin-env", "TEST_PIN", "--json").stdout
     )
     assert sorted(c["user_name"] for c in after) == ["alice", "carol"]
     missing = cli(
@@ -236,58 +248,46 @@ def test_credentials_list_update_delete(cli: Any, device_spec: str, pin_env: Any
         bob["credential_id"],
         "--yes",
         "--device",
-        device_spec,
+        spec,
         "--pin-env",
         "TEST_PIN",
     )
     assert missing.exit_code == ExitCode.NOT_FOUND
-    not_base64 = cli(
-        "key", "creds", "delete", "!!", "--yes", "--device", device_spec, "--pin-env", "TEST_PIN"
-    )
+    not_base64 = cli("key", "creds", "delete", "!!", "--yes", "--device", spec, "--pin-env", "TEST_PIN")
     assert not_base64.exit_code == ExitCode.INVALID_INPUT
 
 
-def test_delete_without_yes_and_no_terminal_changes_nothing(cli: Any, device_spec: str, pin_env: Any) -> None:
+def test_delete_without_yes_and_no_terminal_changes_nothing(cli: Any, spec: str, pin_env: Any) -> None:
     pin_env(PIN)
-    cli("key", "pin", "set", "--device", device_spec, "--pin-env", "TEST_PIN")
-    _register(device_spec, "example.com", "alice")
+    cli("key", "pin", "set", "--device", spec, "--pin-env", "TEST_PIN")
+    _register(spec, "example.com", "alice")
     (cred,) = json.loads(
-        cli("key", "creds", "list", "--device", device_spec, "--pin-env", "TEST_PIN", "--json").stdout
+        cli("key", "creds", "list", "--device", spec, "--pin-env", "TEST_PIN", "--json").stdout
     )
-    refused = cli(
-        "key", "creds", "delete", cred["credential_id"], "--device", device_spec, "--pin-env", "TEST_PIN"
-    )
+    refused = cli("key", "creds", "delete", cred["credential_id"], "--device", spec, "--pin-env", "TEST_PIN")
     assert refused.exit_code == ExitCode.CANCELED
     still = json.loads(
-        cli("key", "creds", "list", "--device", device_spec, "--pin-env", "TEST_PIN", "--json").stdout
+        cli("key", "creds", "list", "--device", spec, "--pin-env", "TEST_PIN", "--json").stdout
     )
     assert len(still) == 1
 
 
-def test_config_min_pin_length_and_always_uv(cli: Any, device_spec: str, pin_env: Any) -> None:
+def test_config_min_pin_length_and_always_uv(cli: Any, spec: str, pin_env: Any) -> None:
     pin_env(PIN)
-    cli("key", "pin", "set", "--device", device_spec, "--pin-env", "TEST_PIN")
-    shrink = cli("key", "config", "min-pin-length", "2", "--device", device_spec, "--pin-env", "TEST_PIN")
+    cli("key", "pin", "set", "--device", spec, "--pin-env", "TEST_PIN")
+    shrink = cli("key", "config", "min-pin-length", "2", "--device", spec, "--pin-env", "TEST_PIN")
     assert shrink.exit_code == ExitCode.PIN_POLICY
-    grow = cli("key", "config", "min-pin-length", "8", "--device", device_spec, "--pin-env", "TEST_PIN")
+    grow = cli("key", "config", "min-pin-length", "8", "--device", spec, "--pin-env", "TEST_PIN")
     assert grow.exit_code == 0, grow.stderr
-    info = json.loads(cli("key", "info", "--device", device_spec, "--json").stdout)
+    info = json.loads(cli("key", "info", "--device", spec, "--json").stdout)
     assert info["min_pin_length"] == 8
-    assert (
-        cli("key", "config", "always-uv", "on", "--device", device_spec, "--pin-env", "TEST_PIN").exit_code
-        == 0
-    )
-    assert (
-        json.loads(cli("key", "info", "--device", device_spec, "--json").stdout)["options"]["alwaysUv"]
-        is True
-    )
-    bad = cli("key", "config", "always-uv", "maybe", "--device", device_spec, "--pin-env", "TEST_PIN")
+    assert cli("key", "config", "always-uv", "on", "--device", spec, "--pin-env", "TEST_PIN").exit_code == 0
+    assert json.loads(cli("key", "info", "--device", spec, "--json").stdout)["options"]["alwaysUv"] is True
+    bad = cli("key", "config", "always-uv", "maybe", "--device", spec, "--pin-env", "TEST_PIN")
     assert bad.exit_code == ExitCode.INVALID_INPUT
-    forced = cli("key", "config", "force-change", "--device", device_spec, "--pin-env", "TEST_PIN")
+    forced = cli("key", "config", "force-change", "--device", spec, "--pin-env", "TEST_PIN")
     assert forced.exit_code == 0, forced.stderr
-    assert (
-        json.loads(cli("key", "info", "--device", device_spec, "--json").stdout)["force_pin_change"] is True
-    )
+    assert json.loads(cli("key", "info", "--device", spec, "--json").stdout)["force_pin_change"] is True
 
 
 def test_reset_only_inside_the_power_up_window(
@@ -318,6 +318,34 @@ def test_in_process_transport_gives_the_same_answers(authenticator: VirtualAuthe
     key.set_pin(PIN)
     assert key.pin_retries() == (8, False)
     assert key.info().aaguid == str(Ctap2(connect(authenticator)).info.aaguid)
+
+
+def test_enterprise_attestation(cli: Any, device_spec: str, pin_env: Any) -> None:
+    pin_env(PIN)
+    cli("key", "pin", "set", "--device", device_spec, "--pin-env", "TEST_PIN")
+    assert json.loads(cli("key", "info", "--device", device_spec, "--json").stdout)["options"]["ep"] is False
+    enabled = cli(
+        "key", "config", "enterprise-attestation", "enable", "--device", device_spec, "--pin-env", "TEST_PIN"
+    )
+    assert enabled.exit_code == 0, enabled.stderr
+    assert json.loads(cli("key", "info", "--device", device_spec, "--json").stdout)["options"]["ep"] is True
+    wrong = cli(
+        "key", "config", "enterprise-attestation", "disable", "--device", device_spec, "--pin-env", "TEST_PIN"
+    )
+    assert wrong.exit_code == ExitCode.INVALID_INPUT
+
+
+def test_key_removed_mid_operation(authenticator: VirtualAuthenticator) -> None:
+    from keyctl.device.key import SecurityKey
+    from keyctl.errors import DeviceRemoved
+    from keyctl.hid import open_device
+
+    server = UdpServer(authenticator, "127.0.0.1", 0).start()
+    key = SecurityKey(open_device(f"udp:{server.address[0]}:{server.address[1]}"))
+    server.stop()  # pulled out after it was opened
+    with pytest.raises(DeviceRemoved) as removed:
+        key.pin_retries()
+    assert removed.value.exit_code == ExitCode.DEVICE_REMOVED
 
 
 def test_unknown_device_spec(cli: Any) -> None:
