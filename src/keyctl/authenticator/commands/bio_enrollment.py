@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from keyctl.authenticator import cbor, params, pin
+from keyctl.authenticator import cbor, params
+from keyctl.authenticator.commands.common import authorize
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import KeepaliveStatus, Link, SampleStatus
 from keyctl.authenticator.state import MAX_TEMPLATES, AuthenticatorState, Template
@@ -89,17 +90,8 @@ def _authorize(
     protocol: int | None,
     pin_uv_param: bytes | None,
 ) -> None:
-    if pin_uv_param is None:
-        raise CtapFailure(Status.PUAT_REQUIRED)
-    if protocol is None:
-        raise CtapFailure(Status.MISSING_PARAMETER)
-    proto = pin.protocol(protocol)
-    token = device.token
-    if token is None:
-        raise CtapFailure(Status.PIN_AUTH_INVALID)
     message = bytes([FINGERPRINT, sub]) + (cbor.encode(sub_params) if sub_params is not None else b"")
-    token.check(proto, message, pin_uv_param, device.clock.monotonic())
-    token.require(Permission.BIO_ENROLL, None)
+    authorize(device, protocol, pin_uv_param, message, Permission.BIO_ENROLL)
 
 
 def _template(state: AuthenticatorState, template_id: bytes) -> Template:

@@ -1,4 +1,4 @@
-"""Pieces makeCredential and getAssertion share: authenticator data and credential lookup."""
+"""Pieces the commands share: authenticator data, credential lookup, pinUvAuthParam checks."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import hashlib
 import struct
 from typing import TYPE_CHECKING, Any
 
-from keyctl.authenticator import cbor
+from keyctl.authenticator import cbor, pin
 from keyctl.authenticator.credentials import WrappedKey
 from keyctl.authenticator.state import AuthenticatorState, ResidentCredential
+from keyctl.authenticator.status import CtapFailure, Status
 
 if TYPE_CHECKING:
     from keyctl.authenticator.device import VirtualAuthenticator
@@ -17,6 +18,27 @@ FLAG_UP = 0x01
 FLAG_UV = 0x04
 FLAG_AT = 0x40
 FLAG_ED = 0x80
+
+
+def authorize(
+    device: VirtualAuthenticator,
+    protocol: int | None,
+    pin_uv_param: bytes | None,
+    message: bytes,
+    permission: pin.Permission,
+) -> pin.Token:
+    """Check a command's pinUvAuthParam over ``message`` against the current PIN/UV token and permission."""
+    if pin_uv_param is None:
+        raise CtapFailure(Status.PUAT_REQUIRED)
+    if protocol is None:
+        raise CtapFailure(Status.MISSING_PARAMETER)
+    proto = pin.protocol(protocol)
+    token = device.token
+    if token is None:
+        raise CtapFailure(Status.PIN_AUTH_INVALID)
+    token.check(proto, message, pin_uv_param, device.clock.monotonic())
+    token.require(permission, None)
+    return token
 
 
 def rp_id_hash(rp_id: str) -> bytes:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from keyctl.authenticator import cbor, params, pin
+from keyctl.authenticator import cbor, params
+from keyctl.authenticator.commands.common import authorize
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import AuthenticatorState
@@ -27,19 +28,10 @@ def handle(device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[An
     if sub not in (ENABLE_ENTERPRISE_ATTESTATION, TOGGLE_ALWAYS_UV, SET_MIN_PIN_LENGTH):
         raise CtapFailure(Status.INVALID_SUBCOMMAND)
     if pin_uv_param is not None or device.protected(state) or state.always_uv:
-        if pin_uv_param is None:
-            raise CtapFailure(Status.PUAT_REQUIRED)
-        if protocol is None:
-            raise CtapFailure(Status.MISSING_PARAMETER)
-        proto = pin.protocol(protocol)
-        token = device.token
-        if token is None:
-            raise CtapFailure(Status.PIN_AUTH_INVALID)
         message = b"\xff" * 32 + b"\x0d" + bytes([sub])
         if sub_params is not None:
             message += cbor.encode(sub_params)
-        token.check(proto, message, pin_uv_param, device.clock.monotonic())
-        token.require(Permission.AUTHENTICATOR_CFG, None)
+        authorize(device, protocol, pin_uv_param, message, Permission.AUTHENTICATOR_CFG)
     if sub == ENABLE_ENTERPRISE_ATTESTATION:
         state.enterprise_attestation = True
     elif sub == TOGGLE_ALWAYS_UV:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from keyctl.authenticator import cbor, credentials, params, pin
-from keyctl.authenticator.commands.common import find_resident
+from keyctl.authenticator.commands.common import authorize, find_resident
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import MAX_RESIDENT, AuthenticatorState, ResidentCredential
@@ -40,18 +40,8 @@ def _authorize(
     protocol: int | None,
     pin_uv_param: bytes | None,
 ) -> pin.Token:
-    if pin_uv_param is None:
-        raise CtapFailure(Status.PUAT_REQUIRED)
-    if protocol is None:
-        raise CtapFailure(Status.MISSING_PARAMETER)
-    proto = pin.protocol(protocol)
-    token = device.token
-    if token is None:
-        raise CtapFailure(Status.PIN_AUTH_INVALID)
     message = bytes([sub]) + (cbor.encode(sub_params) if sub_params is not None else b"")
-    token.check(proto, message, pin_uv_param, device.clock.monotonic())
-    token.require(Permission.CREDENTIAL_MGMT, None)
-    return token
+    return authorize(device, protocol, pin_uv_param, message, Permission.CREDENTIAL_MGMT)
 
 
 def _bound_to(token: pin.Token, rp_id: str) -> None:
