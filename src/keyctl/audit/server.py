@@ -6,7 +6,7 @@ Pages are streamed: users are yielded as they arrive so memory stays flat for la
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -19,9 +19,19 @@ PAGE_SIZE = 200
 
 
 class AdminClient:
-    def __init__(self, base_url: str, token: str, timeout: float = 30.0) -> None:
+    """The admin API as a server profile's ``[admin]`` table names it: ``users`` (paged by cursor) and
+    ``audit`` (the audit log, paged by id), with keyctl's reference-server shapes."""
+
+    def __init__(self, base_url: str, token: str, paths: Mapping[str, str], timeout: float = 30.0) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise InvalidInput(f"{base_url!r} is not an http(s) URL", "e.g. --server http://127.0.0.1:8765")
+        missing = sorted({"users", "audit"} - set(paths))
+        if missing:
+            raise InvalidInput(
+                f"the server profile does not say where the admin API's {missing[0]} endpoint is",
+                "add an [admin] table with users and audit paths to the profile (see the keyctl profile)",
+            )
+        self.paths = paths
         self.base_url = base_url.rstrip("/")
         self.http = httpx.Client(
             base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
@@ -69,7 +79,7 @@ class AdminClient:
         anomalies: Counter[str] = Counter()
         after: int | None = 0
         while after is not None:
-            page = self._get("/api/admin/audit", {"after": after, "limit": 1000})
+            page = self._get(self.paths["audit"], {"after": after, "limit": 1000})
             for event in page.get("events", []):
                 if event.get("event") == "counter_regression":
                     credential = (event.get("detail") or {}).get("credential_id")
@@ -84,7 +94,7 @@ class AdminClient:
             params: dict[str, Any] = {"limit": PAGE_SIZE}
             if cursor:
                 params["cursor"] = cursor
-            page = self._get("/api/admin/users", params)
+            page = self._get(self.paths["users"], params)
             for user in page.get("users", []):
                 yield _user_record(user, anomalies or Counter())
             cursor = page.get("next_cursor")

@@ -78,6 +78,9 @@ def server(
     stale_days: Annotated[
         int | None, typer.Option("--stale-days", help="Passkeys unused this long are stale.")
     ] = None,
+    profile: Annotated[
+        str, typer.Option("--profile", help="Server profile (NAME or FILE) naming its admin endpoints.")
+    ] = "keyctl",
     fail_on: FailOnOption = "high",
     as_json: JsonOption = False,
     as_csv: CsvOption = False,
@@ -87,12 +90,14 @@ def server(
     from keyctl.audit import mds
     from keyctl.audit.findings import audit_users, load_policy
     from keyctl.audit.server import AdminClient
+    from keyctl.webauthn.profile import load
 
     rules = load_policy(policy, stale_days)
+    admin_paths = load(profile).admin
     token = read_secret("admin token", admin_token_env)
     metadata = mds.current()
     now = datetime.now(UTC)
-    with AdminClient(server_url, token) as client:
+    with AdminClient(server_url, token, admin_paths) as client:
         anomalies = client.counter_anomalies()
         users = 0
         passkeys = 0

@@ -206,9 +206,19 @@ def _summary(term: Terminal, records: list[Record], log: Path | None) -> None:
     if term.json_mode:
         term.json({"ok": counts["failed"] == 0, **counts, "users": [r.as_json() for r in records]})
     else:
+        from keyctl.audit import mds
+
+        metadata = mds.current()
+
+        def model(aaguid: str | None) -> str | None:
+            return metadata.model_name(aaguid) if metadata and aaguid else None
+
         term.table(
-            ("user", "result", "key", "aaguid", "credential id"),
-            [(r.user, r.result.replace("_", " "), r.key, r.aaguid, r.credential_id) for r in records],
+            ("user", "result", "key", "aaguid", "model", "credential id"),
+            [
+                (r.user, r.result.replace("_", " "), r.key, r.aaguid, model(r.aaguid) or "-", r.credential_id)
+                for r in records
+            ],
         )
     where = f"; log: {log}" if log is not None else ""
     term.status(

@@ -166,7 +166,11 @@ def info(
 
     file_store = store.FileStore(name)
     state = file_store.load()
+    from keyctl.audit import mds
+
     summary = _summary(name, state)
+    metadata = mds.current()
+    summary["model"] = metadata.model_name(summary["aaguid"]) if metadata else None
     summary["state_key"] = file_store.key_source
     if as_json or ca:
         summary["attestation_ca_pem"] = ca_certificate_pem(state)

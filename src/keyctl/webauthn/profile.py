@@ -77,6 +77,7 @@ class Profile:
     csrf_header: str = ""
     signin: Mapping[str, str] = field(default_factory=dict)  # reference-server sign-in endpoints
     enroll: Mapping[str, str] = field(default_factory=dict)  # admin enrollment session ({user} in path)
+    admin: Mapping[str, str] = field(default_factory=dict)  # admin API: users (paged), audit (log)
 
 
 def builtin_names() -> list[str]:
@@ -210,7 +211,8 @@ def parse(text: str, source: str) -> Profile:
     }
     signin = reader.table(doc, "signin", "", required=False)
     enroll = reader.table(doc, "enroll", "", required=False)
-    for table, paths in (("signin", signin), ("enroll", enroll)):
+    admin = reader.table(doc, "admin", "", required=False)
+    for table, paths in (("signin", signin), ("enroll", enroll), ("admin", admin)):
         for key, value in paths.items():
             if not (isinstance(value, str) and value.startswith("/")):
                 raise reader.fail(f"{table}.{key}", "must be a path starting with '/'")
@@ -235,6 +237,7 @@ def parse(text: str, source: str) -> Profile:
         csrf_header=csrf_header,
         signin=signin,
         enroll=enroll,
+        admin=admin,
     )
 
 
