@@ -45,3 +45,24 @@ def test_the_first_command_installs_and_runs_the_demo(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "demo complete: demo@example.com signed in with a passkey" in result.stdout
     assert "7. signed in with the passkey" in result.stderr  # the steps are status lines, on stderr
+
+
+def test_readme_keeps_every_section() -> None:
+    """Each part of keyctl documents itself in the README; a lost section is a lost contract."""
+    headings = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("## ")]
+    for expected in (
+        "## Quick start",
+        "## Commands",
+        "## Reference server",
+        "## Virtual authenticator",
+        "## Passkey sign-in",
+        "## Security keys",
+        "## FIDO metadata and audits",
+        "## Platform authenticators",
+        "## TOTP codes",
+        "## Exit codes",
+        "## Architecture",
+        "## Testing",
+        "## Benchmarks",
+    ):
+        assert any(h.startswith(expected) for h in headings), expected
