@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from keyctl.authenticator import cbor, params
-from keyctl.authenticator.commands.common import authorize
+from keyctl.authenticator.commands.common import check_pin_uv_auth
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import KeepaliveStatus, Link, SampleStatus
 from keyctl.authenticator.state import MAX_TEMPLATES, AuthenticatorState, Template
@@ -91,7 +91,7 @@ def _authorize(
     pin_uv_param: bytes | None,
 ) -> None:
     message = bytes([FINGERPRINT, sub]) + (cbor.encode(sub_params) if sub_params is not None else b"")
-    authorize(device, protocol, pin_uv_param, message, Permission.BIO_ENROLL)
+    check_pin_uv_auth(device, protocol, pin_uv_param, message, Permission.BIO_ENROLL)
 
 
 def _template(state: AuthenticatorState, template_id: bytes) -> Template:

@@ -20,14 +20,16 @@ FLAG_AT = 0x40
 FLAG_ED = 0x80
 
 
-def authorize(
+def check_pin_uv_auth(
     device: VirtualAuthenticator,
     protocol: int | None,
     pin_uv_param: bytes | None,
     message: bytes,
     permission: pin.Permission,
+    rp_id: str | None = None,
 ) -> pin.Token:
-    """Check a command's pinUvAuthParam over ``message`` against the current PIN/UV token and permission."""
+    """Check a command's pinUvAuthParam over ``message`` against the current PIN/UV token, its
+    permission and (when given) its RP binding."""
     if pin_uv_param is None:
         raise CtapFailure(Status.PUAT_REQUIRED)
     if protocol is None:
@@ -37,7 +39,7 @@ def authorize(
     if token is None:
         raise CtapFailure(Status.PIN_AUTH_INVALID)
     token.check(proto, message, pin_uv_param, device.clock.monotonic())
-    token.require(permission, None)
+    token.require(permission, rp_id)
     return token
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from keyctl.authenticator import cbor, params
-from keyctl.authenticator.commands.common import authorize
+from keyctl.authenticator.commands.common import check_pin_uv_auth
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import AuthenticatorState
@@ -31,7 +31,7 @@ def handle(device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[An
         message = b"\xff" * 32 + b"\x0d" + bytes([sub])
         if sub_params is not None:
             message += cbor.encode(sub_params)
-        authorize(device, protocol, pin_uv_param, message, Permission.AUTHENTICATOR_CFG)
+        check_pin_uv_auth(device, protocol, pin_uv_param, message, Permission.AUTHENTICATOR_CFG)
     if sub == ENABLE_ENTERPRISE_ATTESTATION:
         state.enterprise_attestation = True
     elif sub == TOGGLE_ALWAYS_UV:

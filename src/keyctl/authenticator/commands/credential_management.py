@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from keyctl.authenticator import cbor, credentials, params, pin
-from keyctl.authenticator.commands.common import authorize, find_resident
+from keyctl.authenticator.commands.common import check_pin_uv_auth, find_resident
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import MAX_RESIDENT, AuthenticatorState, ResidentCredential
@@ -41,7 +41,7 @@ def _authorize(
     pin_uv_param: bytes | None,
 ) -> pin.Token:
     message = bytes([sub]) + (cbor.encode(sub_params) if sub_params is not None else b"")
-    return authorize(device, protocol, pin_uv_param, message, Permission.CREDENTIAL_MGMT)
+    return check_pin_uv_auth(device, protocol, pin_uv_param, message, Permission.CREDENTIAL_MGMT)
 
 
 def _bound_to(token: pin.Token, rp_id: str) -> None:

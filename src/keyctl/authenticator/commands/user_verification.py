@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from keyctl.authenticator import pin
+from keyctl.authenticator.commands.common import check_pin_uv_auth
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import AuthenticatorState
 from keyctl.authenticator.status import CtapFailure, Status
@@ -36,14 +37,7 @@ def authorize(
         device.confirm_presence(state, "select this key", rp_id, link)
         raise CtapFailure(Status.PIN_INVALID if state.pin_hash is not None else Status.PIN_NOT_SET)
     if pin_uv_param is not None:
-        if pin_uv_protocol is None:
-            raise CtapFailure(Status.MISSING_PARAMETER)
-        proto = pin.protocol(pin_uv_protocol)
-        token = device.token
-        if token is None:
-            raise CtapFailure(Status.PIN_AUTH_INVALID)
-        token.check(proto, client_data_hash, pin_uv_param, device.clock.monotonic())
-        token.require(permission, rp_id)
+        check_pin_uv_auth(device, pin_uv_protocol, pin_uv_param, client_data_hash, permission, rp_id)
         return True
     if uv_option:
         if not device.has_builtin_uv(state):
