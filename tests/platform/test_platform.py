@@ -96,10 +96,10 @@ def test_windows_hello_and_usb_routing_without_admin(windows: Callable[[int, boo
     assert found.available
     assert "API version 4" in found.detail
     assert found.routes_usb
-    from fido2.client.windows import WindowsClient
+    from keyctl.platform.windows import HelloClient
 
-    assert isinstance(platform.platform_client(COLLECTOR), WindowsClient)
-    assert isinstance(platform.usb_client(COLLECTOR), WindowsClient)
+    assert isinstance(platform.platform_client(COLLECTOR), HelloClient)
+    assert isinstance(platform.usb_client(COLLECTOR), HelloClient)
 
 
 def test_windows_as_admin_keeps_raw_hid_for_usb(windows: Callable[[int, bool], None]) -> None:

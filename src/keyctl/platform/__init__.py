@@ -16,6 +16,8 @@ from keyctl.errors import NotSupported
 if TYPE_CHECKING:
     from fido2.client import ClientDataCollector, WebAuthnClient
 
+    from keyctl.platform.device import PlatformDevice
+
 ALTERNATIVES = "use a security key (--authenticator usb), or keyctl's virtual authenticator (virtual:NAME)"
 
 
@@ -45,6 +47,16 @@ def status() -> PlatformStatus:
 
         return windows.status()
     return PlatformStatus(sys.platform, False, _why_not(), False)
+
+
+def authenticator() -> PlatformDevice:
+    """``--authenticator platform`` for the ceremonies, or NotSupported saying why this computer has none."""
+    found = status()
+    if not found.available:
+        raise NotSupported(f"Passkeys not supported on this device: {found.detail}", ALTERNATIVES)
+    from keyctl.platform.device import PlatformDevice
+
+    return PlatformDevice()
 
 
 def platform_client(collector: ClientDataCollector) -> WebAuthnClient:

@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client, UserInteraction
+from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client, UserInteraction, WebAuthnClient
 from fido2.ctap import CtapDevice, CtapError
 from fido2.ctap2.base import Ctap2
 from fido2.ctap2.pin import ClientPin
@@ -27,7 +27,8 @@ from fido2.webauthn import (
     RegistrationResponse,
 )
 
-from keyctl.errors import NoCredential, NoDevice, NotSupported
+from keyctl.errors import NoCredential, NoDevice
+from keyctl.platform.device import PlatformDevice
 from keyctl.webauthn import errors
 from keyctl.webauthn.origin import rp_id_fits_host
 
@@ -80,11 +81,7 @@ def open_authenticator(spec: str) -> CtapDevice:
     if spec == PLATFORM:
         from keyctl import platform
 
-        found = platform.status()
-        # The ceremonies reach authenticators through CtapHidDevice only: the Windows bridge
-        # (platform.platform_client) is not driven from here yet.
-        detail = found.detail if not found.available else "the OS bridge is not wired into keyctl login yet"
-        raise NotSupported(f"Passkeys not supported on this device: {detail}", platform.ALTERNATIVES)
+        return platform.authenticator()
     from keyctl.hid import open_device
 
     try:
@@ -97,9 +94,11 @@ def open_authenticator(spec: str) -> CtapDevice:
     return device
 
 
-def _client(device: CtapDevice, origin: str, insecure: bool, interaction: Interaction) -> Fido2Client:
+def _client(device: CtapDevice, origin: str, insecure: bool, interaction: Interaction) -> WebAuthnClient:
     verify: Callable[[str, str], bool] = rp_id_fits_host if insecure else verify_rp_id
     collector = DefaultClientDataCollector(origin, verify=verify)
+    if isinstance(device, PlatformDevice):  # the OS API is a WebAuthn client of its own
+        return device.client(collector)
     try:
         return Fido2Client(device, collector, user_interaction=_Bridge(interaction))
     except OSError as error:
