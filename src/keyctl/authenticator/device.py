@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, nullcontext
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,7 +20,6 @@ from keyctl.authenticator.ports import (
     Link,
     Policy,
     PresenceMode,
-    PresenceRequest,
     Prompter,
     Rng,
     SampleStatus,
@@ -62,9 +60,8 @@ class MemoryStore:
     def __init__(self, state: AuthenticatorState) -> None:
         self.state = state
 
-    @contextmanager
-    def transaction(self) -> Iterator[AuthenticatorState]:
-        yield self.state
+    def transaction(self) -> AbstractContextManager[AuthenticatorState]:
+        return nullcontext(self.state)
 
 
 def new_state(
@@ -179,7 +176,7 @@ class VirtualAuthenticator:
         return policy
 
     def confirm_presence(self, state: AuthenticatorState, action: str, rp_id: str | None, link: Link) -> None:
-        confirm_presence(self.policy(state), PresenceRequest(action, rp_id), link, self.clock)
+        confirm_presence(self.policy(state), action, rp_id, link, self.clock)
 
     def has_builtin_uv(self, state: AuthenticatorState) -> bool:
         return self.policy(state).uv is not UvMode.NONE

@@ -60,17 +60,19 @@ ERR_INVALID_CHANNEL = 0x0B
 
 Reply = Callable[[bytes], None]
 
+_CID = struct.Struct(">I")
+_INIT_HEADER = struct.Struct(">IBH")
+_CONT_HEADER = struct.Struct(">IB")
+_LENGTH = struct.Struct(">H")
+
 
 def packets(cid: int, cmd: int, data: bytes) -> list[bytes]:
     """Split one message into an init packet and continuation packets, each padded to 64 bytes."""
-    out = [struct.pack(">IBH", cid, TYPE_INIT | cmd, len(data)) + data[:INIT_DATA]]
-    rest = data[INIT_DATA:]
-    seq = 0
-    while rest:
-        out.append(struct.pack(">IB", cid, seq) + rest[:CONT_DATA])
-        rest = rest[CONT_DATA:]
-        seq += 1
-    return [p.ljust(REPORT_SIZE, b"\0") for p in out]
+    out = [_INIT_HEADER.pack(cid, TYPE_INIT | cmd, len(data)) + data[:INIT_DATA]]
+    for seq, start in enumerate(range(INIT_DATA, len(data), CONT_DATA)):
+        out.append(_CONT_HEADER.pack(cid, seq) + data[start : start + CONT_DATA])
+    out[-1] = out[-1].ljust(REPORT_SIZE, b"\0")  # only the last packet can be short
+    return out
 
 
 @dataclass(slots=True)
@@ -127,12 +129,13 @@ class HidDevice:
         self._send(transaction.reply, transaction.cid, cmd, data)
 
     def _send(self, reply: Reply, cid: int, cmd: int, data: bytes) -> None:
-        traffic = log.isEnabledFor(TRAFFIC)
+        reports = packets(cid, cmd, data)
+        if log.isEnabledFor(TRAFFIC):
+            for report in reports:
+                log.log(TRAFFIC, "device sends %s", report.hex())
         with self._send_lock:
-            for packet in packets(cid, cmd, data):
-                if traffic:
-                    log.log(TRAFFIC, "device sends %s", packet.hex())
-                reply(packet)
+            for report in reports:
+                reply(report)
 
     def _error(self, reply: Reply, cid: int, code: int) -> None:
         self._send(reply, cid, ERROR, bytes([code]))
@@ -144,7 +147,7 @@ class HidDevice:
         if len(report) != REPORT_SIZE:
             log.debug("dropped a %d-byte report", len(report))
             return
-        cid = struct.unpack_from(">I", report)[0]
+        cid = _CID.unpack_from(report)[0]
         with self._lock:
             answer = self._receive(report, cid, reply)
         if isinstance(answer, _Transaction):
@@ -169,7 +172,7 @@ class HidDevice:
                 return self._continuation(current, report, now)
             return None  # spurious continuation packets are ignored
         cmd = report[4] & 0x7F
-        length = struct.unpack_from(">H", report, 5)[0]
+        length = _LENGTH.unpack_from(report, 5)[0]
         if cmd == INIT:
             return self._init(cid, length, report, reply)
         if cid == 0 or cid == BROADCAST or cid not in self._channels:

@@ -139,8 +139,9 @@ class Policy:
     prompter: Prompter | None = None
 
 
-def confirm_presence(policy: Policy, request: PresenceRequest, link: Link, clock: Clock) -> None:
-    """Wait for a touch according to the policy; raise the CTAP status a real key would answer with."""
+def confirm_presence(policy: Policy, action: str, rp_id: str | None, link: Link, clock: Clock) -> None:
+    """Wait for a touch to ``action`` (for ``rp_id``) according to the policy; raise the CTAP status a
+    real key would answer with."""
     if policy.presence is PresenceMode.AUTO:
         return
     if policy.presence is PresenceMode.DENY:
@@ -154,7 +155,7 @@ def confirm_presence(policy: Policy, request: PresenceRequest, link: Link, clock
 
         def ask() -> None:
             try:
-                answer.append(prompter(request))
+                answer.append(prompter(PresenceRequest(action, rp_id)))
             finally:
                 done.set()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import struct
 from typing import TYPE_CHECKING, Any
@@ -43,6 +44,7 @@ def check_pin_uv_auth(
     return token
 
 
+@functools.lru_cache(maxsize=256)  # the same few RP IDs come back in every request
 def rp_id_hash(rp_id: str) -> bytes:
     return hashlib.sha256(rp_id.encode()).digest()
 
