@@ -6,6 +6,7 @@ import base64
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from cryptography import x509
@@ -17,6 +18,8 @@ from cryptography.x509.oid import NameOID
 YUBIKEY_5 = "cb69481e-8ff7-4039-93ec-0a2729a154a8"
 REVOKED_KEY = "11111111-2222-3333-4444-555555555555"
 OLD_FIRMWARE_KEY = "66666666-7777-8888-9999-aaaaaaaaaaaa"
+UV_BYPASS_KEY = "77777777-8888-4999-aaaa-bbbbbbbbbbbb"
+ICON = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk"
 
 
 def _name(common_name: str) -> x509.Name:
@@ -72,6 +75,14 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+@cache
+def vendor_attestation_root(vendor: str) -> str:
+    """A vendor's self-signed attestation root, base64 DER as metadata statements list it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    root = make_cert(f"{vendor} FIDO Root CA", key, f"{vendor} FIDO Root CA", key, ca=True)
+    return base64.b64encode(root.public_bytes(serialization.Encoding.DER)).decode()
+
+
 def entry(aaguid: str, description: str, reports: list[dict[str, Any]], version: int = 5) -> dict[str, Any]:
     return {
         "aaguid": aaguid,
@@ -82,8 +93,15 @@ def entry(aaguid: str, description: str, reports: list[dict[str, Any]], version:
             "authenticatorVersion": version,
             "protocolFamily": "fido2",
             "schema": 3,
+            "upv": [{"major": 1, "minor": 1}],
+            "authenticationAlgorithms": ["secp256r1_ecdsa_sha256_raw"],
+            "publicKeyAlgAndEncodings": ["cose"],
             "attestationTypes": ["basic_full"],
-            "attestationRootCertificates": [base64.b64encode(b"not-a-real-cert").decode()],
+            "userVerificationDetails": [[{"userVerificationMethod": "presence_internal"}]],
+            "keyProtection": ["hardware", "secure_element"],
+            "attestationRootCertificates": [vendor_attestation_root(description)],
+            "icon": ICON,
+            "authenticatorGetInfo": {"versions": ["FIDO_2_0", "FIDO_2_1"], "aaguid": aaguid.replace("-", "")},
         },
         "statusReports": reports,
         "timeOfLastStatusChange": "2024-01-01",
@@ -118,6 +136,19 @@ def standard_entries() -> list[dict[str, Any]]:
             ],
             version=5,
         ),
+        entry(
+            UV_BYPASS_KEY,
+            "Bypassable Key",
+            [
+                {"status": "FIDO_CERTIFIED_L1", "effectiveDate": "2020-01-01"},
+                {"status": "USER_VERIFICATION_BYPASS", "effectiveDate": "2024-09-01"},
+            ],
+        ),
+        {
+            "aaid": "4e4e#4005",
+            "metadataStatement": {"description": "UAF authenticator", "protocolFamily": "uaf"},
+            "statusReports": [{"status": "FIDO_CERTIFIED", "effectiveDate": "2016-01-01"}],
+        },
         {
             "attestationCertificateKeyIdentifiers": ["bf7bcaa0d0c6187a8c6abbdd16a15640e7c7bde2"],
             "metadataStatement": {"description": "Old U2F key", "protocolFamily": "u2f"},

@@ -10,20 +10,37 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from fido2.client import DefaultClientDataCollector, Fido2Client, UserInteraction
+from fido2.webauthn import (
+    AuthenticatorSelectionCriteria,
+    PublicKeyCredentialCreationOptions,
+    PublicKeyCredentialParameters,
+    PublicKeyCredentialRpEntity,
+    PublicKeyCredentialType,
+    PublicKeyCredentialUserEntity,
+    ResidentKeyRequirement,
+)
 
 from keyctl.audit import mds
+from keyctl.audit.findings import Policy
+from keyctl.audit.keys import AUDIT_RP_ID, KeyFacts, audit_key
 from keyctl.authenticator import AttestationMode, VirtualAuthenticator, new_state
 from keyctl.authenticator.attestation import ca_certificate_pem
 from keyctl.authenticator.state import AuthenticatorState
+from keyctl.device.key import KeyInfo, SecurityKey
 from keyctl.errors import ExitCode
+from keyctl.hid import open_device
 from keyctl.hid.udp import UdpServer
 
 from .mds_factory import Pki, entry, sign_blob
 
 FIRMWARE = 0x00010000
+PIN = "4821-good"
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "audit-report.json").read_text())
 
 
 def _der_b64(pem: str | bytes) -> str:
@@ -73,8 +90,39 @@ def publish(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., No
     return install
 
 
+def _report(result: Any) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(result.stdout)
+    jsonschema.validate(report, SCHEMA)
+    return report
+
+
 def _codes(result: Any) -> set[str]:
-    return {f["code"] for f in json.loads(result.stdout)["findings"]}
+    return {f["code"] for f in _report(result)["findings"]}
+
+
+class _Pin(UserInteraction):
+    def request_pin(self, permissions: Any, rp_id: str | None) -> str:
+        return PIN
+
+
+def _store_passkey(spec: str, rp_id: str, user: bytes) -> None:
+    """A discoverable credential made the way a browser would, through fido2's client."""
+    client = Fido2Client(
+        open_device(spec), DefaultClientDataCollector(f"https://{rp_id}"), user_interaction=_Pin()
+    )
+    client.make_credential(
+        PublicKeyCredentialCreationOptions(
+            rp=PublicKeyCredentialRpEntity(id=rp_id, name=rp_id),
+            user=PublicKeyCredentialUserEntity(id=user, name=user.decode(), display_name=user.decode()),
+            challenge=uuid.uuid4().bytes,
+            pub_key_cred_params=[
+                PublicKeyCredentialParameters(type=PublicKeyCredentialType.PUBLIC_KEY, alg=-7)
+            ],
+            authenticator_selection=AuthenticatorSelectionCriteria(
+                resident_key=ResidentKeyRequirement.REQUIRED
+            ),
+        )
+    )
 
 
 def test_a_genuine_key_with_a_pin(
@@ -82,11 +130,70 @@ def test_a_genuine_key_with_a_pin(
 ) -> None:
     state = new_state(attestation_mode=AttestationMode.X5C)
     publish(state, [_der_b64(ca_certificate_pem(state))])
-    spec = serve(state, pin="4821-good")
-    monkeypatch.setenv("KEY_PIN", "4821-good")
+    spec = serve(state, pin=PIN)
+    monkeypatch.setenv("KEY_PIN", PIN)
     result = cli("audit", "keys", "--device", spec, "--pin-env", "KEY_PIN", "--json")
     assert result.exit_code == 0, result.stdout + result.stderr
     assert _codes(result) == {"key.short_min_pin"}  # min length 4 is below the default policy's 6
+    (key,) = _report(result)["keys"]
+    assert key == {
+        "device": spec,
+        "aaguid": str(uuid.UUID(bytes=state.aaguid)),
+        "model": "Virtual Test Key",
+        "certification": "FIDO_CERTIFIED_L1",
+        "firmware": FIRMWARE,
+        "fixed_firmware": None,
+        "pin_set": True,
+        "min_pin_length": 4,
+        "always_uv": False,
+        "attestation": "genuine",
+        "remaining_slots": 100,
+        "credentials_per_rp": {},
+    }
+    table = cli("audit", "keys", "--device", spec, "--pin-env", "KEY_PIN")
+    assert "Virtual Test Key" in table.stdout
+    assert "LOW (1)" in table.stdout  # the findings table is grouped by severity
+
+
+def test_passkeys_per_rp_and_the_audit_credential_removed(
+    cli: Any, serve: Any, publish: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key that kept an audit credential (one that ignores rk=false, or an interrupted audit) has it
+    deleted again through credMgmt; the others are counted per RP and left alone."""
+    state = new_state(attestation_mode=AttestationMode.X5C)
+    publish(state, [_der_b64(ca_certificate_pem(state))])
+    spec = serve(state, pin=PIN)
+    _store_passkey(spec, "example.com", b"alice")
+    _store_passkey(spec, "example.com", b"bob")
+    _store_passkey(spec, "login.example.org", b"alice")
+    _store_passkey(spec, AUDIT_RP_ID, b"keyctl-audit")
+    policy = tmp_path / "policy.toml"
+    policy.write_text("min_pin_length = 4\nrequire_always_uv = true\n")
+    monkeypatch.setenv("KEY_PIN", PIN)
+    result = cli("audit", "keys", "--device", spec, "--pin-env", "KEY_PIN", "--policy", str(policy), "--json")
+    assert result.exit_code == 0, result.stderr
+    report = _report(result)
+    assert report["keys"][0]["credentials_per_rp"] == {"example.com": 2, "login.example.org": 1}
+    found = {f["code"]: f for f in report["findings"]}
+    assert set(found) == {"key.resident_credentials", "key.always_uv_off"}
+    assert (
+        found["key.resident_credentials"]["message"]
+        == "holds passkeys for example.com (2), login.example.org (1)"
+    )
+    after = _report(
+        cli("audit", "keys", "--device", spec, "--pin-env", "KEY_PIN", "--policy", str(policy), "--json")
+    )
+    assert after["keys"][0]["remaining_slots"] == 100 - 3  # the audit credential's slot is free again
+    remaining = SecurityKey(open_device(spec)).credentials(PIN)
+    assert sorted((c.rp_id, c.user_name) for c in remaining) == [
+        ("example.com", "alice"),
+        ("example.com", "bob"),
+        ("login.example.org", "alice"),
+    ]
+    # Without the PIN nothing can be listed or deleted, and the report says why.
+    blind = _report(cli("audit", "keys", "--device", spec, "--json", "--fail-on", "critical"))
+    assert blind["keys"][0]["credentials_per_rp"] is None
+    assert "key.resident_credentials" not in {f["code"] for f in blind["findings"]}
 
 
 def test_a_key_whose_attestation_does_not_chain_to_its_model(cli: Any, serve: Any, publish: Any) -> None:
@@ -149,3 +256,43 @@ def test_recalled_model_and_outdated_firmware(cli: Any, serve: Any, publish: Any
 def test_no_key_plugged_in(cli: Any) -> None:
     result = cli("audit", "keys")
     assert result.exit_code == ExitCode.NO_DEVICE
+
+
+def _info(**changes: Any) -> KeyInfo:
+    fields: dict[str, Any] = {
+        "aaguid": "cb69481e-8ff7-4039-93ec-0a2729a154a8",
+        "versions": ("FIDO_2_1",),
+        "extensions": (),
+        "options": {"clientPin": True, "alwaysUv": False},
+        "algorithms": ("ES256",),
+        "pin_set": True,
+        "pin_retries": 8,
+        "uv_retries": None,
+        "min_pin_length": 8,
+        "force_pin_change": False,
+        "remaining_discoverable_credentials": 25,
+        "firmware_version": 5,
+        "max_msg_size": 1200,
+        "transports": ("usb",),
+        "pin_uv_protocols": (2,),
+    }
+    fields.update(changes)
+    return KeyInfo(**fields)
+
+
+def test_slots_min_pin_and_always_uv_rules() -> None:
+    """The key rules on getInfo records (a virtual key would need 98 passkeys to run low on slots)."""
+
+    def codes(info: KeyInfo, policy: Policy) -> set[str]:
+        facts = KeyFacts("usb:test", info, None, "no touch", {}, None)
+        return {f.code for f in audit_key(facts, None, policy)} - {
+            "key.model_unknown",
+            "key.attestation_unchecked",
+        }
+
+    assert codes(_info(), Policy()) == set()
+    assert codes(_info(remaining_discoverable_credentials=2), Policy()) == {"key.slots_low"}
+    assert codes(_info(min_pin_length=6), Policy(min_pin_length=8)) == {"key.short_min_pin"}
+    assert codes(_info(), Policy(require_always_uv=True)) == {"key.always_uv_off"}
+    assert codes(_info(options={"alwaysUv": True}), Policy(require_always_uv=True)) == set()
+    assert codes(_info(pin_set=False), Policy()) == {"key.no_pin"}

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 
 from keyctl.audit import mds
@@ -19,9 +20,11 @@ from keyctl.server import ServerHandle, start
 from tests.server.conftest import FakeClock, client, create_user, enroll, register
 from tests.server.softauth import BE, BS, UP, UV, SoftAuthenticator
 
-from .mds_factory import REVOKED_KEY, YUBIKEY_5, Pki, sign_blob
+from .mds_factory import OLD_FIRMWARE_KEY, REVOKED_KEY, UV_BYPASS_KEY, YUBIKEY_5, Pki, sign_blob
 
 DAY = 86400.0
+UNKNOWN_MODEL = "0badc0de-0000-4000-8000-000000000001"
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "audit-report.json").read_text())
 
 
 def _login(server: ServerHandle, key: SoftAuthenticator, email: str, counter: int) -> httpx.Response:
@@ -33,8 +36,9 @@ def _login(server: ServerHandle, key: SoftAuthenticator, email: str, counter: in
 
 @pytest.fixture(scope="module")
 def populated_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHandle]:
-    """Six users: healthy, no passkey, revoked model, cloned counter + synced, stale, unknown model.
-    The audit only reads, so the tests of this module share one server."""
+    """Seven users: healthy, no passkey, revoked model, cloned counter + synced, stale, unknown model, and
+    one at the 5-passkey limit with keys of four models. The audit only reads, so the tests of this
+    module share one server."""
     clock = FakeClock()
     clock.now -= 120 * DAY  # the stale passkey is registered 120 days ago
     with start(tmp_path_factory.mktemp("rp") / "rp.sqlite3", clock=clock, rate_limit=100_000) as server:
@@ -53,9 +57,11 @@ def populated_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
         assert _login(server, dave_key, "dave@example.com", counter=9).status_code == 200
         assert _login(server, dave_key, "dave@example.com", counter=3).status_code == 400  # a clone
         frank = enroll(server, clock, "frank@example.com")
-        register(
-            frank.http, SoftAuthenticator(origin, uuid.UUID("0badc0de-0000-4000-8000-000000000001").bytes)
-        )
+        register(frank.http, SoftAuthenticator(origin, uuid.UUID(UNKNOWN_MODEL).bytes))
+        grace = enroll(server, clock, "grace@example.com")
+        for model in (YUBIKEY_5, YUBIKEY_5, OLD_FIRMWARE_KEY, UV_BYPASS_KEY, UNKNOWN_MODEL):
+            answer = register(grace.http, SoftAuthenticator(origin, uuid.UUID(model).bytes))
+            assert answer.status_code == 200, answer.text
         yield server
 
 
@@ -80,12 +86,18 @@ def _audit(cli: Any, server: ServerHandle, *args: str) -> Any:
     return cli("audit", "server", "--server", server.url, "--admin-token-env", "ADMIN_TOKEN", *args)
 
 
+def _report(result: Any) -> dict[str, Any]:
+    report: dict[str, Any] = json.loads(result.stdout)
+    jsonschema.validate(report, SCHEMA)
+    return report
+
+
 def test_findings_for_every_kind_of_user(cli: Any, populated: ServerHandle, metadata: None) -> None:
     result = _audit(cli, populated, "--json", "--stale-days", "90")
     assert result.exit_code == ExitCode.AUDIT_FINDINGS  # a revoked model is critical, above the default high
-    report = json.loads(result.stdout)
-    assert report["summary"]["users"] == 6
-    assert report["summary"]["passkeys"] == 5
+    report = _report(result)
+    assert report["summary"]["users"] == 7
+    assert report["summary"]["passkeys"] == 10
     found = {(f["code"], f["subject"].split(" / ")[0]) for f in report["findings"]}
     assert found == {
         ("user.no_passkey", "bob@example.com"),
@@ -94,9 +106,51 @@ def test_findings_for_every_kind_of_user(cli: Any, populated: ServerHandle, meta
         ("passkey.counter_anomaly", "dave@example.com"),
         ("passkey.stale", "erin@example.com"),
         ("model.unknown", "frank@example.com"),
+        ("user.passkey_limit", "grace@example.com"),
+        ("model.user_verification_bypass", "grace@example.com"),
+        ("model.unknown", "grace@example.com"),
     }
     assert report["findings"][0]["severity"] == "critical"
     assert "at or above high" in result.stderr
+
+
+def test_every_passkey_is_listed_with_its_model(cli: Any, populated: ServerHandle, metadata: None) -> None:
+    report = _report(_audit(cli, populated, "--json", "--fail-on", "critical"))
+    by_user: dict[str, list[dict[str, Any]]] = {}
+    for row in report["passkeys"]:
+        by_user.setdefault(row["user"], []).append(row)
+    assert sorted(by_user) == [
+        f"{n}@example.com" for n in ("alice", "carol", "dave", "erin", "frank", "grace")
+    ]
+    (dave,) = by_user["dave@example.com"]
+    assert (dave["model"], dave["backup_eligible"], dave["backed_up"]) == ("YubiKey 5 Series", True, True)
+    assert (dave["sign_count"], dave["counter_anomalies"]) == (9, 1)  # the clone's 3 was refused
+    assert dave["last_used"] is not None
+    (erin,) = by_user["erin@example.com"]
+    assert erin["last_used"] is None
+    assert erin["created"] < dave["created"]
+    assert (erin["backup_eligible"], erin["backed_up"]) == (False, False)
+    assert by_user["frank@example.com"][0]["model"] is None
+    # The reference server's admin API does not say which attestation format a passkey came with.
+    assert {row["attestation_format"] for row in report["passkeys"]} == {None}
+    models = {(m["model"], m["passkeys"]) for m in report["models"]}
+    assert models == {
+        ("YubiKey 5 Series", 5),
+        ("Cloned Key Inc. Token", 1),
+        ("Patchable Key", 1),
+        ("Bypassable Key", 1),
+        (None, 2),
+    }
+    assert report["models"][0]["model"] == "YubiKey 5 Series"  # most used first
+    assert {m["status"] for m in report["models"] if m["model"] == "Cloned Key Inc. Token"} == {"REVOKED"}
+
+
+def test_the_table_is_grouped_by_severity(cli: Any, populated: ServerHandle, metadata: None) -> None:
+    out = _audit(cli, populated).stdout
+    headings = ["models", "CRITICAL (2)", "HIGH (2)", "MEDIUM (1)", "LOW (3)", "INFO (1)"]
+    positions = [out.index(h) for h in headings]
+    assert positions == sorted(positions), out
+    assert "Bypassable Key" in out
 
 
 def test_fail_on_threshold_and_policy(
@@ -106,10 +160,21 @@ def test_fail_on_threshold_and_policy(
     policy = tmp_path / "policy.toml"
     policy.write_text(f'device_bound_only = true\nallowed_aaguids = ["{YUBIKEY_5}"]\n')
     result = _audit(cli, populated, "--json", "--policy", str(policy))
-    codes = {(f["code"], f["subject"].split(" / ")[0]) for f in json.loads(result.stdout)["findings"]}
+    codes = {(f["code"], f["subject"].split(" / ")[0]) for f in _report(result)["findings"]}
     assert ("policy.synced_passkey", "dave@example.com") in codes
     assert ("policy.model_not_allowed", "frank@example.com") in codes
     assert ("policy.model_not_allowed", "alice@example.com") not in codes
+    assert not any(code == "policy.certification" for code, _ in codes)
+    levels = tmp_path / "levels.toml"
+    levels.write_text('min_certification = "FIDO_CERTIFIED_L2"\n')
+    graded = _report(_audit(cli, populated, "--json", "--policy", str(levels)))["findings"]
+    below = {f["subject"] for f in graded if f["code"] == "policy.certification"}
+    assert {s.split(" / ")[0] for s in below} == {
+        "carol@example.com",
+        "frank@example.com",
+        "grace@example.com",
+    }
+    assert not any(s.startswith(("alice@", "dave@")) for s in below)  # YubiKey 5 is L2
 
 
 def test_csv_and_html_outputs(cli: Any, populated: ServerHandle, metadata: None, tmp_path: Path) -> None:
@@ -127,9 +192,20 @@ def test_pages_through_the_admin_api(
 ) -> None:
     from keyctl.audit import server as audit_server
 
+    pages: list[int] = []
+    get = audit_server.AdminClient._get
+
+    def counting(self: Any, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        page = get(self, path, params)
+        if path.endswith("/users"):
+            pages.append(len(page["users"]))
+        return page
+
     monkeypatch.setattr(audit_server, "PAGE_SIZE", 2)
-    report = json.loads(_audit(cli, populated, "--json").stdout)
-    assert report["summary"]["users"] == 6
+    monkeypatch.setattr(audit_server.AdminClient, "_get", counting)
+    report = _report(_audit(cli, populated, "--json"))
+    assert report["summary"]["users"] == 7
+    assert pages == [2, 2, 2, 1]  # the server honoured the page size and handed out cursors
 
 
 def test_wrong_token_and_unreachable_server(

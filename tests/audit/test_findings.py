@@ -19,7 +19,7 @@ from keyctl.audit.findings import (
     audit_users,
     load_policy,
 )
-from keyctl.audit.report import sort_findings, to_csv, to_html, to_json
+from keyctl.audit.report import grouped, sort_findings, to_csv, to_html, to_json
 from keyctl.errors import InvalidInput
 
 from .mds_factory import REVOKED_KEY, YUBIKEY_5, standard_entries
@@ -154,9 +154,20 @@ def _sample() -> list[Finding]:
 def test_reports_sort_by_severity_and_count() -> None:
     ordered = sort_findings(_sample())
     assert [f.severity for f in ordered] == [Severity.CRITICAL, Severity.MEDIUM, Severity.LOW]
-    data = json.loads(to_json(ordered, {"server": "http://127.0.0.1"}))
+    data = json.loads(to_json(ordered, {"server": "http://127.0.0.1"}, {"keys": []}))
+    assert data["keys"] == []
     assert data["summary"]["counts"] == {"critical": 1, "high": 0, "medium": 1, "low": 1, "info": 0}
     assert [f["code"] for f in data["findings"]] == ["model.revoked", "passkey.stale", "user.no_passkey"]
+
+
+def test_findings_are_grouped_by_severity_most_severe_first() -> None:
+    findings = [*_sample(), Finding(Severity.LOW, "user.no_passkey", "a@x", "has no passkey", "register one")]
+    groups = grouped(findings)
+    assert [(severity, [f.subject for f in group]) for severity, group in groups] == [
+        (Severity.CRITICAL, ["<script>alert(1)</script>"]),
+        (Severity.MEDIUM, ["a@x"]),
+        (Severity.LOW, ["a@x", "b@x"]),
+    ]
 
 
 def test_csv_round_trips() -> None:
@@ -168,7 +179,10 @@ def test_csv_round_trips() -> None:
 
 
 def test_html_is_self_contained_and_escapes_outside_text() -> None:
-    page = to_html(sort_findings(_sample()), "Audit <of> server", {"server": "x"}, NOW)
+    inventory = {"passkeys": [{"user": "<b>eve</b>", "backed_up": True, "last_used": None}]}
+    page = to_html(sort_findings(_sample()), "Audit <of> server", {"server": "x"}, NOW, inventory)
+    assert "<h2>passkeys (1)</h2>" in page
+    assert "<td>&lt;b&gt;eve&lt;/b&gt;</td><td>yes</td><td>-</td>" in page
     assert "<script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "src=" not in page

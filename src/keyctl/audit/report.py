@@ -1,4 +1,8 @@
-"""Audit reports: findings sorted by severity, as JSON, CSV or one self-contained HTML page."""
+"""Audit reports: findings grouped by severity, with an inventory of what was audited (keys, or a server's
+models and passkeys), as JSON, CSV (findings only) or one self-contained HTML page.
+
+An inventory is named lists of flat rows, e.g. ``{"models": [...], "passkeys": [...]}``.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,36 @@ import csv
 import html
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from itertools import groupby
 
 from keyctl.audit.findings import Finding, Severity
 
 FIELDS = ("severity", "code", "subject", "message", "fix")
+Inventory = Mapping[str, Sequence[Mapping[str, object]]]
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:
     return sorted(findings, key=lambda f: (-f.severity, f.subject, f.code))
+
+
+def grouped(findings: Iterable[Finding]) -> list[tuple[Severity, list[Finding]]]:
+    """Most severe group first; within a group, by subject."""
+    return [
+        (severity, list(group)) for severity, group in groupby(sort_findings(findings), lambda f: f.severity)
+    ]
+
+
+def cell(value: object) -> str:
+    """One inventory value as people read it."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} ({v})" for k, v in sorted(value.items())) or "none"
+    return str(value)
 
 
 def counts(findings: Iterable[Finding]) -> dict[str, int]:
@@ -35,9 +59,13 @@ def _row(finding: Finding) -> dict[str, str]:
     }
 
 
-def to_json(findings: list[Finding], summary: Mapping[str, object]) -> str:
+def to_json(findings: list[Finding], summary: Mapping[str, object], inventory: Inventory) -> str:
     return json.dumps(
-        {"summary": {**summary, "counts": counts(findings)}, "findings": [_row(f) for f in findings]},
+        {
+            "summary": {**summary, "counts": counts(findings)},
+            **inventory,
+            "findings": [_row(f) for f in findings],
+        },
         indent=2,
     )
 
@@ -63,7 +91,26 @@ def _badge(severity: str, text: str) -> str:
     return f'<span class="badge" style="background:{_COLOURS[severity]}">{html.escape(text)}</span>'
 
 
-def to_html(findings: list[Finding], title: str, summary: Mapping[str, object], generated: datetime) -> str:
+def _html_table(name: str, rows: Sequence[Mapping[str, object]]) -> str:
+    if not rows:
+        return f"<h2>{html.escape(name)}</h2><p>None.</p>"
+    head = "".join(f"<th>{html.escape(column)}</th>" for column in rows[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row.values()) + "</tr>" for row in rows
+    )
+    return (
+        f"<h2>{html.escape(name)} ({len(rows)})</h2>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
+
+
+def to_html(
+    findings: list[Finding],
+    title: str,
+    summary: Mapping[str, object],
+    generated: datetime,
+    inventory: Inventory,
+) -> str:
     """One page with inline CSS and no external resources, so it can be mailed as it is."""
     tally = counts(findings)
     badges = " ".join(_badge(name, f"{name}: {count}") for name, count in tally.items())
@@ -78,6 +125,7 @@ def to_html(findings: list[Finding], title: str, summary: Mapping[str, object], 
         for r in (_row(f) for f in findings)
     )
     body = rows or '<tr><td colspan="5">No findings.</td></tr>'
+    inventories = "".join(_html_table(name, listed) for name, listed in inventory.items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -90,7 +138,9 @@ th{{background:#f3f4f6}}
 <h1>{html.escape(title)}</h1>
 <p>Generated {generated:%Y-%m-%d %H:%M} UTC by keyctl. {badges}</p>
 <table>{facts}</table>
+<h2>Findings ({len(findings)})</h2>
 <table><thead><tr><th>severity</th><th>finding</th><th>subject</th><th>what</th><th>fix</th></tr></thead>
 <tbody>{body}</tbody></table>
+{inventories}
 </body></html>
 """

@@ -5,6 +5,7 @@ Pages are streamed: users are yielded as they arrive so memory stays flat for la
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import datetime
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 
 from keyctl.audit.findings import Passkey, UserRecord
+from keyctl.audit.mds import MetadataBlob
 from keyctl.errors import InvalidInput, ServerUnavailable, SignInFailed
 
 PAGE_SIZE = 200
@@ -112,13 +114,13 @@ def _user_record(user: dict[str, Any], anomalies: Counter[str]) -> UserRecord:
             Passkey(
                 credential_id=p["id"],
                 name=p["name"],
-                aaguid=p["aaguid"],
+                aaguid=str(uuid.UUID(p["aaguid"])),
                 created=_time(p["created_at"]),
                 last_used=_time(p["last_used_at"]) if p.get("last_used_at") else None,
                 sign_count=int(p["sign_count"]),
                 backup_eligible=bool(p["backup_eligible"]),
                 backed_up=bool(p["backed_up"]),
-                attestation_format=p.get("attestation_format", "none"),
+                attestation_format=p.get("attestation_format"),
                 counter_anomalies=anomalies[p["id"]],
             )
             for p in user.get("passkeys", [])
@@ -129,3 +131,41 @@ def _user_record(user: dict[str, Any], anomalies: Counter[str]) -> UserRecord:
             f"the admin API returned a user record keyctl cannot read ({type(error).__name__}: {error})",
             "check that this is a keyctl server (or give its --profile)",
         ) from None
+
+
+def passkey_rows(user: UserRecord, metadata: MetadataBlob | None) -> Iterator[dict[str, object]]:
+    """The user's passkeys as the report's inventory lists them."""
+    lookup = metadata.by_aaguid if metadata else {}
+    for p in user.passkeys:
+        entry = lookup.get(p.aaguid)
+        yield {
+            "user": user.email,
+            "name": p.name,
+            "aaguid": p.aaguid,
+            "model": entry.description if entry else None,
+            "created": p.created.isoformat(timespec="seconds"),
+            "last_used": p.last_used.isoformat(timespec="seconds") if p.last_used else None,
+            "sign_count": p.sign_count,
+            "backup_eligible": p.backup_eligible,
+            "backed_up": p.backed_up,
+            "attestation_format": p.attestation_format,
+            "counter_anomalies": p.counter_anomalies,
+        }
+
+
+def model_rows(passkeys_per_aaguid: Counter[str], metadata: MetadataBlob | None) -> list[dict[str, object]]:
+    """Which authenticator models the server's passkeys come from, most used first."""
+    lookup = metadata.by_aaguid if metadata else {}
+    rows: list[dict[str, object]] = []
+    for aaguid, count in passkeys_per_aaguid.most_common():
+        entry = lookup.get(aaguid)
+        rows.append(
+            {
+                "aaguid": aaguid,
+                "model": entry.description if entry else None,
+                "certification": entry.certification if entry else None,
+                "status": entry.latest_status if entry else None,
+                "passkeys": count,
+            }
+        )
+    return rows

@@ -13,7 +13,7 @@ from keyctl.cli.prompt import read_secret
 
 if TYPE_CHECKING:
     from keyctl.audit.findings import Finding
-    from keyctl.audit.keys import KeyFacts
+    from keyctl.audit.report import Inventory
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -28,36 +28,51 @@ def _emit(
     findings: list[Finding],
     title: str,
     summary: dict[str, object],
-    as_json: bool,
-    as_csv: bool,
-    html: Path | None,
-    fail_on: str,
+    inventory: Inventory,
+    on_terminal: str,
+    options: tuple[bool, bool, Path | None, str],
 ) -> None:
+    """Print the report (``on_terminal`` names the inventory list the table output shows) and raise
+    AuditFindings when a finding reaches the --fail-on threshold."""
     from keyctl.audit import report
     from keyctl.audit.findings import Severity
     from keyctl.errors import AuditFindings, InvalidInput
     from keyctl.fileio import atomic_write
 
+    as_json, as_csv, html, fail_on = options
     threshold = Severity.parse(fail_on)
     if as_json and as_csv:
         raise InvalidInput("--json and --csv exclude each other", "choose one output format")
     ordered = report.sort_findings(findings)
     if html is not None:
-        page = report.to_html(ordered, title, summary, datetime.now(UTC))
+        page = report.to_html(ordered, title, summary, datetime.now(UTC), inventory)
         atomic_write(html, page.encode(), mode=0o644)
     term = Terminal(as_json)
     if as_json:
-        term.line(report.to_json(ordered, summary))
+        term.line(report.to_json(ordered, summary, inventory))
     elif as_csv:
         term.line(report.to_csv(ordered).rstrip("\n"))
-    elif ordered:
-        term.table(
-            ["severity", "finding", "subject", "what", "fix"],
-            [(f.severity.name.lower(), f.code, f.subject, f.message, f.fix) for f in ordered],
-            title=title,
-        )
     else:
-        term.status("No findings.")
+        listed = inventory[on_terminal]
+        if listed and len(listed[0]) > 6:  # too wide for a row each: one column per item instead
+            fields = list(listed[0])
+            term.table(
+                ["", *(report.cell(row[fields[0]]) for row in listed)],
+                [[field, *(report.cell(row[field]) for row in listed)] for field in fields[1:]],
+                title=on_terminal,
+            )
+        elif listed:
+            term.table(
+                list(listed[0]), [[report.cell(v) for v in row.values()] for row in listed], title=on_terminal
+            )
+        for severity, group in report.grouped(ordered):
+            term.table(
+                ["finding", "subject", "what", "fix"],
+                [(f.code, f.subject, f.message, f.fix) for f in group],
+                title=f"{severity.name} ({len(group)})",
+            )
+        if not ordered:
+            term.status("No findings.")
     failing = [f for f in ordered if f.severity >= threshold]
     if failing:
         raise AuditFindings(
@@ -87,9 +102,11 @@ def server(
     html: HtmlOption = None,
 ) -> None:
     """Audit every user's passkeys on a server through its admin API."""
+    from collections import Counter
+
     from keyctl.audit import mds
     from keyctl.audit.findings import audit_users, load_policy
-    from keyctl.audit.server import AdminClient
+    from keyctl.audit.server import AdminClient, model_rows, passkey_rows
     from keyctl.webauthn.profile import load
 
     rules = load_policy(policy, stale_days)
@@ -97,23 +114,27 @@ def server(
     token = read_secret("admin token", admin_token_env)
     metadata = mds.current()
     now = datetime.now(UTC)
+    users = 0
+    per_model: Counter[str] = Counter()
+    passkeys: list[dict[str, object]] = []
+    findings: list[Finding] = []
     with AdminClient(server_url, token, admin_paths) as client:
         anomalies = client.counter_anomalies()
-        users = 0
-        passkeys = 0
-        findings: list[Finding] = []
         for user in client.users(anomalies):
             users += 1
-            passkeys += len(user.passkeys)
+            per_model.update(p.aaguid for p in user.passkeys)
+            passkeys.extend(passkey_rows(user, metadata))
             findings.extend(audit_users([user], metadata, rules, now))
     summary: dict[str, object] = {
         "server": server_url,
         "users": users,
-        "passkeys": passkeys,
+        "passkeys": len(passkeys),
         "metadata": metadata.source if metadata else "none (run 'keyctl mds update')",
         "stale_days": rules.stale_days,
     }
-    _emit(findings, f"Passkey audit of {server_url}", summary, as_json, as_csv, html, fail_on)
+    inventory = {"models": model_rows(per_model, metadata), "passkeys": passkeys}
+    title = f"Passkey audit of {server_url}"
+    _emit(findings, title, summary, inventory, "models", (as_json, as_csv, html, fail_on))
 
 
 @app.command()
@@ -137,12 +158,16 @@ def keys(
 ) -> None:
     """Audit connected keys: model and recalls (FIDO metadata), firmware, PIN settings, genuine attestation.
 
-    Each key is asked for one throwaway non-resident credential (touch it when it blinks); nothing is
-    stored on the key."""
+    Each key is asked for one throwaway non-resident credential (touch it when it blinks); with the PIN,
+    one the key kept anyway is deleted again through credential management."""
+    from functools import partial
+
     from keyctl.audit import mds
     from keyctl.audit.findings import load_policy
-    from keyctl.audit.keys import audit_key
+    from keyctl.audit.keys import audit_key, inspect_key, key_row
+    from keyctl.device.key import SecurityKey
     from keyctl.errors import NoDevice
+    from keyctl.hid import open_device
 
     rules = load_policy(policy)
     pin = read_secret("PIN", pin_env) if pin_env else None
@@ -154,33 +179,19 @@ def keys(
     term = Terminal(as_json)
     metadata = mds.current()
     findings: list[Finding] = []
+    keys_seen: list[dict[str, object]] = []
     for spec in specs:
-        findings.extend(audit_key(_inspect(spec, pin, term), metadata, rules))
+        touch = partial(term.status, f"Touch the key {spec}...")
+        facts = inspect_key(SecurityKey(open_device(spec)), spec, pin, touch)
+        keys_seen.append(key_row(facts, metadata))
+        findings.extend(audit_key(facts, metadata, rules))
     summary: dict[str, object] = {
         "keys": len(specs),
         "metadata": metadata.source if metadata else "none (run 'keyctl mds update')",
     }
-    _emit(findings, "Security key audit", summary, as_json, as_csv, html, fail_on)
-
-
-def _inspect(spec: str, pin: str | None, term: Terminal) -> KeyFacts:
-    from collections import Counter
-    from functools import partial
-
-    from keyctl.audit.keys import AUDIT_RP_ID, KeyFacts
-    from keyctl.device.key import SecurityKey
-    from keyctl.errors import KeyctlError
-    from keyctl.hid import open_device
-
-    key = SecurityKey(open_device(spec))
-    info = key.info()
-    try:
-        attested = key.attestation_sample(AUDIT_RP_ID, pin, partial(term.status, f"Touch the key {spec}..."))
-        problem = None
-    except KeyctlError as error:
-        attested, problem = None, error.message
-    per_rp = dict(Counter(c.rp_id for c in key.credentials(pin))) if pin and info.pin_set else None
-    return KeyFacts(spec, info, attested, problem, per_rp)
+    _emit(
+        findings, "Security key audit", summary, {"keys": keys_seen}, "keys", (as_json, as_csv, html, fail_on)
+    )
 
 
 def _usb_key_paths() -> list[str]:

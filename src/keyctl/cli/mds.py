@@ -115,4 +115,13 @@ def show(
         ("security alerts", ", ".join(r.status for r in entry.compromises) or "none"),
         ("metadata source", blob.source + ("" if blob.verified else " (not verified)")),
     ]
+    rows.extend(
+        (
+            f"status report {r.effective_date or '(undated)'}",
+            r.status
+            if r.authenticator_version is None
+            else f"{r.status} (firmware {r.authenticator_version})",
+        )
+        for r in entry.status_reports
+    )
     term.table(["field", "value"], rows)
