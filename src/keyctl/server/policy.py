@@ -13,6 +13,7 @@ import hmac
 import json
 import logging
 import math
+import os
 import re
 import secrets
 import sqlite3
@@ -30,18 +31,16 @@ from fido2.utils import websafe_decode, websafe_encode
 from fido2.webauthn import (
     AttestationConveyancePreference,
     AttestedCredentialData,
-    AuthenticationResponse,
     AuthenticatorTransport,
     PublicKeyCredentialDescriptor,
     PublicKeyCredentialRpEntity,
-    PublicKeyCredentialType,
     PublicKeyCredentialUserEntity,
     RegistrationResponse,
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
 
-from keyctl.server import aaguids, passwords, twofactor
+from keyctl.server import aaguids, assertion, passwords, twofactor
 from keyctl.server.store import Store
 
 logger = logging.getLogger(__name__)
@@ -49,7 +48,6 @@ logger = logging.getLogger(__name__)
 Clock = Callable[[], float]
 T = TypeVar("T")
 E = TypeVar("E", ResidentKeyRequirement, UserVerificationRequirement)
-R = TypeVar("R", RegistrationResponse, AuthenticationResponse)
 
 CHALLENGE_TTL = 5 * 60
 PENDING_TTL = 5 * 60
@@ -65,6 +63,7 @@ MAX_NAME = 64
 LIMIT_MESSAGE = f"Passkey limit reached: at most {MAX_PASSKEYS} passkeys per account, remove one first"
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
 _CODE = re.compile(r"\d{6}")
+_KNOWN_TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
 
 # Session stages: a sign-in in progress, then a signed-in session.
 ENROLL, RECOVERY_CONFIRM, TOTP, ACTIVE = "enroll", "recovery_confirm", "totp", "active"
@@ -274,6 +273,7 @@ class Policy:
             verify_origin=lambda origin: origin == settings.origin,
         )
         self._fido.timeout = CHALLENGE_TTL * 1000  # type: ignore[assignment]  # fido2 types it as None
+        self._rp_id_hash = hashlib.sha256(settings.rp_id.encode()).digest()
         self._hits: dict[str, deque[float]] = {}
         self._hits_lock = threading.Lock()
         self._hits_swept_at = 0.0
@@ -713,16 +713,7 @@ class Policy:
     # -- passkeys --------------------------------------------------------------------------------------
 
     def _descriptors(self, rows: list[sqlite3.Row]) -> list[PublicKeyCredentialDescriptor]:
-        known = {t.value for t in AuthenticatorTransport}
-        return [
-            PublicKeyCredentialDescriptor(
-                type=PublicKeyCredentialType.PUBLIC_KEY,
-                id=row["credential_id"],
-                transports=[AuthenticatorTransport(t) for t in json.loads(row["transports"]) if t in known]
-                or None,
-            )
-            for row in rows
-        ]
+        return [PublicKeyCredentialDescriptor.from_dict(_descriptor_json(row)) for row in rows]
 
     def _take_challenge(
         self, db: sqlite3.Connection, client_data_challenge: bytes, kind: str, now: float
@@ -795,7 +786,7 @@ class Policy:
         return self._run(work)
 
     def register_verify(self, token: str | None, body: Mapping[str, Any], ip: str) -> tuple[str, Passkey]:
-        registration = _parse(RegistrationResponse, body)
+        registration = _parse_registration(body)
         transports = _transports(body)
 
         def work(db: sqlite3.Connection, now: float) -> tuple[str, Passkey]:
@@ -918,6 +909,8 @@ class Policy:
         self._run(work)
 
     def login_options(self, email: str | None, uv: str | None) -> dict[str, Any]:
+        """PublicKeyCredentialRequestOptionsJSON, written directly: fido2's ``authenticate_begin`` builds
+        dataclasses that evaluate their type hints on every call (tests compare the two outputs)."""
         verification = _enum(
             UserVerificationRequirement, uv, "userVerification", UserVerificationRequirement.PREFERRED
         )
@@ -925,32 +918,33 @@ class Policy:
         def work(db: sqlite3.Connection, now: float) -> dict[str, Any]:
             user = self._user_by_email(db, email.strip().lower()) if email is not None else None
             rows = self._passkeys(db, user["id"]) if user is not None else []
-            options, state = self._fido.authenticate_begin(
-                credentials=self._descriptors(rows), user_verification=verification
-            )
+            challenge = websafe_encode(os.urandom(32))
             db.execute(
                 "INSERT INTO challenges (challenge, kind, user_id, username_first, user_verification, "
                 "created_at) VALUES (?, 'login', ?, ?, ?, ?)",
-                (
-                    state["challenge"],
-                    user["id"] if user else None,
-                    email is not None,
-                    verification.value,
-                    now,
-                ),
+                (challenge, user["id"] if user else None, email is not None, verification.value, now),
             )
-            return dict(options.public_key)
+            return {
+                "challenge": challenge,
+                "timeout": CHALLENGE_TTL * 1000,
+                "rpId": self.settings.rp_id,
+                "allowCredentials": [_descriptor_json(row) for row in rows],
+                "userVerification": verification.value,
+            }
 
         return self._run(work)
 
     def login_verify(self, body: Mapping[str, Any], ip: str) -> SignedIn:
-        authentication = _parse(AuthenticationResponse, body)
-        credential_id = websafe_encode(authentication.raw_id)
+        try:
+            parsed = assertion.parse(body)
+        except assertion.MalformedResponse as error:
+            raise PolicyError("invalid_request", f"malformed AuthenticationResponse ({error})") from None
+        credential_id = websafe_encode(parsed.credential_id)
 
         def work(db: sqlite3.Connection, now: float) -> SignedIn:
-            challenge = self._take_challenge(db, authentication.response.client_data.challenge, "login", now)
+            challenge = self._take_challenge(db, parsed.challenge, "login", now)
             try:
-                return self._login(db, challenge, authentication, credential_id, ip, now)
+                return self._login(db, challenge, parsed, credential_id, ip, now)
             except PolicyError as error:
                 raise self._with_challenge_used(error, challenge["challenge"]) from None
 
@@ -960,7 +954,7 @@ class Policy:
         self,
         db: sqlite3.Connection,
         challenge: sqlite3.Row,
-        authentication: AuthenticationResponse,
+        parsed: assertion.Assertion,
         credential_id: str,
         ip: str,
         now: float,
@@ -968,7 +962,7 @@ class Policy:
         row = db.execute(
             "SELECT p.*, u.email, u.user_handle FROM passkeys p JOIN users u ON u.id = p.user_id "
             "WHERE credential_id = ?",
-            (authentication.raw_id,),
+            (parsed.credential_id,),
         ).fetchone()
         if row is None or (challenge["username_first"] and row["user_id"] != challenge["user_id"]):
             raise self._refuse(
@@ -980,7 +974,7 @@ class Policy:
                 credential_id=credential_id,
             )
         email = row["email"]
-        user_handle = authentication.response.user_handle
+        user_handle = parsed.user_handle
         if user_handle is not None and not hmac.compare_digest(user_handle, row["user_handle"]):
             raise self._refuse(
                 "verification_failed",
@@ -990,13 +984,15 @@ class Policy:
                 ip,
                 credential_id=credential_id,
             )
-        state = {
-            "challenge": challenge["challenge"],
-            "user_verification": UserVerificationRequirement(challenge["user_verification"]),
-        }
         try:
-            self._fido.authenticate_complete(
-                state, [AttestedCredentialData(row["credential_data"])], authentication
+            assertion.verify(
+                parsed,
+                public_key=AttestedCredentialData(row["credential_data"]).public_key,
+                challenge=websafe_decode(challenge["challenge"]),
+                origin=self.settings.origin,
+                rp_id_hash=self._rp_id_hash,
+                user_verification_required=challenge["user_verification"]
+                == UserVerificationRequirement.REQUIRED.value,
             )
         except ValueError as error:
             raise self._refuse(
@@ -1007,7 +1003,7 @@ class Policy:
                 ip,
                 credential_id=credential_id,
             ) from None
-        auth_data = authentication.response.authenticator_data
+        auth_data = parsed.authenticator_data
         stored, counter = row["sign_count"], auth_data.counter
         if (stored or counter) and counter <= stored:
             raise self._refuse(
@@ -1022,7 +1018,7 @@ class Policy:
             )
         db.execute(
             "UPDATE passkeys SET sign_count = ?, last_used_at = ?, backed_up = ? WHERE credential_id = ?",
-            (counter, now, auth_data.is_backed_up(), authentication.raw_id),
+            (counter, now, auth_data.is_backed_up(), parsed.credential_id),
         )
         db.execute(
             "UPDATE users SET last_sign_in_at = ?, signins_since_skip = signins_since_skip + 1 WHERE id = ?",
@@ -1172,18 +1168,28 @@ def _enum(kind: type[E], value: str | None, key: str, default: E) -> E:
     return kind(value)
 
 
-def _parse(kind: type[R], body: Mapping[str, Any]) -> R:
-    """A WebAuthn JSON response, or invalid_request naming what is malformed."""
+def _parse_registration(body: Mapping[str, Any]) -> RegistrationResponse:
+    """A RegistrationResponseJSON, or invalid_request naming what is malformed."""
     if body.get("type") != "public-key":  # fido2 turns any unknown type into "public-key"
         raise PolicyError("invalid_request", "type must be 'public-key'")
     try:
-        parsed = kind.from_dict(body)
+        parsed = RegistrationResponse.from_dict(body)
         parsed.response.client_data.challenge  # noqa: B018  (clientDataJSON is parsed lazily: touch it)
     except Exception as error:  # fido2 raises ValueError, KeyError, TypeError, cbor errors...
         raise PolicyError(
-            "invalid_request", f"malformed {kind.__name__} ({type(error).__name__}: {error})"[:200]
+            "invalid_request", f"malformed RegistrationResponse ({type(error).__name__}: {error})"[:200]
         ) from None
     return parsed
+
+
+def _descriptor_json(row: sqlite3.Row) -> dict[str, Any]:
+    """A PublicKeyCredentialDescriptorJSON, as fido2 writes one: transports it does not know are left
+    out, and so is an empty list."""
+    descriptor: dict[str, Any] = {"type": "public-key", "id": websafe_encode(row["credential_id"])}
+    transports = [t for t in json.loads(row["transports"]) if t in _KNOWN_TRANSPORTS]
+    if transports:
+        descriptor["transports"] = transports
+    return descriptor
 
 
 def _transports(body: Mapping[str, Any]) -> list[str]:
