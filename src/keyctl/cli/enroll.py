@@ -203,16 +203,17 @@ def _summary(term: Terminal, records: list[Record], log: Path | None) -> None:
         result: sum(r.result == result for r in records)
         for result in ("enrolled", "already_registered", "failed")
     }
+    from keyctl.audit import mds
+
+    metadata = mds.current()
+
+    def model(aaguid: str | None) -> str | None:
+        return metadata.model_name(aaguid) if metadata and aaguid else None
+
     if term.json_mode:
-        term.json({"ok": counts["failed"] == 0, **counts, "users": [r.as_json() for r in records]})
+        users = [{**r.as_json(), "model": model(r.aaguid)} for r in records]
+        term.json({"ok": counts["failed"] == 0, **counts, "users": users})
     else:
-        from keyctl.audit import mds
-
-        metadata = mds.current()
-
-        def model(aaguid: str | None) -> str | None:
-            return metadata.model_name(aaguid) if metadata and aaguid else None
-
         term.table(
             ("user", "result", "key", "aaguid", "model", "credential id"),
             [
