@@ -161,8 +161,10 @@ def simulators(specs: Sequence[str]) -> list[Check]:
     """Ask each UDP simulator for its getInfo."""
     from fido2.ctap2.base import Ctap2
 
+    from keyctl.audit import mds
     from keyctl.hid import open_device
 
+    metadata = mds.current() if specs else None
     checks: list[Check] = []
     for spec in specs:
         try:
@@ -182,7 +184,9 @@ def simulators(specs: Sequence[str]) -> list[Check]:
                 )
             )
         else:
-            checks.append(Check(f"simulator {spec}", Status.OK, f"answers; AAGUID {info.aaguid}"))
+            model = metadata.model_name(str(info.aaguid)) if metadata else None
+            shown = f"AAGUID {info.aaguid}" + (f" ({model})" if model else "")
+            checks.append(Check(f"simulator {spec}", Status.OK, f"answers; {shown}"))
     return checks
 
 
