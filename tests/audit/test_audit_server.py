@@ -185,6 +185,10 @@ def test_csv_and_html_outputs(cli: Any, populated: ServerHandle, metadata: None,
     page = html.read_text()
     assert page.startswith("<!DOCTYPE html>")
     assert "carol@example.com" in page
+    assert "<h2>models (5)</h2>" in page
+    assert "<h2>passkeys (10)</h2>" in page  # the whole inventory travels with the mailed report
+    assert "<td>Cloned Key Inc. Token</td>" in page
+    assert not any(marker in page for marker in ("src=", "href=", "@import", "url("))
 
 
 def test_pages_through_the_admin_api(

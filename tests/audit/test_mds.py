@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,8 +16,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyctl import config
 from keyctl.audit import mds
+from keyctl.authenticator import VirtualAuthenticator, new_state
 from keyctl.errors import ExitCode
+from keyctl.hid.udp import UdpServer
 from tests.conftest import run_keyctl
+from tests.enroll.conftest import PASSWORD, Rig
 
 from .mds_factory import (
     ICON,
@@ -288,3 +292,25 @@ def test_model_names_appear_where_keyctl_prints_an_aaguid(
     listed = {k["spec"]: k for k in json.loads(cli("key", "list", "--json").stdout)}
     assert listed["virtual:yk"]["model"] == "YubiKey 5 Series"
     assert "YubiKey 5 Series" in cli("key", "list").stdout
+
+
+def test_enroll_and_doctor_name_the_model(
+    cli: Any, cached: Pki, rig: Rig, enroll: Any, tmp_path: Path
+) -> None:
+    spec = rig.key()
+    listed = entry(rig.aaguids[spec], "Enrolment Desk Key", [{"status": "FIDO_CERTIFIED_L1"}])
+    mds.update(_write(tmp_path, sign_blob(cached, entries=[listed], serial=43), "desk.jwt"))
+    rig.server.create_user("ann@example.com", PASSWORD)
+    result = enroll("--user", "ann@example.com", "--device", spec, "--pin-env", "TEST_PIN", "--json")
+    assert result.exit_code == 0, result.stderr
+    (user,) = json.loads(result.stdout)["users"]
+    assert (user["aaguid"], user["model"]) == (rig.aaguids[spec], "Enrolment Desk Key")
+
+    state = new_state(aaguid=uuid.UUID(rig.aaguids[spec]).bytes)
+    server = UdpServer(VirtualAuthenticator(state), "127.0.0.1", 0).start()
+    try:
+        host, port = server.address
+        doctor = cli("doctor", "--json", "--udp", f"{host}:{port}")
+        assert f"AAGUID {rig.aaguids[spec]} (Enrolment Desk Key)" in doctor.stdout
+    finally:
+        server.stop()
