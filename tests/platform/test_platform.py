@@ -72,7 +72,7 @@ def test_macos_names_the_missing_entitlements(monkeypatch: pytest.MonkeyPatch) -
     assert not platform.status().available
 
 
-def test_windows_hello_and_usb_routing_without_admin(windows: Windows) -> None:
+def test_windows_hello_and_usb_routing_without_admin(windows: Windows, cli: Cli) -> None:
     windows(FakeWebAuthnDll(4), admin=False)
     found = platform.status()
     assert found.available
@@ -82,6 +82,10 @@ def test_windows_hello_and_usb_routing_without_admin(windows: Windows) -> None:
 
     assert isinstance(platform.platform_client(COLLECTOR), HelloClient)
     assert isinstance(platform.usb_client(COLLECTOR), HelloClient)
+    result = cli("doctor", "--json")
+    check = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "platform authenticator")
+    assert check["status"] == "ok"
+    assert "USB keys go through Windows too" in check["detail"]
 
 
 def test_windows_as_admin_keeps_raw_hid_for_usb(windows: Windows) -> None:
