@@ -233,6 +233,7 @@ def test_register_then_login_with_windows_hello_against_the_reference_server(
         True,
     )
     assert made.client_data["origin"] == reference.url
+    assert made.timeout_ms == 60_000  # keyctl's --timeout default reaches Windows
 
     # A discoverable login (no --user: empty allow list), then one for the named user (allow list).
     for args in ((), ("--user", "hana@example.com")):

@@ -330,8 +330,8 @@ class FakeWebAuthnDll:
         )
         for name, value in parts:
             _put(answer, name, value, keep)
+        answer.dwUsedTransport = TRANSPORT_USB  # from version 3, the oldest fido2 reads
         if answer.dwVersion >= 4:
-            answer.dwUsedTransport = TRANSPORT_USB
             answer.bResidentKey = resident
         self._hand_over(answer, keep, out)
         return S_OK
