@@ -10,6 +10,9 @@ import sys
 
 
 def main() -> None:
+    # httpx imports its own command line (httpx._main: click, rich, pygments; ~85 ms) inside a
+    # try/except ImportError meant for installs without its [cli] extra. keyctl never runs it.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     args = sys.argv[1:]
     from keyctl.cli.fast import run_fast
 

@@ -9,11 +9,13 @@ import traceback
 from collections.abc import Sequence
 from typing import Annotated
 
-import typer
-
 from keyctl import __version__
+from keyctl.cli import rich_hidden
 from keyctl.errors import ExitCode, KeyctlError
 from keyctl.logs import configure_logging
+
+with rich_hidden():  # typer would import rich at once (see keyctl.cli); the commands import it if needed
+    import typer
 
 # (command name, module defining ``app``, one-line help). Each module imports heavy libraries inside its
 # commands, never at module level, so that building the whole tree stays cheap.
@@ -60,7 +62,20 @@ def _root(
     configure_logging(debug=debug, traffic=traffic)
 
 
-def build_app() -> typer.Typer:
+def _named_command(args: Sequence[str]) -> str | None:
+    """The command a command line runs, when only the root's --debug/--traffic come before it.
+
+    Building the Typer tree imports every command module and makes click commands of all their options:
+    a command line that names its command only needs that one (help and unknown names need them all)."""
+    for arg in args:
+        if arg not in ("--debug", "--traffic"):
+            known = {name for name, *_ in SUB_APPS} | {name for name, *_ in COMMANDS}
+            return arg if arg in known else None
+    return None
+
+
+def build_app(only: str | None = None) -> typer.Typer:
+    """The root app with every command, or with just the command named ``only``."""
     app = typer.Typer(
         name="keyctl",
         no_args_is_help=True,
@@ -70,11 +85,13 @@ def build_app() -> typer.Typer:
     )
     app.callback()(_root)
     for name, module_name, help_text in SUB_APPS:
-        module = importlib.import_module(module_name)
-        app.add_typer(module.app, name=name, help=help_text)
+        if only in (None, name):
+            module = importlib.import_module(module_name)
+            app.add_typer(module.app, name=name, help=help_text)
     for name, module_name, function_name in COMMANDS:
-        module = importlib.import_module(module_name)
-        app.command(name)(getattr(module, function_name))
+        if only in (None, name):
+            module = importlib.import_module(module_name)
+            app.command(name)(getattr(module, function_name))
     return app
 
 
@@ -89,7 +106,7 @@ def run(args: Sequence[str]) -> int:
     global _debug
     _debug = "--debug" in args or "--traffic" in args
     try:
-        build_app()(args=list(args), prog_name="keyctl")
+        build_app(_named_command(args))(args=list(args), prog_name="keyctl")
     except KeyctlError as error:
         if _debug:
             traceback.print_exc()

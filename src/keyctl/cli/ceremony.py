@@ -6,6 +6,7 @@ the response back. Heavy libraries (fido2, httpx) are imported inside the comman
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -90,7 +91,7 @@ class TerminalInteraction:
         if self._spinner is not None:
             return
         message = "Touch your authenticator to continue…"
-        if self.term.err.is_terminal:
+        if sys.stderr.isatty():  # a spinner; else one line (without importing rich)
             self._spinner = self.term.err.status(message)
             self._spinner.start()
         else:

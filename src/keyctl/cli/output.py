@@ -2,7 +2,8 @@
 
 Data goes to stdout (a Rich table for people, or JSON with ``--json``); prompts, progress and status go
 to stderr. Rich markup is off everywhere: RP ids, user names and account labels come from outside and
-must never be parsed as markup. Rich is imported on first use so that fast commands don't pay for it.
+must never be parsed as markup. Rich is imported only for what needs it (tables, colours, spinners):
+plain lines are written as they are, so commands that print nothing else never pay its ~50 ms import.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ class Terminal:
         self.out.print(table)
 
     def status(self, message: str) -> None:
-        self.err.print(message)
+        """One line of progress on stderr, as rich would print it without markup."""
+        sys.stderr.write(message.expandtabs() + "\n")
+        sys.stderr.flush()
 
     def success(self, message: str) -> None:
         self.err.print(message, style="green")

@@ -1,0 +1,101 @@
+"""What a keyctl process imports and how its parser answers: the start-up work of every command."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from contextlib import redirect_stderr
+
+import pytest
+from rich.console import Console
+
+from keyctl.cli.app import _named_command
+from keyctl.cli.output import Terminal
+
+from ..conftest import run_keyctl
+
+# Heavy modules a command only needs for its own output, never for parsing or plain lines.
+RICH_ONLY = ("rich.", "typer.rich_utils", "markdown_it", "pygments", "httpx._main")
+
+
+def imported(args: list[str]) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Run keyctl with -X importtime; the finished process and the modules it imported."""
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "keyctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    modules = {
+        line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")
+    }
+    return proc, modules
+
+
+def test_version_imports_neither_typer_nor_click() -> None:
+    proc, modules = imported(["--version"])
+    assert proc.returncode == 0
+    assert not {"typer", "click"} & modules
+
+
+def test_a_command_through_typer_imports_no_rich() -> None:
+    proc, modules = imported(["virtual", "ci-key"])
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert "typer" in modules  # the normal path, not a fast path
+    assert not [name for name in modules if name.startswith(RICH_ONLY)]
+
+
+def test_styled_output_still_goes_through_rich() -> None:
+    proc, modules = imported(
+        ["login", "--server", "http://localhost:9", "--origin", "http://localhost:8",
+         "--insecure-origin-override", "--authenticator", "virtual:nothing"]
+    )  # fmt: skip
+    assert proc.returncode == 20  # nothing listens on port 9
+    assert "warning: claiming origin http://localhost:8" in proc.stderr  # a yellow line
+    assert "rich.console" in modules
+
+
+def test_a_missing_required_option_is_a_usage_error() -> None:
+    result = run_keyctl(["login", "--authenticator", "virtual:nothing"])
+    assert result.exit_code == 2
+    assert "Missing option '--server'" in result.stderr
+
+
+def test_help_lists_every_command_and_a_command_line_builds_only_its_command() -> None:
+    root = run_keyctl(["--help"])
+    assert root.exit_code == 0
+    for name in ("login", "register", "demo", "totp", "virtual", "server", "key"):
+        assert f"  {name} " in root.stdout
+    login = run_keyctl(["--debug", "login", "--help"])
+    assert login.exit_code == 0
+    assert "--authenticator" in login.stdout
+    unknown = run_keyctl(["logn"])
+    assert unknown.exit_code == 2
+    assert "No such command 'logn'" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["login", "--server", "x"], "login"),
+        (["--debug", "--traffic", "totp", "list"], "totp"),
+        (["--help", "login"], None),
+        (["--version"], None),
+        (["logn"], None),
+        ([], None),
+    ],
+)
+def test_named_command(args: list[str], named: str | None) -> None:
+    assert _named_command(args) == named
+
+
+@pytest.mark.parametrize(
+    "message", ["plain", "[bold]not markup[/bold] :smile:", "ünïcode … 'quotes'", "a\ttab"]
+)
+def test_status_lines_are_what_rich_would_print(message: str) -> None:
+    ours, theirs = io.StringIO(), io.StringIO()
+    with redirect_stderr(ours):
+        Terminal().status(message)
+    Console(file=theirs, markup=False, highlight=False, emoji=False, soft_wrap=True).print(message)
+    assert ours.getvalue() == theirs.getvalue()
