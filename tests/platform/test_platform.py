@@ -60,7 +60,7 @@ def test_linux_explains_and_points_elsewhere() -> None:
         assert raised.value.exit_code == ExitCode.NOT_SUPPORTED
         assert raised.value.message.startswith("Passkeys not supported on this device")
         assert "virtual:NAME" in raised.value.remedy
-    assert platform.usb_client(COLLECTOR) is None
+    assert platform.usb_route() is None
 
 
 def test_macos_names_the_missing_entitlements(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -81,7 +81,9 @@ def test_windows_hello_and_usb_routing_without_admin(windows: Windows, cli: Cli)
     from keyctl.platform.windows import HelloClient
 
     assert isinstance(platform.platform_client(COLLECTOR), HelloClient)
-    assert isinstance(platform.usb_client(COLLECTOR), HelloClient)
+    routed = platform.usb_route()
+    assert routed is not None
+    assert isinstance(routed.client(COLLECTOR), HelloClient)
     result = cli("doctor", "--json")
     check = next(c for c in json.loads(result.stdout)["checks"] if c["name"] == "platform authenticator")
     assert check["status"] == "ok"
@@ -92,7 +94,7 @@ def test_windows_as_admin_keeps_raw_hid_for_usb(windows: Windows) -> None:
     windows(FakeWebAuthnDll(4), admin=True)
     assert platform.status().available
     assert not platform.status().routes_usb
-    assert platform.usb_client(COLLECTOR) is None
+    assert platform.usb_route() is None
 
 
 def test_windows_without_webauthn_dll(windows: Windows) -> None:
@@ -249,6 +251,34 @@ def test_register_then_login_with_windows_hello_against_the_reference_server(
     assert first.allow == ()
     assert len(second.allow) == 1
     assert (dll.live, dll.bad_frees) == ({}, [])
+
+
+def test_usb_keys_go_through_windows_without_admin_rights(
+    cli: Cli, reference: Reference, windows: Windows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dll = windows(FakeWebAuthnDll(4), admin=False)
+    assert dll is not None
+    _sign_up(reference, "jon@example.com", monkeypatch)
+    assert _register(cli, reference, "jon@example.com").exit_code == 0
+    result = cli(
+        "login", "--server", reference.url, "--user", "jon@example.com", "--authenticator", "usb", "--json"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["verified"] is True
+    assert [type(call) for call in dll.calls] == [MakeCredentialCall, GetAssertionCall]
+
+
+def test_as_admin_usb_keys_are_opened_directly(
+    cli: Cli, reference: Reference, windows: Windows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dll = windows(FakeWebAuthnDll(4), admin=True)
+    assert dll is not None
+    _sign_up(reference, "kim@example.com", monkeypatch)
+    assert _register(cli, reference, "kim@example.com").exit_code == 0
+    monkeypatch.setattr("fido2.hid.list_devices", lambda: iter(()))  # no key plugged in
+    result = cli("login", "--server", reference.url, "--user", "kim@example.com", "--authenticator", "usb")
+    assert result.exit_code == ExitCode.NO_DEVICE, result.stderr
+    assert [type(call) for call in dll.calls] == [MakeCredentialCall]
 
 
 def test_cancel_in_the_windows_dialog(

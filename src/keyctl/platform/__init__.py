@@ -68,11 +68,14 @@ def platform_client(collector: ClientDataCollector) -> WebAuthnClient:
     raise _unsupported()
 
 
-def usb_client(collector: ClientDataCollector) -> WebAuthnClient | None:
-    """Where USB keys must go through the OS (Windows without admin rights), that client; else None."""
+def usb_route() -> PlatformDevice | None:
+    """Where USB keys must go through the OS API (Windows without administrator rights), the device
+    standing for that route; else None (keyctl opens the keys' raw HID)."""
     if sys.platform == "win32":
         from keyctl.platform import windows
 
         if windows.status().routes_usb:
-            return windows.client(collector)
+            from keyctl.platform.device import PlatformDevice
+
+            return PlatformDevice()
     return None

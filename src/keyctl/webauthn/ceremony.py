@@ -49,6 +49,7 @@ def _cache_fido2_type_hints() -> None:
 _cache_fido2_type_hints()
 
 PLATFORM = "platform"
+USB = "usb"
 T = TypeVar("T")
 
 
@@ -77,11 +78,19 @@ class _Bridge(UserInteraction):
 
 
 def open_authenticator(spec: str) -> CtapDevice:
-    """The device for ``--authenticator``: usb[:PATH], virtual:NAME, udp:HOST:PORT or platform."""
-    if spec == PLATFORM:
-        from keyctl import platform
+    """The device for ``--authenticator``: usb[:PATH], virtual:NAME, udp:HOST:PORT or platform.
 
+    Plain ``usb`` goes through the OS where raw HID is closed to the user (Windows without administrator
+    rights); ``usb:PATH`` always means raw HID."""
+    from keyctl import platform
+
+    if spec == PLATFORM:
         return platform.authenticator()
+    if spec == USB:
+        routed = platform.usb_route()
+        if routed is not None:
+            logger.info("USB security keys go through Windows (webauthn.dll): raw HID needs admin rights")
+            return routed
     from keyctl.hid import open_device
 
     try:
