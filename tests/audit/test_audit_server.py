@@ -153,6 +153,20 @@ def test_the_table_is_grouped_by_severity(cli: Any, populated: ServerHandle, met
     assert "Bypassable Key" in out
 
 
+def test_a_long_group_is_cut_on_the_terminal_only(
+    cli: Any, populated: ServerHandle, metadata: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyctl.cli import audit as audit_cli
+
+    monkeypatch.setattr(audit_cli, "TERMINAL_ROWS", 1)
+    result = _audit(cli, populated)
+    assert "LOW (3, the first 1 shown)" in result.stdout
+    assert "--csv, --json or --html FILE list them all" in result.stderr
+    assert "bob@example.com" in result.stdout  # the first LOW finding by subject
+    assert "frank@example.com" not in result.stdout  # his only finding is the second LOW one
+    assert "frank@example.com" in _audit(cli, populated, "--csv").stdout
+
+
 def test_fail_on_threshold_and_policy(
     cli: Any, populated: ServerHandle, metadata: None, tmp_path: Path
 ) -> None:

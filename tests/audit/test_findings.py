@@ -19,7 +19,7 @@ from keyctl.audit.findings import (
     audit_users,
     load_policy,
 )
-from keyctl.audit.report import grouped, sort_findings, to_csv, to_html, to_json
+from keyctl.audit.report import grouped, json_lines, sort_findings, to_csv, to_html
 from keyctl.errors import InvalidInput
 
 from .mds_factory import REVOKED_KEY, YUBIKEY_5, standard_entries
@@ -154,8 +154,11 @@ def _sample() -> list[Finding]:
 def test_reports_sort_by_severity_and_count() -> None:
     ordered = sort_findings(_sample())
     assert [f.severity for f in ordered] == [Severity.CRITICAL, Severity.MEDIUM, Severity.LOW]
-    data = json.loads(to_json(ordered, {"server": "http://127.0.0.1"}, {"keys": []}))
-    assert data["keys"] == []
+    rows = [{"aaguid": YUBIKEY_5, "passkeys": 2}, {"aaguid": REVOKED_KEY, "passkeys": 1}]
+    lines = list(json_lines(ordered, {"server": "http://127.0.0.1"}, {"keys": [], "models": rows}))
+    data = json.loads("\n".join(lines))
+    assert (data["keys"], data["models"]) == ([], rows)
+    assert len(lines) == 2 + 2 + (2 + 2) + (2 + 3) + 1  # braces, summary, one line per row
     assert data["summary"]["counts"] == {"critical": 1, "high": 0, "medium": 1, "low": 1, "info": 0}
     assert [f["code"] for f in data["findings"]] == ["model.revoked", "passkey.stale", "user.no_passkey"]
 

@@ -10,7 +10,7 @@ import csv
 import html
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from itertools import groupby
 
@@ -59,15 +59,26 @@ def _row(finding: Finding) -> dict[str, str]:
     }
 
 
-def to_json(findings: list[Finding], summary: Mapping[str, object], inventory: Inventory) -> str:
-    return json.dumps(
-        {
-            "summary": {**summary, "counts": counts(findings)},
-            **inventory,
-            "findings": [_row(f) for f in findings],
-        },
-        indent=2,
-    )
+def json_lines(findings: list[Finding], summary: Mapping[str, object], inventory: Inventory) -> Iterator[str]:
+    """The JSON report, one line at a time (one row a line), so a server's 30,000 passkeys are never one
+    string in memory."""
+    yield "{"
+    yield f'  "summary": {json.dumps({**summary, "counts": counts(findings)})},'
+    lists: list[tuple[str, Iterable[Mapping[str, object]]]] = [
+        *inventory.items(),
+        ("findings", (_row(f) for f in findings)),
+    ]
+    for index, (name, rows) in enumerate(lists):
+        yield f"  {json.dumps(name)}: ["
+        previous: str | None = None
+        for row in rows:
+            if previous is not None:
+                yield previous + ","
+            previous = "    " + json.dumps(row)
+        if previous is not None:
+            yield previous
+        yield "  ]" + ("," if index < len(lists) - 1 else "")
+    yield "}"
 
 
 def to_csv(findings: list[Finding]) -> str:

@@ -21,6 +21,7 @@ FailOnOption = Annotated[
     str, typer.Option("--fail-on", help="Exit 9 when a finding is at least this severe (info..critical).")
 ]
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print the findings as CSV on stdout.")]
+TERMINAL_ROWS = 100  # findings per severity in the table; a terminal cannot show 20,000 rows usefully
 HtmlOption = Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")]
 
 
@@ -49,7 +50,8 @@ def _emit(
         atomic_write(html, page.encode(), mode=0o644)
     term = Terminal(as_json)
     if as_json:
-        term.line(report.to_json(ordered, summary, inventory))
+        for line in report.json_lines(ordered, summary, inventory):
+            term.line(line)
     elif as_csv:
         term.line(report.to_csv(ordered).rstrip("\n"))
     else:
@@ -66,11 +68,14 @@ def _emit(
                 list(listed[0]), [[report.cell(v) for v in row.values()] for row in listed], title=on_terminal
             )
         for severity, group in report.grouped(ordered):
+            shown = "" if len(group) <= TERMINAL_ROWS else f", the first {TERMINAL_ROWS} shown"
             term.table(
                 ["finding", "subject", "what", "fix"],
-                [(f.code, f.subject, f.message, f.fix) for f in group],
-                title=f"{severity.name} ({len(group)})",
+                [(f.code, f.subject, f.message, f.fix) for f in group[:TERMINAL_ROWS]],
+                title=f"{severity.name} ({len(group)}{shown})",
             )
+        if any(len(group) > TERMINAL_ROWS for _, group in report.grouped(ordered)):
+            term.status("Some findings are not shown: --csv, --json or --html FILE list them all.")
         if not ordered:
             term.status("No findings.")
     failing = [f for f in ordered if f.severity >= threshold]
