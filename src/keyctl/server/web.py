@@ -108,6 +108,9 @@ class Endpoint:
     path: str
     handler: Callable[[Call], Reply]
     kind: str = "user"  # "auth" (rate limited), "user" (session cookie), "admin" (bearer token)
+    # Quick endpoints (a short SQLite transaction, no password hash, QR code or fido2 dataclasses) run on
+    # the event loop: the hop to a worker thread cost more than their work. The rest run in worker threads.
+    inline: bool = False
     needs_body: bool = field(init=False)
 
     def __post_init__(self) -> None:
@@ -154,7 +157,9 @@ def _route(policy: Policy, endpoint: Endpoint, secure_cookie: bool) -> Route:
                 path=dict(request.path_params),
                 query=dict(request.query_params),
             )
-            reply = await run_in_threadpool(endpoint.handler, call)
+            reply = (
+                endpoint.handler(call) if endpoint.inline else await run_in_threadpool(endpoint.handler, call)
+            )
         except PolicyError as error:
             return error_response(error)
         response = JSONResponse(dict(reply.body), status_code=reply.status)
@@ -205,19 +210,19 @@ class Api:
             Endpoint("POST", "/api/signin/totp/enroll", self.totp_enroll, "auth"),
             Endpoint("POST", "/api/signin/totp/enroll/verify", self.totp_enroll_verify, "auth"),
             Endpoint("POST", "/api/signin/recovery/confirm", self.recovery_confirm, "auth"),
-            Endpoint("POST", "/api/signin/totp", self.signin_totp, "auth"),
-            Endpoint("POST", "/api/signin/recovery", self.signin_recovery, "auth"),
+            Endpoint("POST", "/api/signin/totp", self.signin_totp, "auth", inline=True),
+            Endpoint("POST", "/api/signin/recovery", self.signin_recovery, "auth", inline=True),
             Endpoint("POST", "/api/invites/accept", self.accept_invite, "auth"),
-            Endpoint("POST", "/api/signout", self.signout),
-            Endpoint("GET", "/api/me", self.me),
+            Endpoint("POST", "/api/signout", self.signout, "user", inline=True),
+            Endpoint("GET", "/api/me", self.me, "user", inline=True),
             Endpoint("POST", "/api/passkeys/prompt", self.passkey_prompt),
             Endpoint("POST", "/api/passkeys/register/options", self.register_options, "auth"),
             Endpoint("POST", "/api/passkeys/register/verify", self.register_verify, "auth"),
-            Endpoint("GET", "/api/passkeys", self.passkeys),
+            Endpoint("GET", "/api/passkeys", self.passkeys, "user", inline=True),
             Endpoint("PATCH", "/api/passkeys/{id}", self.rename_passkey),
             Endpoint("DELETE", "/api/passkeys/{id}", self.delete_passkey),
-            Endpoint("POST", "/api/passkeys/login/options", self.login_options, "auth"),
-            Endpoint("POST", "/api/passkeys/login/verify", self.login_verify, "auth"),
+            Endpoint("POST", "/api/passkeys/login/options", self.login_options, "auth", inline=True),
+            Endpoint("POST", "/api/passkeys/login/verify", self.login_verify, "auth", inline=True),
             Endpoint("POST", "/api/admin/users", self.admin_create_user, "admin"),
             Endpoint("GET", "/api/admin/users", self.admin_users, "admin"),
             Endpoint("POST", "/api/admin/invites", self.admin_invite, "admin"),
