@@ -314,3 +314,25 @@ def test_enroll_and_doctor_name_the_model(
         assert f"AAGUID {rig.aaguids[spec]} (Enrolment Desk Key)" in doctor.stdout
     finally:
         server.stop()
+
+
+def test_status_says_when_the_cache_is_past_its_next_update(
+    cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blob that was good when fetched ten days ago, due for replacement three days ago."""
+    then = datetime.now(UTC) - timedelta(days=10)
+    old = Pki()
+    old.root = make_cert("Test MDS Root", old.root_key, "Test MDS Root", old.root_key, True, then)
+    old.intermediate = make_cert(
+        "Test MDS CA", old.intermediate_key, "Test MDS Root", old.root_key, True, then
+    )
+    old.leaf = make_cert("mds3.test", old.leaf_key, "Test MDS CA", old.intermediate_key, False, then)
+    monkeypatch.setenv(mds.ENV_MDS_ROOT, _write(tmp_path, old.root_pem(), "old-root.pem"))
+    due = (then + timedelta(days=7)).date().isoformat()
+    mds.update(_write(tmp_path, sign_blob(old, next_update=due)), now=then + timedelta(hours=1))
+    status = cli("mds", "status")
+    assert status.exit_code == 0
+    assert f"due for replacement on {due}" in status.stderr
+    assert json.loads(cli("mds", "status", "--json").stdout)["outdated"] is True
+    assert mds.update(_write(tmp_path, sign_blob(old, serial=43))).serial == 43  # a fresh one
+    assert json.loads(cli("mds", "status", "--json").stdout)["outdated"] is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -50,8 +51,12 @@ def _emit(
         atomic_write(html, page.encode(), mode=0o644)
     term = Terminal(as_json)
     if as_json:
-        for line in report.json_lines(ordered, summary, inventory):
-            term.line(line)
+        from itertools import islice
+
+        lines = report.json_lines(ordered, summary, inventory)
+        while chunk := list(islice(lines, 1000)):  # few large writes: a pipe takes them much faster
+            sys.stdout.write("\n".join(chunk) + "\n")
+        sys.stdout.flush()
     elif as_csv:
         term.line(report.to_csv(ordered).rstrip("\n"))
     else:

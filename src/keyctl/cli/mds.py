@@ -76,10 +76,15 @@ def status(as_json: JsonOption = False) -> None:
     blob = mds.current()
     if blob is None:
         raise NotFound("no FIDO metadata is available", "run 'keyctl mds update' (or --file BLOB offline)")
+    from datetime import UTC, datetime
+
+    outdated = blob.next_update < datetime.now(UTC).date().isoformat()
     term = Terminal(as_json)
     if as_json:
-        term.json(_blob_json(blob))
+        term.json({**_blob_json(blob), "outdated": outdated})
         return
+    if outdated:
+        term.warn(f"the metadata was due for replacement on {blob.next_update}: run 'keyctl mds update'")
     trust = "verified" if blob.verified else "NOT verified (package copy)"
     term.line(f"source: {blob.source}")
     term.line(
