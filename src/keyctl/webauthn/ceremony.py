@@ -35,18 +35,25 @@ from keyctl.webauthn.origin import rp_id_fits_host
 logger = logging.getLogger(__name__)
 
 
-def _cache_fido2_type_hints() -> None:
-    """fido2 2.2's data classes call ``typing.get_type_hints`` (which compiles their string annotations)
-    on every construction and ``from_dict``: measured at ~60% of a login's client CPU time (three
-    authenticatorGetInfo parses alone cost ~15 ms each). A class's hints never change, so cache them."""
+def _cache_fido2_class_lookups() -> None:
+    """fido2 2.2's data classes work out, on every construction and ``from_dict``, two things that never
+    change for a class: its type hints (``typing.get_type_hints`` compiles the string annotations again:
+    measured at ~60% of a login's client CPU time, three authenticatorGetInfo parses alone ~15 ms each)
+    and, for CTAP's CBOR objects, each field's integer key (``fields(cls).index(field)`` for every field:
+    quadratic, ~10% of a login's client CPU time with the hints cached). Cache both."""
     import fido2.utils
+    from fido2.ctap2.base import _CborDataObject
 
     namespace = vars(fido2.utils)
     if not hasattr(namespace["get_type_hints"], "cache_info"):
         namespace["get_type_hints"] = functools.cache(typing.get_type_hints)
+    field_key = _CborDataObject.__dict__["_get_field_key"].__func__
+    if not hasattr(field_key, "cache_info"):
+        cached = typing.cast(Callable[..., int], functools.cache(field_key))
+        setattr(_CborDataObject, "_get_field_key", classmethod(cached))  # noqa: B010
 
 
-_cache_fido2_type_hints()
+_cache_fido2_class_lookups()
 
 PLATFORM = "platform"
 USB = "usb"
