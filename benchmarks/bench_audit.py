@@ -76,17 +76,29 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, int]:
     return time.perf_counter() - started, proc.returncode
 
 
-def page_through(url: str, token: str) -> float:
+def page_through(url: str, token: str) -> tuple[float, int, int]:
+    """Seconds to page through every user, the number of pages, and the largest page."""
     started = time.perf_counter()
+    pages = largest = 0
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as http:
         cursor = None
         while True:
-            params: dict[str, object] = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+            params: dict[str, str | int] = {"limit": 200, **({"cursor": cursor} if cursor else {})}
             page = http.get("/api/admin/users", params=params).json()
+            pages += 1
+            largest = max(largest, len(page["users"]))
             cursor = page["next_cursor"]
             if not cursor:
                 break
-    return time.perf_counter() - started
+    return time.perf_counter() - started, pages, largest
+
+
+def check_pagination(url: str, token: str, users: int) -> None:
+    """The admin API never answers everyone at once: a huge limit is refused or capped."""
+    headers = {"Authorization": f"Bearer {token}"}
+    response = httpx.get(f"{url}/api/admin/users", params={"limit": users}, headers=headers, timeout=60)
+    if response.status_code == 200 and len(response.json()["users"]) >= users:
+        raise SystemExit("the admin API answered every user in one page: it does not paginate")
 
 
 def main() -> None:
@@ -103,7 +115,10 @@ def main() -> None:
         populate(db_path, args.users, args.passkeys_per_user)
         env = {**os.environ, "BENCH_ADMIN_TOKEN": token, "KEYCTL_CACHE_DIR": tmp}
         with start(db_path, admin_token=token, rate_limit=10**9) as server:
-            references = [page_through(server.url, token) for _ in range(args.runs)]
+            pagings = [page_through(server.url, token) for _ in range(args.runs)]
+            references = [seconds for seconds, _, _ in pagings]
+            _, pages, largest = pagings[0]
+            check_pagination(server.url, token, args.users)
             command = [
                 sys.executable,
                 "-m",
@@ -127,9 +142,12 @@ def main() -> None:
             # The server runs in this process's threads, so the children are only the audit processes.
             peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     audit, reference = statistics.median(runs), statistics.median(references)
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     total = args.users * args.passkeys_per_user
-    print(f"{args.users} users, {total} passkeys, {args.runs} runs each (medians)")
-    print(f"  bare admin-API paging (reference): {reference:6.2f} s")
+    print(f"{args.users} users, {total} passkeys, {args.runs} runs each (medians); load average {load}")
+    print(
+        f"  bare admin-API paging (reference): {reference:6.2f} s  ({pages} pages, at most {largest} users)"
+    )
     print(f"  keyctl audit server (whole process): {audit:6.2f} s  = {audit / reference:.1f}x the reference")
     print(f"  peak RSS of keyctl audit server:     {peak:6.0f} MiB")
     print(f"  goal: < 10 s and < 300 MiB -> {'met' if audit < 10 and peak < 300 else 'NOT met'}")
