@@ -172,7 +172,13 @@ def _finish(
             )
         term.line(value)
     elif term.json_mode:
-        term.json({**result.as_json(), **({"recovery_code": recovery_code} if recovery_code else {})})
+        term.json(
+            {
+                **result.as_json(),
+                **_model(result.server),
+                **({"recovery_code": recovery_code} if recovery_code else {}),
+            }
+        )
     else:
         if result.ceremony == "register":
             term.line(f"registered a passkey for {result.user} at {result.rp_id}")
@@ -183,6 +189,24 @@ def _finish(
             term.line(f"credential {result.credential_id} ({result.authenticator})")
     if recovery_code and not term.json_mode:
         term.line(f"recovery code (shown once, keep it safe): {recovery_code}")
+
+
+def _model(verdict: object) -> dict[str, str | None]:
+    """The registered passkey's AAGUID and FIDO metadata model, when the server's answer names the AAGUID
+    (keyctl's reference server does, under ``passkey``)."""
+    passkey = verdict.get("passkey") if isinstance(verdict, dict) else None
+    aaguid = passkey.get("aaguid") if isinstance(passkey, dict) else None
+    if not isinstance(aaguid, str):
+        return {}
+    from keyctl.audit import mds
+    from keyctl.errors import KeyctlError
+
+    try:
+        metadata = mds.current()
+        model = metadata.model_name(aaguid) if metadata else None
+    except KeyctlError:  # not an AAGUID, or an unreadable cache: the model stays unknown
+        model = None
+    return {"aaguid": aaguid, "model": model}
 
 
 def _client(
