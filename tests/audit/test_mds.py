@@ -21,6 +21,8 @@ from keyctl.errors import ExitCode
 from keyctl.hid.udp import UdpServer
 from tests.conftest import run_keyctl
 from tests.enroll.conftest import PASSWORD, Rig
+from tests.webauthn.conftest import PASSWORD as SIGN_IN_PASSWORD
+from tests.webauthn.conftest import Reference
 
 from .mds_factory import (
     ICON,
@@ -336,3 +338,20 @@ def test_status_says_when_the_cache_is_past_its_next_update(
     assert json.loads(cli("mds", "status", "--json").stdout)["outdated"] is True
     assert mds.update(_write(tmp_path, sign_blob(old, serial=43))).serial == 43  # a fresh one
     assert json.loads(cli("mds", "status", "--json").stdout)["outdated"] is False
+
+
+def test_register_json_names_the_model(
+    cli: Any, cached: Pki, reference: Reference, udp_authenticator: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference.account("dana@example.com").close()
+    monkeypatch.setenv("PW", SIGN_IN_PASSWORD)
+    monkeypatch.setenv("RC", reference.recovery["dana@example.com"])
+    device = udp_authenticator(VirtualAuthenticator(new_state(aaguid=uuid.UUID(YUBIKEY_5).bytes)))
+    registered = cli(
+        "register", "--server", reference.url, "--user", "dana@example.com", "--password-env", "PW",
+        "--recovery-code-env", "RC", "--authenticator", device, "--json",
+    )  # fmt: skip
+    assert registered.exit_code == 0, registered.stderr
+    answer = json.loads(registered.stdout)
+    assert answer["server"]["passkey"]["aaguid"] == YUBIKEY_5
+    assert (answer["aaguid"], answer["model"]) == (YUBIKEY_5, "YubiKey 5 Series")
