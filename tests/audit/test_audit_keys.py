@@ -256,6 +256,10 @@ def test_recalled_model_and_outdated_firmware(cli: Any, serve: Any, publish: Any
 def test_no_key_plugged_in(cli: Any) -> None:
     result = cli("audit", "keys")
     assert result.exit_code == ExitCode.NO_DEVICE
+    # Output options are checked before any key is touched.
+    refused = cli("audit", "keys", "--device", "udp:127.0.0.1:9", "--fail-on", "severe")
+    assert refused.exit_code == ExitCode.INVALID_INPUT
+    assert "unknown severity 'severe'" in refused.stderr
 
 
 def _info(**changes: Any) -> KeyInfo:

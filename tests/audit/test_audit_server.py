@@ -235,6 +235,12 @@ def test_wrong_token_and_unreachable_server(
     assert "not-the-token" not in refused.stderr
     down = cli("audit", "server", "--server", "http://127.0.0.1:9", "--admin-token-env", "ADMIN_TOKEN")
     assert down.exit_code == ExitCode.SERVER_UNAVAILABLE
+    # Output options are checked before the server is asked anything.
+    for bad in (["--fail-on", "severe"], ["--json", "--csv"]):
+        refused = cli(
+            "audit", "server", "--server", "http://127.0.0.1:9", "--admin-token-env", "ADMIN_TOKEN", *bad
+        )
+        assert refused.exit_code == ExitCode.INVALID_INPUT, refused.stderr
 
 
 def test_admin_endpoints_come_from_the_profile(cli: Any, populated: ServerHandle, tmp_path: Path) -> None:

@@ -13,17 +13,27 @@ from keyctl.cli.output import JsonOption, Terminal
 from keyctl.cli.prompt import read_secret
 
 if TYPE_CHECKING:
-    from keyctl.audit.findings import Finding
+    from keyctl.audit.findings import Finding, Severity
     from keyctl.audit.report import Inventory
 
 app = typer.Typer(no_args_is_help=True)
+TERMINAL_ROWS = 100  # findings per severity in the table; a terminal cannot show 20,000 rows usefully
 
 FailOnOption = Annotated[
     str, typer.Option("--fail-on", help="Exit 9 when a finding is at least this severe (info..critical).")
 ]
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print the findings as CSV on stdout.")]
-TERMINAL_ROWS = 100  # findings per severity in the table; a terminal cannot show 20,000 rows usefully
 HtmlOption = Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")]
+
+
+def _threshold(fail_on: str, as_json: bool, as_csv: bool) -> Severity:
+    """Check the output options before auditing anything (an audit of keys touches them)."""
+    from keyctl.audit.findings import Severity
+    from keyctl.errors import InvalidInput
+
+    if as_json and as_csv:
+        raise InvalidInput("--json and --csv exclude each other", "choose one output format")
+    return Severity.parse(fail_on)
 
 
 def _emit(
@@ -32,19 +42,15 @@ def _emit(
     summary: dict[str, object],
     inventory: Inventory,
     on_terminal: str,
-    options: tuple[bool, bool, Path | None, str],
+    options: tuple[bool, bool, Path | None, Severity],
 ) -> None:
     """Print the report (``on_terminal`` names the inventory list the table output shows) and raise
     AuditFindings when a finding reaches the --fail-on threshold."""
     from keyctl.audit import report
-    from keyctl.audit.findings import Severity
-    from keyctl.errors import AuditFindings, InvalidInput
+    from keyctl.errors import AuditFindings
     from keyctl.fileio import atomic_write
 
-    as_json, as_csv, html, fail_on = options
-    threshold = Severity.parse(fail_on)
-    if as_json and as_csv:
-        raise InvalidInput("--json and --csv exclude each other", "choose one output format")
+    as_json, as_csv, html, threshold = options
     ordered = report.sort_findings(findings)
     if html is not None:
         page = report.to_html(ordered, title, summary, datetime.now(UTC), inventory)
@@ -72,14 +78,15 @@ def _emit(
             term.table(
                 list(listed[0]), [[report.cell(v) for v in row.values()] for row in listed], title=on_terminal
             )
-        for severity, group in report.grouped(ordered):
+        groups = report.grouped(ordered)
+        for severity, group in groups:
             shown = "" if len(group) <= TERMINAL_ROWS else f", the first {TERMINAL_ROWS} shown"
             term.table(
                 ["finding", "subject", "what", "fix"],
                 [(f.code, f.subject, f.message, f.fix) for f in group[:TERMINAL_ROWS]],
                 title=f"{severity.name} ({len(group)}{shown})",
             )
-        if any(len(group) > TERMINAL_ROWS for _, group in report.grouped(ordered)):
+        if any(len(group) > TERMINAL_ROWS for _, group in groups):
             term.status("Some findings are not shown: --csv, --json or --html FILE list them all.")
         if not ordered:
             term.status("No findings.")
@@ -119,6 +126,7 @@ def server(
     from keyctl.audit.server import AdminClient, model_rows, passkey_rows
     from keyctl.webauthn.profile import load
 
+    threshold = _threshold(fail_on, as_json, as_csv)
     rules = load_policy(policy, stale_days)
     admin_paths = load(profile).admin
     token = read_secret("admin token", admin_token_env)
@@ -144,7 +152,7 @@ def server(
     }
     inventory = {"models": model_rows(per_model, metadata), "passkeys": passkeys}
     title = f"Passkey audit of {server_url}"
-    _emit(findings, title, summary, inventory, "models", (as_json, as_csv, html, fail_on))
+    _emit(findings, title, summary, inventory, "models", (as_json, as_csv, html, threshold))
 
 
 @app.command()
@@ -179,6 +187,7 @@ def keys(
     from keyctl.errors import NoDevice
     from keyctl.hid import open_device
 
+    threshold = _threshold(fail_on, as_json, as_csv)
     rules = load_policy(policy)
     pin = read_secret("PIN", pin_env) if pin_env else None
     specs = device or _usb_key_paths()
@@ -200,7 +209,12 @@ def keys(
         "metadata": metadata.source if metadata else "none (run 'keyctl mds update')",
     }
     _emit(
-        findings, "Security key audit", summary, {"keys": keys_seen}, "keys", (as_json, as_csv, html, fail_on)
+        findings,
+        "Security key audit",
+        summary,
+        {"keys": keys_seen},
+        "keys",
+        (as_json, as_csv, html, threshold),
     )
 
 
