@@ -2,8 +2,8 @@
 
 Every public method is one SQLite transaction. A refusal is a ``PolicyError`` with a stable code; it
 rolls the transaction back, so nothing of the refused request is written, and then runs the error's
-``record`` step in a transaction of its own: the audit event, the failed-attempt counter, the used-up
-challenge. All times come from the injected clock.
+``record`` step in a transaction of its own: the audit event, the failed-attempt counter. Ceremony
+challenges live in memory (``challenges.py``). All times come from the injected clock.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from fido2.webauthn import (
 )
 
 from keyctl.server import aaguids, assertion, passwords, twofactor
+from keyctl.server.challenges import CHALLENGE_TTL, Challenge, Challenges
 from keyctl.server.store import Store
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,6 @@ Clock = Callable[[], float]
 T = TypeVar("T")
 E = TypeVar("E", ResidentKeyRequirement, UserVerificationRequirement)
 
-CHALLENGE_TTL = 5 * 60
 PENDING_TTL = 5 * 60
 IDLE_TTL = 24 * 3600
 ABSOLUTE_TTL = 7 * 24 * 3600
@@ -274,6 +274,7 @@ class Policy:
         )
         self._fido.timeout = CHALLENGE_TTL * 1000  # type: ignore[assignment]  # fido2 types it as None
         self._rp_id_hash = hashlib.sha256(settings.rp_id.encode()).digest()
+        self._challenges = Challenges()
         self._hits: dict[str, deque[float]] = {}
         self._hits_lock = threading.Lock()
         self._hits_swept_at = 0.0
@@ -715,37 +716,15 @@ class Policy:
     def _descriptors(self, rows: list[sqlite3.Row]) -> list[PublicKeyCredentialDescriptor]:
         return [PublicKeyCredentialDescriptor.from_dict(_descriptor_json(row)) for row in rows]
 
-    def _take_challenge(
-        self, db: sqlite3.Connection, client_data_challenge: bytes, kind: str, now: float
-    ) -> sqlite3.Row:
-        """Find and use up a ceremony's challenge; unknown, used or expired ones are 'Session expired'."""
-        challenge = websafe_encode(client_data_challenge)
-        row: sqlite3.Row | None = db.execute(
-            "SELECT * FROM challenges WHERE challenge = ? AND kind = ?", (challenge, kind)
-        ).fetchone()
-        if row is None or now - row["created_at"] > CHALLENGE_TTL:
-
-            def forget(db: sqlite3.Connection) -> None:
-                db.execute("DELETE FROM challenges WHERE challenge = ?", (challenge,))
-
+    def _take_challenge(self, value: bytes, kind: str, now: float) -> Challenge:
+        """Use up a ceremony's challenge; unknown, used or expired ones are 'Session expired'."""
+        challenge = self._challenges.take(value, kind, now)
+        if challenge is None:
             raise PolicyError(
                 "session_expired",
                 "Session expired: the challenge is unknown, already used or older than 5 minutes",
-                forget,
             )
-        db.execute("DELETE FROM challenges WHERE challenge = ?", (challenge,))
-        return row
-
-    def _with_challenge_used(self, error: PolicyError, challenge: str) -> PolicyError:
-        """The same refusal, also using up the challenge (a failed verify cannot be retried)."""
-        previous = error.record
-
-        def record(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM challenges WHERE challenge = ?", (challenge,))
-            if previous is not None:
-                previous(db)
-
-        return PolicyError(error.code, error.message, record)
+        return challenge
 
     def register_options(
         self, token: str | None, name: str | None, resident_key: str | None, uv: str | None, ip: str
@@ -768,18 +747,26 @@ class Policy:
                     user["email"],
                     ip,
                 )
-            options, state = self._fido.register_begin(
+            value = os.urandom(32)
+            options, _ = self._fido.register_begin(
                 PublicKeyCredentialUserEntity(
                     name=user["email"], id=user["user_handle"], display_name=user["email"]
                 ),
                 credentials=self._descriptors(rows),
                 resident_key_requirement=rk,
                 user_verification=verification,
+                challenge=value,
             )
-            db.execute(
-                "INSERT INTO challenges (challenge, kind, user_id, username_first, session_hash, "
-                "user_verification, name, created_at) VALUES (?, 'register', ?, 1, ?, ?, ?, ?)",
-                (state["challenge"], user["id"], session["token_hash"], verification.value, name, now),
+            self._challenges.add(
+                Challenge(
+                    value=value,
+                    kind="register",
+                    created_at=now,
+                    user_verification=verification.value,
+                    user_id=user["id"],
+                    session_hash=session["token_hash"],
+                    name=name,
+                )
             )
             return dict(options.public_key)
 
@@ -792,51 +779,48 @@ class Policy:
         def work(db: sqlite3.Connection, now: float) -> tuple[str, Passkey]:
             session = self._session(db, token, ACTIVE, now, enrollment=True)
             email = session["email"]
-            challenge = self._take_challenge(db, registration.response.client_data.challenge, "register", now)
+            challenge = self._take_challenge(registration.response.client_data.challenge, "register", now)
+            if challenge.session_hash != session["token_hash"]:
+                raise PolicyError(
+                    "session_expired", "Session expired: this challenge was issued to another session"
+                )
+            state = {
+                "challenge": websafe_encode(challenge.value),
+                "user_verification": UserVerificationRequirement(challenge.user_verification),
+            }
             try:
-                if challenge["session_hash"] != session["token_hash"]:
-                    raise PolicyError(
-                        "session_expired", "Session expired: this challenge was issued to another session"
-                    )
-                state = {
-                    "challenge": challenge["challenge"],
-                    "user_verification": UserVerificationRequirement(challenge["user_verification"]),
-                }
-                try:
-                    auth_data = self._fido.register_complete(state, registration)
-                except ValueError as error:
-                    raise self._refuse(
-                        "verification_failed",
-                        f"Verification failed: {error}",
-                        "passkey_register_refused",
-                        email,
-                        ip,
-                    ) from None
-                credential = auth_data.credential_data
-                assert credential is not None  # register_complete guarantees attested credential data
-                if db.execute(
-                    "SELECT 1 FROM passkeys WHERE credential_id = ?", (credential.credential_id,)
-                ).fetchone():
-                    raise self._refuse(
-                        "credential_excluded",
-                        "Passkey already registered for this device",
-                        "passkey_register_refused",
-                        email,
-                        ip,
-                    )
-                rows = self._passkeys(db, session["user_id"])
-                if len(rows) >= MAX_PASSKEYS:
-                    raise self._refuse(
-                        "passkey_limit",
-                        LIMIT_MESSAGE,
-                        "passkey_register_refused",
-                        email,
-                        ip,
-                    )
-            except PolicyError as error:
-                raise self._with_challenge_used(error, challenge["challenge"]) from None
+                auth_data = self._fido.register_complete(state, registration)
+            except ValueError as error:
+                raise self._refuse(
+                    "verification_failed",
+                    f"Verification failed: {error}",
+                    "passkey_register_refused",
+                    email,
+                    ip,
+                ) from None
+            credential = auth_data.credential_data
+            assert credential is not None  # register_complete guarantees attested credential data
+            if db.execute(
+                "SELECT 1 FROM passkeys WHERE credential_id = ?", (credential.credential_id,)
+            ).fetchone():
+                raise self._refuse(
+                    "credential_excluded",
+                    "Passkey already registered for this device",
+                    "passkey_register_refused",
+                    email,
+                    ip,
+                )
+            rows = self._passkeys(db, session["user_id"])
+            if len(rows) >= MAX_PASSKEYS:
+                raise self._refuse(
+                    "passkey_limit",
+                    LIMIT_MESSAGE,
+                    "passkey_register_refused",
+                    email,
+                    ip,
+                )
             aaguid = str(credential.aaguid)
-            name = challenge["name"] or aaguids.model_name(aaguid) or _next_default_name(rows)
+            name = challenge.name or aaguids.model_name(aaguid) or _next_default_name(rows)
             db.execute(
                 "INSERT INTO passkeys (credential_id, user_id, name, credential_data, aaguid, transports, "
                 "backup_eligible, backed_up, sign_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -918,14 +902,19 @@ class Policy:
         def work(db: sqlite3.Connection, now: float) -> dict[str, Any]:
             user = self._user_by_email(db, email.strip().lower()) if email is not None else None
             rows = self._passkeys(db, user["id"]) if user is not None else []
-            challenge = websafe_encode(os.urandom(32))
-            db.execute(
-                "INSERT INTO challenges (challenge, kind, user_id, username_first, user_verification, "
-                "created_at) VALUES (?, 'login', ?, ?, ?, ?)",
-                (challenge, user["id"] if user else None, email is not None, verification.value, now),
+            value = os.urandom(32)
+            self._challenges.add(
+                Challenge(
+                    value=value,
+                    kind="login",
+                    created_at=now,
+                    user_verification=verification.value,
+                    user_id=user["id"] if user else None,
+                    username_first=email is not None,
+                )
             )
             return {
-                "challenge": challenge,
+                "challenge": websafe_encode(value),
                 "timeout": CHALLENGE_TTL * 1000,
                 "rpId": self.settings.rp_id,
                 "allowCredentials": [_descriptor_json(row) for row in rows],
@@ -942,18 +931,15 @@ class Policy:
         credential_id = websafe_encode(parsed.credential_id)
 
         def work(db: sqlite3.Connection, now: float) -> SignedIn:
-            challenge = self._take_challenge(db, parsed.challenge, "login", now)
-            try:
-                return self._login(db, challenge, parsed, credential_id, ip, now)
-            except PolicyError as error:
-                raise self._with_challenge_used(error, challenge["challenge"]) from None
+            challenge = self._take_challenge(parsed.challenge, "login", now)
+            return self._login(db, challenge, parsed, credential_id, ip, now)
 
         return self._run(work)
 
     def _login(
         self,
         db: sqlite3.Connection,
-        challenge: sqlite3.Row,
+        challenge: Challenge,
         parsed: assertion.Assertion,
         credential_id: str,
         ip: str,
@@ -964,7 +950,7 @@ class Policy:
             "WHERE credential_id = ?",
             (parsed.credential_id,),
         ).fetchone()
-        if row is None or (challenge["username_first"] and row["user_id"] != challenge["user_id"]):
+        if row is None or (challenge.username_first and row["user_id"] != challenge.user_id):
             raise self._refuse(
                 "unknown_credential",
                 "Passkey not found: this passkey is not registered here",
@@ -988,10 +974,10 @@ class Policy:
             assertion.verify(
                 parsed,
                 public_key=AttestedCredentialData(row["credential_data"]).public_key,
-                challenge=websafe_decode(challenge["challenge"]),
+                challenge=challenge.value,
                 origin=self.settings.origin,
                 rp_id_hash=self._rp_id_hash,
-                user_verification_required=challenge["user_verification"]
+                user_verification_required=challenge.user_verification
                 == UserVerificationRequirement.REQUIRED.value,
             )
         except ValueError as error:
@@ -1150,11 +1136,10 @@ class Policy:
         return self._run(work)
 
     def cleanup(self) -> None:
-        """Forget expired sessions and challenges (at start-up)."""
+        """Forget expired sessions (at start-up)."""
 
         def work(db: sqlite3.Connection, now: float) -> None:
             db.execute("DELETE FROM sessions WHERE created_at < ?", (now - ABSOLUTE_TTL,))
-            db.execute("DELETE FROM challenges WHERE created_at < ?", (now - CHALLENGE_TTL,))
 
         self._run(work)
 

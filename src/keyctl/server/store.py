@@ -55,16 +55,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     pending_recovery_hash TEXT,
     pending_step INTEGER
 );
-CREATE TABLE IF NOT EXISTS challenges (
-    challenge TEXT PRIMARY KEY,
-    kind TEXT NOT NULL,
-    user_id INTEGER REFERENCES users(id) ON DELETE CASCADE,
-    username_first INTEGER NOT NULL,
-    session_hash TEXT,
-    user_verification TEXT,
-    name TEXT,
-    created_at REAL NOT NULL
-);
 CREATE TABLE IF NOT EXISTS invites (
     token_hash TEXT PRIMARY KEY,
     email TEXT NOT NULL,

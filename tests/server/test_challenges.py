@@ -1,0 +1,81 @@
+"""Ceremony challenges (in memory): single use, expiry, kind, the sweep of expired ones, a restart, and
+two concurrent verifies of one assertion."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from keyctl.server import ServerHandle, start
+from keyctl.server.challenges import CHALLENGE_TTL, SWEEP_EVERY, Challenge, Challenges
+from tests.server.conftest import EMAIL, FakeClock, client, enroll, error_of, register
+from tests.server.softauth import SoftAuthenticator
+
+
+def _challenge(kind: str = "login", at: float = 1000.0) -> Challenge:
+    return Challenge(value=os.urandom(32), kind=kind, created_at=at, user_verification="preferred", user_id=1)
+
+
+def test_a_challenge_is_taken_once() -> None:
+    pending = Challenges()
+    challenge = _challenge()
+    pending.add(challenge)
+    assert pending.take(challenge.value, "login", 1001.0) == challenge
+    assert pending.take(challenge.value, "login", 1001.0) is None
+
+
+def test_expired_and_other_kinds_are_refused_and_used_up() -> None:
+    pending = Challenges()
+    old, registration = _challenge(), _challenge("register")
+    pending.add(old)
+    pending.add(registration)
+    assert pending.take(old.value, "login", 1000.0 + CHALLENGE_TTL + 1) is None
+    assert pending.take(registration.value, "login", 1001.0) is None
+    assert pending.take(registration.value, "register", 1001.0) is None  # naming it used it up
+    assert pending.take(os.urandom(32), "login", 1001.0) is None
+    assert len(pending) == 0
+
+
+def test_expired_challenges_are_swept() -> None:
+    pending = Challenges()
+    for _ in range(50):
+        pending.add(_challenge(at=1000.0))
+    fresh = _challenge(at=1000.0 + CHALLENGE_TTL - 1)
+    pending.add(fresh)
+    assert len(pending) == 51  # nothing expired yet
+    late = _challenge(at=1000.0 + CHALLENGE_TTL + SWEEP_EVERY + 1)
+    pending.add(late)
+    assert len(pending) == 2  # the 50 expired ones are gone; the fresh one is still within its 5 minutes
+    assert pending.take(fresh.value, "login", fresh.created_at + 10) == fresh
+
+
+def test_a_restart_turns_a_pending_ceremony_into_session_expired(tmp_path: Path, clock: FakeClock) -> None:
+    db = tmp_path / "rp.sqlite3"
+    key = SoftAuthenticator("")
+    with start(db, clock=clock, rate_limit=100_000) as first:
+        key.origin = first.url
+        register(enroll(first, clock).http, key)
+        options = client(first).post("/api/passkeys/login/options", json={"email": EMAIL}).json()
+    with start(db, clock=clock, rate_limit=100_000) as second:
+        key.origin = second.url  # a new port: the response is right for this server but for its challenge
+        stale = client(second).post("/api/passkeys/login/verify", json=key.get(options))
+        assert error_of(stale) == "session_expired"
+        http = client(second)
+        fresh = http.post("/api/passkeys/login/options", json={"email": EMAIL}).json()
+        assert http.post("/api/passkeys/login/verify", json=key.get(fresh)).status_code == 200
+
+
+def test_two_concurrent_verifies_of_one_assertion_sign_in_once(
+    server: ServerHandle, clock: FakeClock
+) -> None:
+    key = SoftAuthenticator(server.url)
+    register(enroll(server, clock).http, key)
+    options = client(server).post("/api/passkeys/login/options", json={"email": EMAIL}).json()
+    response = key.get(options)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(
+            pool.map(lambda _: client(server).post("/api/passkeys/login/verify", json=response), range(4))
+        )
+    assert sorted(r.status_code for r in results) == [200, 401, 401, 401]
+    assert all(error_of(r) == "session_expired" for r in results if r.status_code != 200)
