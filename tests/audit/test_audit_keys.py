@@ -300,3 +300,25 @@ def test_slots_min_pin_and_always_uv_rules() -> None:
     assert codes(_info(), Policy(require_always_uv=True)) == {"key.always_uv_off"}
     assert codes(_info(options={"alwaysUv": True}), Policy(require_always_uv=True)) == set()
     assert codes(_info(pin_set=False), Policy()) == {"key.no_pin"}
+
+
+def test_plugged_in_keys_are_audited_with_the_given_ones(
+    cli: Any, serve: Any, publish: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A USB key that is listed but cannot be opened is a finding, and the other keys are still audited."""
+    import fido2.hid
+    from fido2.hid.base import HidDescriptor
+
+    gone = HidDescriptor("/dev/hidraw-keyctl-test", 0x1050, 0x0407, 64, 64, "YubiKey", "123456")
+    monkeypatch.setattr(fido2.hid, "list_descriptors", lambda: [gone])
+    state = new_state(attestation_mode=AttestationMode.X5C)
+    publish(state, [_der_b64(ca_certificate_pem(state))])
+    spec = serve(state)
+    result = cli("audit", "keys", "--device", spec, "--json")
+    assert result.exit_code == ExitCode.AUDIT_FINDINGS, result.stderr
+    report = _report(result)
+    assert report["summary"]["keys"] == 2
+    assert [k["device"] for k in report["keys"]] == [spec]
+    unreachable = [f for f in report["findings"] if f["code"] == "key.unreachable"]
+    assert [(f["subject"], f["severity"]) for f in unreachable] == [("usb:/dev/hidraw-keyctl-test", "high")]
+    assert unreachable[0]["message"].startswith("could not be audited: ")

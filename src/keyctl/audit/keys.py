@@ -52,6 +52,17 @@ def inspect_key(
     return KeyFacts(label, info, attested, problem, dict(per_rp))
 
 
+def unreachable(label: str, error: KeyctlError) -> Finding:
+    """A key that vanished or never answered: it could not be checked, so the audit must not pass."""
+    return Finding(
+        Severity.HIGH,
+        "key.unreachable",
+        label,
+        f"could not be audited: {error.message}",
+        error.remedy or "reconnect the key and rerun the audit",
+    )
+
+
 def key_row(facts: KeyFacts, metadata: MetadataBlob | None) -> dict[str, object]:
     """One connected key as the report's inventory lists it."""
     info = facts.info

@@ -160,7 +160,7 @@ def keys(
     device: Annotated[
         list[str] | None,
         typer.Option(
-            "--device", "-d", help="A key to audit (repeatable); default: every USB key plugged in."
+            "--device", "-d", help="Also audit this key (repeatable); every USB key plugged in is audited."
         ),
     ] = None,
     pin_env: Annotated[
@@ -182,15 +182,15 @@ def keys(
 
     from keyctl.audit import mds
     from keyctl.audit.findings import load_policy
-    from keyctl.audit.keys import audit_key, inspect_key, key_row
+    from keyctl.audit.keys import audit_key, inspect_key, key_row, unreachable
     from keyctl.device.key import SecurityKey
-    from keyctl.errors import NoDevice
+    from keyctl.errors import DeviceRemoved, NoDevice
     from keyctl.hid import open_device
 
     threshold = _threshold(fail_on, as_json, as_csv)
     rules = load_policy(policy)
     pin = read_secret("PIN", pin_env) if pin_env else None
-    specs = device or _usb_key_paths()
+    specs = list(dict.fromkeys([*_usb_key_paths(), *(device or [])]))
     if not specs:
         raise NoDevice(
             "No compatible device found: no security key is plugged in", "insert a key, or give --device"
@@ -201,7 +201,11 @@ def keys(
     keys_seen: list[dict[str, object]] = []
     for spec in specs:
         touch = partial(term.status, f"Touch the key {spec}...")
-        facts = inspect_key(SecurityKey(open_device(spec)), spec, pin, touch)
+        try:
+            facts = inspect_key(SecurityKey(open_device(spec)), spec, pin, touch)
+        except (NoDevice, DeviceRemoved) as error:  # the others are still audited; a PIN error stops all
+            findings.append(unreachable(spec, error))
+            continue
         keys_seen.append(key_row(facts, metadata))
         findings.extend(audit_key(facts, metadata, rules))
     summary: dict[str, object] = {
