@@ -322,3 +322,16 @@ def test_plugged_in_keys_are_audited_with_the_given_ones(
     unreachable = [f for f in report["findings"] if f["code"] == "key.unreachable"]
     assert [(f["subject"], f["severity"]) for f in unreachable] == [("usb:/dev/hidraw-keyctl-test", "high")]
     assert unreachable[0]["message"].startswith("could not be audited: ")
+
+
+def test_a_wrong_pin_stops_the_audit_after_one_attempt(
+    cli: Any, serve: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = (serve(new_state(attestation_mode=AttestationMode.X5C), pin=PIN) for _ in range(2))
+    before = [SecurityKey(open_device(spec)).pin_retries()[0] for spec in (first, second)]
+    monkeypatch.setenv("KEY_PIN", "9999-wrong")
+    result = cli("audit", "keys", "--device", first, "--device", second, "--pin-env", "KEY_PIN")
+    assert result.exit_code == ExitCode.NOT_VERIFIED, result.stderr
+    assert "wrong PIN" in result.stderr
+    after = [SecurityKey(open_device(spec)).pin_retries()[0] for spec in (first, second)]
+    assert after == [before[0] - 1, before[1]]  # one attempt on the first key, none on the second

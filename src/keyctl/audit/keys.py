@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from keyctl.audit.findings import Finding, Policy, Severity, model_findings
 from keyctl.audit.mds import MetadataBlob, MetadataEntry, chain_leads_to
 from keyctl.device.key import Attested, KeyInfo, SecurityKey
-from keyctl.errors import KeyctlError, NotSupported
+from keyctl.errors import KeyctlError, NotSupported, NotVerified, PinAuthBlocked, PinBlocked
 
 AUDIT_RP_ID = "audit.keyctl.invalid"  # a reserved name: no real site can ever ask for this credential
 LOW_SLOTS = 3
@@ -38,6 +38,8 @@ def inspect_key(
         pin = None
     try:
         attested, problem = key.attestation_sample(AUDIT_RP_ID, pin, on_touch_needed), None
+    except (NotVerified, PinBlocked, PinAuthBlocked):
+        raise  # a wrong PIN must not be tried again, on this key or on the next
     except KeyctlError as error:
         attested, problem = None, error.message
     if pin is None:
