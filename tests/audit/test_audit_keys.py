@@ -288,7 +288,7 @@ def test_slots_min_pin_and_always_uv_rules() -> None:
     """The key rules on getInfo records (a virtual key would need 98 passkeys to run low on slots)."""
 
     def codes(info: KeyInfo, policy: Policy) -> set[str]:
-        facts = KeyFacts("usb:test", info, None, "no touch", {}, None)
+        facts = KeyFacts("usb:test", info, None, "no touch", {})
         return {f.code for f in audit_key(facts, None, policy)} - {
             "key.model_unknown",
             "key.attestation_unchecked",

@@ -23,8 +23,7 @@ class KeyFacts:
     info: KeyInfo
     attestation: Attested | None  # None when it could not be sampled (see attestation_problem)
     attestation_problem: str | None
-    credentials_per_rp: dict[str, int] | None  # None without a PIN or without credMgmt
-    credentials_problem: str | None = None  # why credentials_per_rp is None
+    credentials_per_rp: dict[str, int] | None  # None without the PIN, or on a key without credMgmt
 
 
 def inspect_key(
@@ -43,11 +42,11 @@ def inspect_key(
     except KeyctlError as error:
         attested, problem = None, error.message
     if pin is None:
-        return KeyFacts(label, info, attested, problem, None, "listing them needs the key's PIN (--pin-env)")
+        return KeyFacts(label, info, attested, problem, None)
     try:
         stored = key.credentials(pin)
-    except NotSupported as error:
-        return KeyFacts(label, info, attested, problem, None, error.message)
+    except NotSupported:
+        return KeyFacts(label, info, attested, problem, None)
     for leftover in [c for c in stored if c.rp_id == AUDIT_RP_ID]:
         key.delete_credential(pin, leftover.credential_id)
     per_rp = Counter(c.rp_id for c in stored if c.rp_id != AUDIT_RP_ID)
