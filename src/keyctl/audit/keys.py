@@ -185,7 +185,7 @@ def _attestation_findings(facts: KeyFacts, entry: MetadataEntry | None, subject:
             "key.attestation_unchecked",
             subject,
             f"attestation not checked: {facts.attestation_problem}",
-            "rerun with the key's PIN",
+            "rerun with the key's PIN (--pin-env VAR) and touch the key when it blinks",
         )
     elif attested.problem:
         yield Finding(
