@@ -199,6 +199,19 @@ def test_malformed_jwt_is_refused(cli: Any, cached: Pki, tmp_path: Path, garbage
     _assert_refused_and_cache_kept(cli, tmp_path, garbage, "metadata blob refused")
 
 
+@pytest.mark.parametrize("damage", ["{not json", '{"entries": []}', '{"serial": 1, "entries": [{}]}'])
+def test_a_damaged_cache_is_a_clear_error_that_update_repairs(
+    cli: Any, cached: Pki, tmp_path: Path, damage: str
+) -> None:
+    (config.cache_dir() / "mds" / "entries.json").write_text(damage)
+    shown = cli("mds", "show", YUBIKEY_5)
+    assert shown.exit_code == ExitCode.STATE
+    assert "the metadata cache" in shown.stderr
+    assert "run 'keyctl mds update'" in shown.stderr
+    assert cli("mds", "update", "--file", _write(tmp_path, sign_blob(cached, serial=40))).exit_code == 0
+    assert json.loads(cli("mds", "show", YUBIKEY_5, "--json").stdout)["description"] == "YubiKey 5 Series"
+
+
 def test_rollback_to_an_older_serial_is_refused(cli: Any, cached: Pki, tmp_path: Path) -> None:
     _assert_refused_and_cache_kept(cli, tmp_path, sign_blob(cached, serial=41), "rollback")
 

@@ -288,27 +288,27 @@ def load_cache() -> MetadataBlob | None:
     _, entries_file = _cache_files()
     try:
         data = json.loads(entries_file.read_text())
+        entries = tuple(
+            MetadataEntry(
+                aaguid=e["aaguid"],
+                description=e["description"],
+                status_reports=tuple(StatusReport(**r) for r in e["status_reports"]),
+                attestation_roots=tuple(e["attestation_roots"]),
+                authenticator_version=e["authenticator_version"],
+                key_identifiers=tuple(e["key_identifiers"]),
+            )
+            for e in data["entries"]
+        )
+        return MetadataBlob(
+            data["serial"], data["next_update"], entries, tuple(data["skipped"]), data["source"], True
+        )
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise StateError(
             f"the metadata cache {entries_file} is unreadable ({type(error).__name__})",
             "run 'keyctl mds update' to rebuild it",
         ) from None
-    entries = tuple(
-        MetadataEntry(
-            aaguid=e["aaguid"],
-            description=e["description"],
-            status_reports=tuple(StatusReport(**r) for r in e["status_reports"]),
-            attestation_roots=tuple(e["attestation_roots"]),
-            authenticator_version=e["authenticator_version"],
-            key_identifiers=tuple(e["key_identifiers"]),
-        )
-        for e in data["entries"]
-    )
-    return MetadataBlob(
-        data["serial"], data["next_update"], entries, tuple(data["skipped"]), data["source"], True
-    )
 
 
 def _save_cache(jwt: bytes, blob: MetadataBlob) -> None:
@@ -343,7 +343,11 @@ def update(source: str, now: datetime | None = None) -> MetadataBlob:
     """Fetch (URL) or read (file) a blob, verify it, and replace the cache only if it is good and newer."""
     jwt = _read_source(source)
     blob = verify_blob(jwt, trusted_root_pem(), now or datetime.now(UTC), source)
-    previous = load_cache()
+    try:
+        previous = load_cache()
+    except StateError:  # a damaged cache is what an update repairs
+        log.warning("replacing an unreadable metadata cache")
+        previous = None
     if previous is not None and blob.serial < previous.serial:
         raise _refuse(f"its serial {blob.serial} is older than the cached {previous.serial} (a rollback)")
     _save_cache(jwt, blob)
