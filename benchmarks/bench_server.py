@@ -1,18 +1,21 @@
-"""Verified passkey logins per second against the reference server, next to the bare ECDSA P-256 verify
-rate measured in the same run.
+"""Verified passkey logins per second against the reference server, next to two references measured in
+the same run: the bare ECDSA P-256 verify rate, and two bare HTTP round trips to the same server.
 
     .venv/bin/python benchmarks/bench_server.py [--seconds 2.0] [--rounds 5]
 
 The server runs in a thread (uvicorn on a free loopback port, a fresh SQLite database); one in-process
 client keeps a connection open and does, per login, the two real round trips: POST login options, sign
 with an ES256 software authenticator (tests/server/softauth.py), POST the assertion, which the server
-verifies (fido2's Fido2Server, counter check, session and audit rows written) before answering. Each
-figure is the median over the rounds; the ratio says how many bare verifies one login costs.
+verifies (signature, rpIdHash, flags, clientData, challenge, counter; session and audit rows written)
+before answering. The bare round trips are two GETs of an unknown path (a 404 answered by the same
+app). Server CPU is the process's CPU time less the client thread's, per login: it does not depend on
+how busy the machine is the way wall time does. Each figure is the median over the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -33,11 +36,18 @@ PASSWORD = "benchmark passphrase 2026"
 
 
 def rate(operation: Callable[[], object], seconds: float) -> float:
+    return measure(operation, seconds)[0]
+
+
+def measure(operation: Callable[[], object], seconds: float) -> tuple[float, float]:
+    """Operations per second, and the CPU milliseconds per operation spent outside this thread."""
     count, started = 0, time.perf_counter()
+    process, thread = time.process_time(), time.thread_time()
     while time.perf_counter() - started < seconds:
         operation()
         count += 1
-    return count / (time.perf_counter() - started)
+    elsewhere = (time.process_time() - process) - (time.thread_time() - thread)
+    return count / (time.perf_counter() - started), 1000 * elsewhere / count
 
 
 def ecdsa_verify() -> Callable[[], None]:
@@ -90,22 +100,32 @@ def main() -> None:
             if verdict.status_code != 200 or verdict.json()["verified"] is not True:
                 raise SystemExit(f"login failed: {verdict.text}")
 
+        def bare_round_trips() -> None:
+            for _ in range(2):
+                if client.get("/bench/nothing").status_code != 404:
+                    raise SystemExit("the bare round trip did not get its 404")
+
         sign_key = ec.generate_private_key(ec.SECP256R1())
         verify = ecdsa_verify()
-        logins, verifies, signs = [], [], []
+        verifies, signs, logins, bares = [], [], [], []
         for _ in range(args.rounds):
             verifies.append(rate(verify, args.seconds))
             signs.append(rate(lambda: sign_key.sign(b"x" * 69, ec.ECDSA(hashes.SHA256())), args.seconds))
-            logins.append(rate(login, args.seconds))
+            logins.append(measure(login, args.seconds))
+            bares.append(measure(bare_round_trips, args.seconds))
 
-    login_rate, verify_rate, sign_rate = (statistics.median(v) for v in (logins, verifies, signs))
-    print(f"rounds: {args.rounds} x {args.seconds:.1f} s (medians)")
+    verify_rate, sign_rate = statistics.median(verifies), statistics.median(signs)
+    login_rate, login_cpu = (statistics.median(v) for v in zip(*logins, strict=True))
+    bare_rate, bare_cpu = (statistics.median(v) for v in zip(*bares, strict=True))
+    print(f"rounds: {args.rounds} x {args.seconds:.1f} s (medians); load average {os.getloadavg()[0]:.1f}")
     print(f"bare ECDSA P-256 verify (cryptography):     {verify_rate:10.0f} /s")
     print(f"bare ECDSA P-256 sign (client side, each):  {sign_rate:10.0f} /s")
-    print(f"verified passkey logins over loopback:      {login_rate:10.1f} /s")
-    print(f"one login (options + verify round trips):   {1000 / login_rate:10.2f} ms")
+    print(f"two bare round trips (404) over loopback:   {bare_rate:10.1f} /s  {1000 / bare_rate:6.2f} ms")
+    print(f"verified passkey logins over loopback:      {login_rate:10.1f} /s  {1000 / login_rate:6.2f} ms")
+    print(f"server CPU per login / per two bare trips:  {login_cpu:10.2f} ms  {bare_cpu:6.2f} ms")
     print(f"ratio logins / bare verifies:               {login_rate / verify_rate:10.4f}")
     print(f"one login costs as much as {verify_rate / login_rate:.0f} bare verifies")
+    print(f"one login costs as much as {bare_rate / login_rate:.1f} pairs of bare round trips")
 
 
 if __name__ == "__main__":
