@@ -3,20 +3,23 @@ the same run: the bare ECDSA P-256 verify rate, and two bare HTTP round trips to
 
     .venv/bin/python benchmarks/bench_server.py [--seconds 2.0] [--rounds 5]
 
-The server runs in a thread (uvicorn on a free loopback port, a fresh SQLite database); one in-process
-client keeps a connection open and does, per login, the two real round trips: POST login options, sign
-with an ES256 software authenticator (tests/server/softauth.py), POST the assertion, which the server
-verifies (signature, rpIdHash, flags, clientData, challenge, counter; session and audit rows written)
-before answering. The bare round trips are two GETs of an unknown path (a 404 answered by the same
-app). Server CPU is the process's CPU time less the client thread's, per login: it does not depend on
-how busy the machine is the way wall time does. Each figure is the median over the rounds.
+The server is `keyctl server` in its own process (loopback, a fresh SQLite database), as a deployment or
+benchmarks/bench_login.py runs it; one in-process client keeps a connection open and does, per login, the
+two real round trips: POST login options, sign with an ES256 software authenticator
+(tests/server/softauth.py), POST the assertion, which the server verifies (signature, rpIdHash, flags,
+clientData, challenge, counter; session and audit rows written) before answering. The bare round trips
+are two GETs of an unknown path (a 404 from the same app). Server CPU is the server process's user+system
+time per login, from /proc (Linux): unlike wall time, it hardly depends on how busy the machine is. Each
+figure is the median over the rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,27 +30,59 @@ import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from keyctl.server import start
-
 REPO = Path(__file__).resolve().parents[1]
 
 EMAIL = "bench@example.com"
 PASSWORD = "benchmark passphrase 2026"
+ADMIN_TOKEN = "bench-admin-token"
 
 
 def rate(operation: Callable[[], object], seconds: float) -> float:
-    return measure(operation, seconds)[0]
-
-
-def measure(operation: Callable[[], object], seconds: float) -> tuple[float, float]:
-    """Operations per second, and the CPU milliseconds per operation spent outside this thread."""
     count, started = 0, time.perf_counter()
-    process, thread = time.process_time(), time.thread_time()
     while time.perf_counter() - started < seconds:
         operation()
         count += 1
-    elsewhere = (time.process_time() - process) - (time.thread_time() - thread)
-    return count / (time.perf_counter() - started), 1000 * elsewhere / count
+    return count / (time.perf_counter() - started)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (fields 14 and 15 of /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(operation: Callable[[], object], seconds: float, server: int) -> tuple[float, float]:
+    """Operations per second, and the server's CPU milliseconds per operation."""
+    before = cpu_seconds(server)
+    count, started = 0, time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        operation()
+        count += 1
+    elapsed = time.perf_counter() - started
+    return count / elapsed, 1000 * (cpu_seconds(server) - before) / count
+
+
+def serve(folder: str) -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "keyctl", "server", "--port", str(port), "--db", f"{folder}/rp.sqlite3",
+         "--admin-token-env", "BENCH_ADMIN", "--rate-limit", "1000000000"],
+        env={**os.environ, "BENCH_ADMIN": ADMIN_TOKEN},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"http://localhost:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url + "/", timeout=1)
+            return server, url
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    server.terminate()
+    raise SystemExit(f"the reference server at {url} did not start")
 
 
 def ecdsa_verify() -> Callable[[], None]:
@@ -84,35 +119,37 @@ def main() -> None:
     sys.path.insert(0, str(REPO))  # the tests' software authenticator
     from tests.server.softauth import SoftAuthenticator
 
-    with (
-        tempfile.TemporaryDirectory() as folder,
-        start(Path(folder) / "bench.sqlite3", rate_limit=10**9) as server,
-    ):
-        http = registered_client(server.url, server.admin_token, lambda secret: pyotp.TOTP(secret).now())
-        key = SoftAuthenticator(server.url)
-        options = http.post("/api/passkeys/register/options", json={}).json()
-        http.post("/api/passkeys/register/verify", json=key.create(options)).raise_for_status()
-        client = httpx.Client(base_url=server.url, verify=False)
+    with tempfile.TemporaryDirectory() as folder:
+        server, url = serve(folder)
+        try:
+            http = registered_client(url, ADMIN_TOKEN, lambda secret: pyotp.TOTP(secret).now())
+            key = SoftAuthenticator(url)
+            options = http.post("/api/passkeys/register/options", json={}).json()
+            http.post("/api/passkeys/register/verify", json=key.create(options)).raise_for_status()
+            client = httpx.Client(base_url=url, verify=False)
 
-        def login() -> None:
-            request = client.post("/api/passkeys/login/options", json={"email": EMAIL}).json()
-            verdict = client.post("/api/passkeys/login/verify", json=key.get(request))
-            if verdict.status_code != 200 or verdict.json()["verified"] is not True:
-                raise SystemExit(f"login failed: {verdict.text}")
+            def login() -> None:
+                request = client.post("/api/passkeys/login/options", json={"email": EMAIL}).json()
+                verdict = client.post("/api/passkeys/login/verify", json=key.get(request))
+                if verdict.status_code != 200 or verdict.json()["verified"] is not True:
+                    raise SystemExit(f"login failed: {verdict.text}")
 
-        def bare_round_trips() -> None:
-            for _ in range(2):
-                if client.get("/bench/nothing").status_code != 404:
-                    raise SystemExit("the bare round trip did not get its 404")
+            def bare_round_trips() -> None:
+                for _ in range(2):
+                    if client.get("/bench/nothing").status_code != 404:
+                        raise SystemExit("the bare round trip did not get its 404")
 
-        sign_key = ec.generate_private_key(ec.SECP256R1())
-        verify = ecdsa_verify()
-        verifies, signs, logins, bares = [], [], [], []
-        for _ in range(args.rounds):
-            verifies.append(rate(verify, args.seconds))
-            signs.append(rate(lambda: sign_key.sign(b"x" * 69, ec.ECDSA(hashes.SHA256())), args.seconds))
-            logins.append(measure(login, args.seconds))
-            bares.append(measure(bare_round_trips, args.seconds))
+            sign_key = ec.generate_private_key(ec.SECP256R1())
+            verify = ecdsa_verify()
+            verifies, signs, logins, bares = [], [], [], []
+            for _ in range(args.rounds):
+                verifies.append(rate(verify, args.seconds))
+                signs.append(rate(lambda: sign_key.sign(b"x" * 69, ec.ECDSA(hashes.SHA256())), args.seconds))
+                logins.append(measure(login, args.seconds, server.pid))
+                bares.append(measure(bare_round_trips, args.seconds, server.pid))
+        finally:
+            server.terminate()
+            server.wait(10)
 
     verify_rate, sign_rate = statistics.median(verifies), statistics.median(signs)
     login_rate, login_cpu = (statistics.median(v) for v in zip(*logins, strict=True))
