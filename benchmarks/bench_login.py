@@ -158,8 +158,12 @@ def main() -> None:
     load_start = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory(prefix="keyctl-bench-") as tmp:
+        # keyctl's processes read compiled bytecode, as from an installed package: cached under the
+        # temporary directory (a PYTHONDONTWRITEBYTECODE environment would compile every edited module
+        # again in every run) and written by the warm-up run below.
         env = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"},
+            "PYTHONPYCACHEPREFIX": f"{tmp}/pycache",
             "KEYCTL_DATA_DIR": f"{tmp}/data",
             "KEYCTL_CONFIG_DIR": f"{tmp}/config",
             "KEYCTL_CACHE_DIR": f"{tmp}/cache",
@@ -230,6 +234,8 @@ def main() -> None:
                 keyctl_cpu: list[float] = []
                 browser_cpu: list[float] = []
                 version = [sys.executable, "-m", "keyctl", "--version"]
+                for warm_up in (version, command):
+                    subprocess.run(warm_up, env=env, check=True, capture_output=True)
                 for _ in range(args.runs):
                     started = time.perf_counter()
                     subprocess.run(version, env=env, check=True, capture_output=True)
