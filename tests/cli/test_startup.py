@@ -59,7 +59,10 @@ def test_styled_output_still_goes_through_rich() -> None:
 def test_a_missing_required_option_is_a_usage_error() -> None:
     result = run_keyctl(["login", "--authenticator", "virtual:nothing"])
     assert result.exit_code == 2
-    assert "Missing option '--server'" in result.stderr
+    assert "Missing option '--server'." in result.stderr  # without click 8.2's "(env var: 'None')"
+    no_user = run_keyctl(["register", "--server", "https://example.com"])
+    assert no_user.exit_code == 2
+    assert "Missing option '--user'." in no_user.stderr
 
 
 def test_help_lists_every_command_and_a_command_line_builds_only_its_command() -> None:

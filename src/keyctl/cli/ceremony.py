@@ -24,7 +24,11 @@ if TYPE_CHECKING:
     from keyctl.webauthn.session import Session
     from keyctl.webauthn.signin import SignedIn
 
-ServerOption = Annotated[str, typer.Option("--server", help="The server's URL, e.g. https://id.example.com.")]
+# Required options: show_envvar=False, or click 8.2 ends "Missing option" errors with "(env var: 'None')".
+ServerOption = Annotated[
+    str,
+    typer.Option("--server", help="The server's URL, e.g. https://id.example.com.", show_envvar=False),
+]
 ProfileOption = Annotated[
     str,
     typer.Option("--profile", help="How the server exposes the ceremonies: a built-in name or a TOML file."),
@@ -257,7 +261,9 @@ def _password_sign_in(
 
 def register(
     server: ServerOption,
-    user: Annotated[str, typer.Option("--user", help="The account (email) to add the passkey to.")],
+    user: Annotated[
+        str, typer.Option("--user", help="The account (email) to add the passkey to.", show_envvar=False)
+    ],
     name: Annotated[str | None, typer.Option("--name", help="A name for the passkey.")] = None,
     resident: Annotated[
         bool | None,
