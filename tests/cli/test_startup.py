@@ -65,6 +65,25 @@ def test_a_missing_required_option_is_a_usage_error() -> None:
     assert "Missing option '--user'." in no_user.stderr
 
 
+def test_no_required_option_claims_an_environment_variable() -> None:
+    """click 8.2 ends a missing option's error with "(env var: 'None')" unless show_envvar is off."""
+    import click
+    import typer
+
+    from keyctl.cli.app import build_app
+
+    def required(command: click.Command, path: str) -> list[tuple[str, click.Option]]:
+        if isinstance(command, click.Group):
+            return [
+                found for name, sub in command.commands.items() for found in required(sub, f"{path} {name}")
+            ]
+        return [(path, p) for p in command.params if isinstance(p, click.Option) and p.required]
+
+    options = required(typer.main.get_command(build_app()), "keyctl")
+    assert {path for path, _ in options} >= {"keyctl login", "keyctl register", "keyctl audit server"}
+    assert [(path, option.opts) for path, option in options if option.show_envvar] == []
+
+
 def test_help_lists_every_command_and_a_command_line_builds_only_its_command() -> None:
     root = run_keyctl(["--help"])
     assert root.exit_code == 0
