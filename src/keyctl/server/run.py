@@ -138,7 +138,9 @@ def prepare(
         policy = Policy(Store(db_path), settings, clock)
         policy.cleanup()
         app = build_app(policy, secure_cookie=origin.startswith("https://"))
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+        # httptools (uvicorn's C parser, a dependency) rather than a silent fallback to h11, which costs
+        # about 0.4 ms more server CPU per request.
+        config = uvicorn.Config(app, http="httptools", log_level="warning", access_log=False, lifespan="off")
         address = f"[{host}]" if ":" in host else host
         local_url = f"http://{address}:{bound_port}"
         return Prepared(origin, local_url, token, policy, uvicorn.Server(config), sock)
