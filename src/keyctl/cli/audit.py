@@ -100,7 +100,9 @@ def _emit(
 
 @app.command()
 def server(
-    server_url: Annotated[str, typer.Option("--server", help="The relying party's base URL.", show_envvar=False)],
+    server_url: Annotated[
+        str, typer.Option("--server", help="The relying party's base URL.", show_envvar=False)
+    ],
     admin_token_env: Annotated[
         str | None, typer.Option("--admin-token-env", metavar="VAR", help="Env var holding the admin token.")
     ] = None,
