@@ -1,14 +1,17 @@
-"""Ceremony challenges (in memory): single use, expiry, kind, the sweep of expired ones, a restart, and
-two concurrent verifies of one assertion."""
+"""Ceremony challenges (in memory): single use, expiry, kind, the sweep of expired ones, a restart, two
+concurrent verifies of one assertion, and the old challenges table dropped from existing databases."""
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 
 from keyctl.server import ServerHandle, start
 from keyctl.server.challenges import CHALLENGE_TTL, SWEEP_EVERY, Challenge, Challenges
+from keyctl.server.store import Store
 from tests.server.conftest import EMAIL, FakeClock, client, enroll, error_of, register
 from tests.server.softauth import SoftAuthenticator
 
@@ -79,3 +82,15 @@ def test_two_concurrent_verifies_of_one_assertion_sign_in_once(
         )
     assert sorted(r.status_code for r in results) == [200, 401, 401, 401]
     assert all(error_of(r) == "session_expired" for r in results if r.status_code != 200)
+
+
+def test_a_database_from_before_loses_its_challenges_table(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE challenges (challenge TEXT PRIMARY KEY, created_at REAL)")
+        db.execute("INSERT INTO challenges VALUES ('stale', 0)")
+    Store(path).close()
+    with closing(sqlite3.connect(path)) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "challenges" not in tables
+    assert {"users", "passkeys", "sessions", "audit"} <= tables

@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     pending_recovery_hash TEXT,
     pending_step INTEGER
 );
+-- Ceremony challenges moved to memory (server/challenges.py); databases from before keep no copy.
+DROP TABLE IF EXISTS challenges;
 CREATE TABLE IF NOT EXISTS invites (
     token_hash TEXT PRIMARY KEY,
     email TEXT NOT NULL,
