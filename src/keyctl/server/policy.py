@@ -31,24 +31,29 @@ from fido2.utils import websafe_decode, websafe_encode
 from fido2.webauthn import (
     AttestationConveyancePreference,
     AttestedCredentialData,
+    AuthenticationResponse,
     AuthenticatorTransport,
     PublicKeyCredentialDescriptor,
     PublicKeyCredentialRpEntity,
+    PublicKeyCredentialType,
     PublicKeyCredentialUserEntity,
     RegistrationResponse,
     ResidentKeyRequirement,
     UserVerificationRequirement,
 )
 
-from keyctl.server import aaguids, assertion, passwords, twofactor
+from keyctl.fido2_speedups import cache_fido2_class_lookups
+from keyctl.server import aaguids, passwords, twofactor
 from keyctl.server.challenges import CHALLENGE_TTL, Challenge, Challenges
 from keyctl.server.store import Store
 
 logger = logging.getLogger(__name__)
+cache_fido2_class_lookups()
 
 Clock = Callable[[], float]
 T = TypeVar("T")
 E = TypeVar("E", ResidentKeyRequirement, UserVerificationRequirement)
+R = TypeVar("R", RegistrationResponse, AuthenticationResponse)
 
 PENDING_TTL = 5 * 60
 IDLE_TTL = 24 * 3600
@@ -273,7 +278,6 @@ class Policy:
             verify_origin=lambda origin: origin == settings.origin,
         )
         self._fido.timeout = CHALLENGE_TTL * 1000  # type: ignore[assignment]  # fido2 types it as None
-        self._rp_id_hash = hashlib.sha256(settings.rp_id.encode()).digest()
         self._challenges = Challenges()
         self._hits: dict[str, deque[float]] = {}
         self._hits_lock = threading.Lock()
@@ -714,7 +718,17 @@ class Policy:
     # -- passkeys --------------------------------------------------------------------------------------
 
     def _descriptors(self, rows: list[sqlite3.Row]) -> list[PublicKeyCredentialDescriptor]:
-        return [PublicKeyCredentialDescriptor.from_dict(_descriptor_json(row)) for row in rows]
+        return [
+            PublicKeyCredentialDescriptor(
+                type=PublicKeyCredentialType.PUBLIC_KEY,
+                id=row["credential_id"],
+                transports=[
+                    AuthenticatorTransport(t) for t in json.loads(row["transports"]) if t in _KNOWN_TRANSPORTS
+                ]
+                or None,
+            )
+            for row in rows
+        ]
 
     def _take_challenge(self, value: bytes, kind: str, now: float) -> Challenge:
         """Use up a ceremony's challenge; unknown, used or expired ones are 'Session expired'."""
@@ -773,7 +787,7 @@ class Policy:
         return self._run(work)
 
     def register_verify(self, token: str | None, body: Mapping[str, Any], ip: str) -> tuple[str, Passkey]:
-        registration = _parse_registration(body)
+        registration = _parse(RegistrationResponse, body)
         transports = _transports(body)
 
         def work(db: sqlite3.Connection, now: float) -> tuple[str, Passkey]:
@@ -893,8 +907,6 @@ class Policy:
         self._run(work)
 
     def login_options(self, email: str | None, uv: str | None) -> dict[str, Any]:
-        """PublicKeyCredentialRequestOptionsJSON, written directly: fido2's ``authenticate_begin`` builds
-        dataclasses that evaluate their type hints on every call (tests compare the two outputs)."""
         verification = _enum(
             UserVerificationRequirement, uv, "userVerification", UserVerificationRequirement.PREFERRED
         )
@@ -903,6 +915,9 @@ class Policy:
             user = self._user_by_email(db, email.strip().lower()) if email is not None else None
             rows = self._passkeys(db, user["id"]) if user is not None else []
             value = os.urandom(32)
+            options, _ = self._fido.authenticate_begin(
+                credentials=self._descriptors(rows), user_verification=verification, challenge=value
+            )
             self._challenges.add(
                 Challenge(
                     value=value,
@@ -913,26 +928,17 @@ class Policy:
                     username_first=email is not None,
                 )
             )
-            return {
-                "challenge": websafe_encode(value),
-                "timeout": CHALLENGE_TTL * 1000,
-                "rpId": self.settings.rp_id,
-                "allowCredentials": [_descriptor_json(row) for row in rows],
-                "userVerification": verification.value,
-            }
+            return dict(options.public_key)
 
         return self._run(work)
 
     def login_verify(self, body: Mapping[str, Any], ip: str) -> SignedIn:
-        try:
-            parsed = assertion.parse(body)
-        except assertion.MalformedResponse as error:
-            raise PolicyError("invalid_request", f"malformed AuthenticationResponse ({error})") from None
-        credential_id = websafe_encode(parsed.credential_id)
+        authentication = _parse(AuthenticationResponse, body)
+        credential_id = websafe_encode(authentication.raw_id)
 
         def work(db: sqlite3.Connection, now: float) -> SignedIn:
-            challenge = self._take_challenge(parsed.challenge, "login", now)
-            return self._login(db, challenge, parsed, credential_id, ip, now)
+            challenge = self._take_challenge(authentication.response.client_data.challenge, "login", now)
+            return self._login(db, challenge, authentication, credential_id, ip, now)
 
         return self._run(work)
 
@@ -940,7 +946,7 @@ class Policy:
         self,
         db: sqlite3.Connection,
         challenge: Challenge,
-        parsed: assertion.Assertion,
+        authentication: AuthenticationResponse,
         credential_id: str,
         ip: str,
         now: float,
@@ -948,7 +954,7 @@ class Policy:
         row = db.execute(
             "SELECT p.*, u.email, u.user_handle FROM passkeys p JOIN users u ON u.id = p.user_id "
             "WHERE credential_id = ?",
-            (parsed.credential_id,),
+            (authentication.raw_id,),
         ).fetchone()
         if row is None or (challenge.username_first and row["user_id"] != challenge.user_id):
             raise self._refuse(
@@ -960,7 +966,7 @@ class Policy:
                 credential_id=credential_id,
             )
         email = row["email"]
-        user_handle = parsed.user_handle
+        user_handle = authentication.response.user_handle
         if user_handle is not None and not hmac.compare_digest(user_handle, row["user_handle"]):
             raise self._refuse(
                 "verification_failed",
@@ -970,15 +976,13 @@ class Policy:
                 ip,
                 credential_id=credential_id,
             )
+        state = {
+            "challenge": websafe_encode(challenge.value),
+            "user_verification": UserVerificationRequirement(challenge.user_verification),
+        }
         try:
-            assertion.verify(
-                parsed,
-                public_key=AttestedCredentialData(row["credential_data"]).public_key,
-                challenge=challenge.value,
-                origin=self.settings.origin,
-                rp_id_hash=self._rp_id_hash,
-                user_verification_required=challenge.user_verification
-                == UserVerificationRequirement.REQUIRED.value,
+            self._fido.authenticate_complete(
+                state, [AttestedCredentialData(row["credential_data"])], authentication
             )
         except ValueError as error:
             raise self._refuse(
@@ -989,7 +993,7 @@ class Policy:
                 ip,
                 credential_id=credential_id,
             ) from None
-        auth_data = parsed.authenticator_data
+        auth_data = authentication.response.authenticator_data
         stored, counter = row["sign_count"], auth_data.counter
         if (stored or counter) and counter <= stored:
             raise self._refuse(
@@ -1004,7 +1008,7 @@ class Policy:
             )
         db.execute(
             "UPDATE passkeys SET sign_count = ?, last_used_at = ?, backed_up = ? WHERE credential_id = ?",
-            (counter, now, auth_data.is_backed_up(), parsed.credential_id),
+            (counter, now, auth_data.is_backed_up(), authentication.raw_id),
         )
         db.execute(
             "UPDATE users SET last_sign_in_at = ?, signins_since_skip = signins_since_skip + 1 WHERE id = ?",
@@ -1153,28 +1157,18 @@ def _enum(kind: type[E], value: str | None, key: str, default: E) -> E:
     return kind(value)
 
 
-def _parse_registration(body: Mapping[str, Any]) -> RegistrationResponse:
-    """A RegistrationResponseJSON, or invalid_request naming what is malformed."""
+def _parse(kind: type[R], body: Mapping[str, Any]) -> R:
+    """A WebAuthn JSON response, or invalid_request naming what is malformed."""
     if body.get("type") != "public-key":  # fido2 turns any unknown type into "public-key"
         raise PolicyError("invalid_request", "type must be 'public-key'")
     try:
-        parsed = RegistrationResponse.from_dict(body)
+        parsed = kind.from_dict(body)
         parsed.response.client_data.challenge  # noqa: B018  (clientDataJSON is parsed lazily: touch it)
     except Exception as error:  # fido2 raises ValueError, KeyError, TypeError, cbor errors...
         raise PolicyError(
-            "invalid_request", f"malformed RegistrationResponse ({type(error).__name__}: {error})"[:200]
+            "invalid_request", f"malformed {kind.__name__} ({type(error).__name__}: {error})"[:200]
         ) from None
     return parsed
-
-
-def _descriptor_json(row: sqlite3.Row) -> dict[str, Any]:
-    """A PublicKeyCredentialDescriptorJSON, as fido2 writes one: transports it does not know are left
-    out, and so is an empty list."""
-    descriptor: dict[str, Any] = {"type": "public-key", "id": websafe_encode(row["credential_id"])}
-    transports = [t for t in json.loads(row["transports"]) if t in _KNOWN_TRANSPORTS]
-    if transports:
-        descriptor["transports"] = transports
-    return descriptor
 
 
 def _transports(body: Mapping[str, Any]) -> list[str]:

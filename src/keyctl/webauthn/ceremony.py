@@ -8,10 +8,8 @@ without it.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import threading
-import typing
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
@@ -28,6 +26,7 @@ from fido2.webauthn import (
 )
 
 from keyctl.errors import NoCredential, NoDevice
+from keyctl.fido2_speedups import cache_fido2_class_lookups
 from keyctl.platform.device import PlatformDevice
 from keyctl.webauthn import errors
 from keyctl.webauthn.origin import rp_id_fits_host
@@ -35,25 +34,7 @@ from keyctl.webauthn.origin import rp_id_fits_host
 logger = logging.getLogger(__name__)
 
 
-def _cache_fido2_class_lookups() -> None:
-    """fido2 2.2's data classes work out, on every construction and ``from_dict``, two things that never
-    change for a class: its type hints (``typing.get_type_hints`` compiles the string annotations again:
-    measured at ~60% of a login's client CPU time, three authenticatorGetInfo parses alone ~15 ms each)
-    and, for CTAP's CBOR objects, each field's integer key (``fields(cls).index(field)`` for every field:
-    quadratic, ~10% of a login's client CPU time with the hints cached). Cache both."""
-    import fido2.utils
-    from fido2.ctap2.base import _CborDataObject
-
-    namespace = vars(fido2.utils)
-    if not hasattr(namespace["get_type_hints"], "cache_info"):
-        namespace["get_type_hints"] = functools.cache(typing.get_type_hints)
-    field_key = _CborDataObject.__dict__["_get_field_key"].__func__
-    if not hasattr(field_key, "cache_info"):
-        cached = typing.cast(Callable[..., int], functools.cache(field_key))
-        setattr(_CborDataObject, "_get_field_key", classmethod(cached))  # noqa: B010
-
-
-_cache_fido2_class_lookups()
+cache_fido2_class_lookups()
 
 PLATFORM = "platform"
 USB = "usb"

@@ -1,4 +1,4 @@
-"""keyctl caches two per-class lookups of fido2's data classes (keyctl.webauthn.ceremony): same answers."""
+"""keyctl caches two per-class lookups of fido2's data classes (keyctl.fido2_speedups): same answers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import fido2.utils
 from fido2.ctap2 import base
 from fido2.ctap2.base import _CborDataObject
 
-import keyctl.webauthn.ceremony  # noqa: F401  (installs the caches)
+from keyctl.fido2_speedups import cache_fido2_class_lookups
+
+cache_fido2_class_lookups()
 
 
 def _subclasses(cls: type) -> list[type]:
