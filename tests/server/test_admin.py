@@ -78,6 +78,7 @@ def test_users_are_listed_page_by_page_with_passkey_metadata(server: ServerHandl
         "backup_eligible",
         "backed_up",
         "sign_count",
+        "attestation_format",
     }
     assert passkeys[0]["name"] == "Desk key"
     assert seen[1]["totp_enrolled"] is False

@@ -3,8 +3,11 @@ over UDP: registration, username-first and username-less login, what the server 
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
+from keyctl.authenticator import AttestationMode, VirtualAuthenticator, new_state
+from keyctl.hid.inprocess import connect
 from keyctl.webauthn import flows, signin
 from tests.webauthn.conftest import Opener, Reference, authenticator, client
 
@@ -70,3 +73,25 @@ def test_a_non_discoverable_passkey_needs_the_user_name(reference: Reference) ->
         signin.sign_out(session)
         with pytest.raises(NoCredential, match="Passkey not found on this device"):
             flows.login(session, client(reference.url, lambda: connect(key)), flows.Request())
+
+
+@pytest.mark.parametrize(
+    ("mode", "recorded"),
+    [(AttestationMode.X5C, "packed"), (AttestationMode.SELF, "packed"), (AttestationMode.NONE, "none")],
+)
+def test_the_server_records_the_attestation_format(
+    reference: Reference, mode: AttestationMode, recorded: str
+) -> None:
+    key = VirtualAuthenticator(new_state(attestation_mode=mode))
+    with reference.account("carol@example.com") as session:
+        flows.register(
+            session, client(reference.url, lambda: connect(key)), flows.Request(user="carol@example.com")
+        )
+        (passkey,) = _me(session)["passkeys"]  # type: ignore[misc]
+    assert passkey["attestation_format"] == recorded
+    admin = httpx.get(
+        f"{reference.url}/api/admin/users",
+        headers={"Authorization": f"Bearer {reference.server.admin_token}"},
+    ).json()
+    (user,) = admin["users"]
+    assert user["passkeys"][0]["attestation_format"] == recorded

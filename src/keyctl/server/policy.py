@@ -121,6 +121,7 @@ class Passkey:
     backup_eligible: bool
     backed_up: bool
     sign_count: int
+    attestation_format: str | None  # None: registered before the server kept it
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -133,6 +134,7 @@ class Passkey:
             "backup_eligible": self.backup_eligible,
             "backed_up": self.backed_up,
             "sign_count": self.sign_count,
+            "attestation_format": self.attestation_format,
         }
 
 
@@ -240,6 +242,7 @@ def _passkey(row: sqlite3.Row) -> Passkey:
         backup_eligible=bool(row["backup_eligible"]),
         backed_up=bool(row["backed_up"]),
         sign_count=row["sign_count"],
+        attestation_format=row["attestation_format"],
     )
 
 
@@ -837,7 +840,8 @@ class Policy:
             name = challenge.name or aaguids.model_name(aaguid) or _next_default_name(rows)
             db.execute(
                 "INSERT INTO passkeys (credential_id, user_id, name, credential_data, aaguid, transports, "
-                "backup_eligible, backed_up, sign_count, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "backup_eligible, backed_up, sign_count, created_at, attestation_format) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     credential.credential_id,
                     session["user_id"],
@@ -849,6 +853,7 @@ class Policy:
                     auth_data.is_backed_up(),
                     auth_data.counter,
                     now,
+                    registration.response.attestation_object.fmt,
                 ),
             )
             credential_id = websafe_encode(credential.credential_id)

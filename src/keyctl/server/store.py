@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS passkeys (
     backed_up INTEGER NOT NULL,
     sign_count INTEGER NOT NULL,
     created_at REAL NOT NULL,
-    last_used_at REAL
+    last_used_at REAL,
+    attestation_format TEXT
 );
 CREATE INDEX IF NOT EXISTS passkeys_user ON passkeys(user_id);
 CREATE TABLE IF NOT EXISTS sessions (
@@ -100,12 +101,19 @@ class Store:
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.executescript(SCHEMA)
+            self._add_missing_columns()
         except (OSError, sqlite3.Error) as error:
             raise StateError(
                 f"server database {path} cannot be opened ({type(error).__name__}: {error})",
                 "check the path and its permissions, or pass another --db",
             ) from None
         self._lock = threading.RLock()
+
+    def _add_missing_columns(self) -> None:
+        """Databases created before a column existed get it, empty (NULL: not known)."""
+        have = {row["name"] for row in self._db.execute("PRAGMA table_info(passkeys)")}
+        if "attestation_format" not in have:
+            self._db.execute("ALTER TABLE passkeys ADD COLUMN attestation_format TEXT")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
