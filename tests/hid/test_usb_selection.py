@@ -11,7 +11,7 @@ from fido2.ctap2.base import Ctap2
 from fido2.hid import CtapHidDevice
 
 from keyctl.authenticator import PresenceMode, VirtualAuthenticator, new_state
-from keyctl.errors import PasskeyTimeout
+from keyctl.errors import ExitCode, NoDevice, PasskeyTimeout
 from keyctl.hid import open_device
 from keyctl.hid.udp import UdpServer, open_udp
 
@@ -54,3 +54,17 @@ def test_no_key_touched(plug_in: Callable[..., list[bytes]], monkeypatch: pytest
     plug_in(PresenceMode.DENY, PresenceMode.TIMEOUT)
     with pytest.raises(PasskeyTimeout, match="no security key was touched"):
         open_device("usb")
+
+
+@pytest.mark.parametrize(
+    ("system", "advice"), [("linux", "udev rules"), ("win32", "terminal run as administrator")]
+)
+def test_no_key_found_says_what_to_do_on_this_system(
+    system: str, advice: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fido2.hid.list_devices", lambda: iter(()))
+    monkeypatch.setattr("sys.platform", system)
+    with pytest.raises(NoDevice) as raised:
+        open_device("usb")
+    assert raised.value.exit_code == ExitCode.NO_DEVICE
+    assert advice in raised.value.remedy

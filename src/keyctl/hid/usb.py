@@ -17,6 +17,14 @@ UDEV_REMEDY = (
     "sudo cp scripts/udev/*.rules /etc/udev/rules.d/ && sudo udevadm control --reload && "
     "sudo udevadm trigger (then re-plug the key)"
 )
+WINDOWS_REMEDY = (
+    "plug in a FIDO2 key; on Windows, raw access to a key (PIN, credentials, reset, config) needs a "
+    "terminal run as administrator; register and login reach keys through Windows without it"
+)
+
+
+def _remedy() -> str:
+    return WINDOWS_REMEDY if sys.platform == "win32" else UDEV_REMEDY
 
 
 def open_usb(path: str | None) -> CtapHidDevice:
@@ -26,10 +34,10 @@ def open_usb(path: str | None) -> CtapHidDevice:
         try:
             return open_device(path)
         except (OSError, ValueError) as error:
-            raise NoDevice(f"No compatible device found at {path} ({error})", UDEV_REMEDY) from None
+            raise NoDevice(f"No compatible device found at {path} ({error})", _remedy()) from None
     devices = list(list_devices())
     if not devices:
-        raise NoDevice("No compatible device found (no FIDO key, or no permission to open it)", UDEV_REMEDY)
+        raise NoDevice("No compatible device found (no FIDO key, or no permission to open it)", _remedy())
     if len(devices) > 1:
         return select_by_touch(devices)
     return devices[0]
