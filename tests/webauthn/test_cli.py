@@ -4,6 +4,7 @@ the session cookie on stdout, and `keyctl demo` as a separate process."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -110,6 +111,8 @@ def test_demo_runs_the_whole_journey_as_a_process() -> None:
     )
     for step in steps:
         assert step in result.stderr
+    assert "a recovery code issued, not shown" in result.stderr
+    assert not re.search(r"[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}", result.stderr + result.stdout)
     assert "demo complete" in result.stdout
 
 

@@ -59,7 +59,8 @@ def run(say: Callable[[str], None]) -> DemoResult:
                 signin.Password(DEMO_USER, password, enroll=signin.code_from_uri),
                 lambda step: say(f"   {step}"),
             )
-            say(f"4. signed in with password + TOTP (enrolled now; recovery code {first.recovery_code})")
+            issued = "a recovery code issued, not shown" if first.recovery_code else "no recovery code"
+            say(f"4. signed in with password + TOTP (enrolled now; {issued}: the account is thrown away)")
             client = flows.Client(
                 origin=server.url,
                 authenticator="virtual (in memory)",
