@@ -106,7 +106,7 @@ def test_the_authenticator_has_no_import_cycle() -> None:
 
     def visit(node: str, path: list[str]) -> None:
         if node in path:
-            cycles.append(path[path.index(node) :] + [node])
+            cycles.append([*path[path.index(node) :], node])
             return
         if node in done:
             return
