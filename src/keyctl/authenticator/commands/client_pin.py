@@ -5,16 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from keyctl.authenticator import params, pin
+from keyctl.authenticator.device import Device
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import PIN_RETRIES, AuthenticatorState
 from keyctl.authenticator.status import CtapFailure, Status
-
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
 
 GET_PIN_RETRIES = 0x01
 GET_KEY_AGREEMENT = 0x02
@@ -59,7 +57,7 @@ def _need(value: Any) -> Any:
 
 
 def handle(
-    device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link
+    device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link
 ) -> dict[int, Any] | None:
     request = parse(raw)
     sub = request.subcommand
@@ -110,7 +108,7 @@ def _new_pin(state: AuthenticatorState, proto: pin.Protocol, shared: bytes, new_
 
 
 def _set_pin(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     proto: pin.Protocol,
     shared: bytes,
@@ -127,7 +125,7 @@ def _set_pin(
 
 
 def _check_pin(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     proto: pin.Protocol,
     shared: bytes,
@@ -154,7 +152,7 @@ def _check_pin(
 
 
 def _change_pin(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     proto: pin.Protocol,
     shared: bytes,
@@ -176,7 +174,7 @@ def _change_pin(
 
 
 def _issue(
-    device: VirtualAuthenticator,
+    device: Device,
     proto: pin.Protocol,
     shared: bytes,
     permissions: Permission,
@@ -191,9 +189,7 @@ def _issue(
     return {2: proto.encrypt(shared, device.token.value, device.rng.random(16))}
 
 
-def _permissions(
-    device: VirtualAuthenticator, state: AuthenticatorState, request: ClientPinRequest
-) -> Permission:
+def _permissions(device: Device, state: AuthenticatorState, request: ClientPinRequest) -> Permission:
     raw = _need(request.permissions)
     if raw == 0:
         raise CtapFailure(Status.INVALID_PARAMETER)
@@ -206,7 +202,7 @@ def _permissions(
 
 
 def _token_using_pin(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     proto: pin.Protocol,
     shared: bytes,
@@ -225,7 +221,7 @@ def _token_using_pin(
 
 
 def _token_using_uv(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     proto: pin.Protocol,
     shared: bytes,
