@@ -103,7 +103,7 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
     cred_protect = ext_in.get("credProtect")
     if not isinstance(cred_protect, int) or cred_protect not in (1, 2, 3):
         cred_protect = 1
-    elif cred_protect > 1:
+    else:  # the applied policy is reported whenever one was asked for, level 1 included
         ext_out["credProtect"] = cred_protect
     hmac_secret = ext_in.get("hmac-secret") is True
     if hmac_secret:
