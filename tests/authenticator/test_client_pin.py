@@ -44,7 +44,9 @@ def test_set_change_and_use_a_pin(transport: Transport, protocol: type) -> None:
     client_pin = ClientPin(ctap, protocol())
     client_pin.set_pin("1234")
     assert ctap.get_info().options["clientPin"] is True
-    assert code(lambda: client_pin.set_pin("5678")) == ERR.NOT_ALLOWED
+    # CTAP 2.1 §6.5.5.5 step 3: setPIN on a key with a PIN is PIN_AUTH_INVALID, and the PIN stays
+    assert code(lambda: client_pin.set_pin("5678")) == ERR.PIN_AUTH_INVALID
+    assert code(lambda: client_pin.get_pin_token("5678")) == ERR.PIN_INVALID
     client_pin.change_pin("1234", "98765")
     assert code(lambda: client_pin.get_pin_token("1234")) == ERR.PIN_INVALID
     token = client_pin.get_pin_token("98765", PERM.MAKE_CREDENTIAL, "example.com")
@@ -66,6 +68,14 @@ def test_set_change_and_use_a_pin(transport: Transport, protocol: type) -> None:
     )
     no_ga = code(lambda: ctap.get_assertion("example.com", CDH, None, None, None, auth, protocol_version))
     assert no_ga == ERR.PIN_AUTH_INVALID
+
+
+def test_pin_retries_without_a_pin_is_pin_not_set(transport: Transport) -> None:
+    """As real keys answer (CTAP 2.1 allows this or a count); python-fido2's device suite expects it."""
+    _, ctap = pin_only(transport)
+    assert code(lambda: ClientPin(ctap).get_pin_retries()) == ERR.PIN_NOT_SET
+    ClientPin(ctap).set_pin("1234")
+    assert ClientPin(ctap).get_pin_retries()[0] == 8
 
 
 def test_pin_policy_short_pin_refused(transport: Transport) -> None:
@@ -170,7 +180,11 @@ def test_config_always_uv_and_forced_pin_change(transport: Transport) -> None:
     info = ctap.get_info()
     assert info.force_pin_change is True  # the 4-digit PIN is now too short
     assert info.min_pin_length == 6
+    # CTAP 2.1 §6.5.5.7.2 step 11: getPinUvAuthTokenUsingPinWithPermissions answers a policy violation,
+    # §6.5.5.7.1 step 11: the older getPinToken answers PIN_INVALID (CTAP 2.0 platforms know no other)
     assert code(lambda: client_pin.get_pin_token("1234", PERM.GET_ASSERTION)) == ERR.PIN_POLICY_VIOLATION
+    assert code(lambda: client_pin.get_pin_token("1234")) == ERR.PIN_INVALID
+    assert client_pin.get_pin_retries()[0] == 8  # the PIN itself was right both times
     assert (
         code(lambda: Config(ctap, client_pin.protocol, token).set_min_pin_length(4))
         == ERR.PIN_POLICY_VIOLATION
