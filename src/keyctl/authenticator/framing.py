@@ -14,13 +14,11 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from keyctl.authenticator.device import Device
+from keyctl.authenticator.dispatch import dispatch
 from keyctl.authenticator.ports import Clock, KeepaliveStatus, SystemClock
 from keyctl.logs import TRAFFIC
-
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +110,7 @@ class _TransactionLink:
 class HidDevice:
     """One virtual HID device: channel allocation, reassembly, and the command worker."""
 
-    def __init__(self, authenticator: VirtualAuthenticator, clock: Clock | None = None) -> None:
+    def __init__(self, authenticator: Device, clock: Clock | None = None) -> None:
         self.authenticator = authenticator
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
@@ -252,7 +250,7 @@ class HidDevice:
         return None
 
     def _run(self, transaction: _Transaction) -> None:
-        response = self.authenticator.handle(bytes(transaction.data), _TransactionLink(self, transaction))
+        response = dispatch(self.authenticator, bytes(transaction.data), _TransactionLink(self, transaction))
         with self._lock:
             if self._current is transaction:
                 self._current = None
