@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -70,6 +71,7 @@ def new_state(
     uv: UvMode = UvMode.AUTO,
     presence_timeout_s: float = 30.0,
     rng: Rng | None = None,
+    ep_rp_ids: Sequence[str] = (),
 ) -> AuthenticatorState:
     """A factory-fresh authenticator with its own wrapping key and attestation CA."""
     aaguid = aaguid or uuid.uuid4().bytes
@@ -86,6 +88,7 @@ def new_state(
         presence=presence.value,
         presence_timeout_s=presence_timeout_s,
         uv=uv.value,
+        ep_rp_ids=list(ep_rp_ids),
     )
 
 
