@@ -47,6 +47,7 @@ class Uv(StrEnum):
     auto = "auto"
     deny = "deny"
     none = "none"
+    fingerprint = "fingerprint"
 
 
 def _secret_out(value: str, reveal: bool, what: str) -> None:
@@ -103,7 +104,9 @@ def create(
     presence_timeout: Annotated[
         float, typer.Option(help="Seconds 'prompt' waits, and 'timeout' waits before giving up.", min=0.1)
     ] = 30.0,
-    uv: Annotated[Uv, typer.Option(help="Built-in user verification: succeeds, fails, or absent.")] = Uv.auto,
+    uv: Annotated[
+        Uv, typer.Option(help="Built-in UV: succeeds, fails, absent, or a fingerprint sensor to enroll.")
+    ] = Uv.auto,
     ep_rp_id: Annotated[
         list[str] | None,
         typer.Option(
