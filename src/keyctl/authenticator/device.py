@@ -37,6 +37,7 @@ from keyctl.authenticator.state import (
     AttestationMode,
     AuthenticatorState,
     CounterMode,
+    Kind,
     ResidentCredential,
 )
 from keyctl.authenticator.status import CtapFailure, Status
@@ -65,13 +66,29 @@ class MemoryStore:
 def new_state(
     aaguid: bytes | None = None,
     attestation_mode: AttestationMode = AttestationMode.NONE,
-    counter_mode: CounterMode = CounterMode.GLOBAL,
+    counter_mode: CounterMode | None = None,
     presence: PresenceMode = PresenceMode.AUTO,
     uv: UvMode = UvMode.AUTO,
     presence_timeout_s: float = 30.0,
     rng: Rng | None = None,
+    kind: Kind = Kind.SECURITY_KEY,
 ) -> AuthenticatorState:
-    """A factory-fresh authenticator with its own wrapping key and attestation CA."""
+    """A factory-fresh authenticator with its own wrapping key and attestation CA.
+
+    Platform authenticators and passkey providers verify the user themselves on every ceremony (alwaysUv
+    with built-in UV) and attest with ``none`` (keyctl cannot honestly make a TPM or Apple statement); a
+    provider's counter stays 0, since copies on several devices cannot share one. ValueError names a
+    setting the kind does not allow.
+    """
+    if kind is not Kind.SECURITY_KEY:
+        if attestation_mode is not AttestationMode.NONE:
+            raise ValueError(f"a {kind} authenticator attests with 'none' only")
+        if uv is UvMode.NONE:
+            raise ValueError(f"a {kind} authenticator has user verification built in")
+    if counter_mode is None:
+        counter_mode = CounterMode.ZERO if kind is Kind.SYNCED else CounterMode.GLOBAL
+    if kind is Kind.SYNCED and counter_mode is not CounterMode.ZERO:
+        raise ValueError("a synced passkey's signature counter is always 0")
     aaguid = aaguid or uuid.uuid4().bytes
     ca_key, ca_cert, att_key, att_cert = attestation.make_attestation_pki(aaguid)
     return AuthenticatorState(
@@ -86,6 +103,8 @@ def new_state(
         presence=presence.value,
         presence_timeout_s=presence_timeout_s,
         uv=uv.value,
+        always_uv=kind is not Kind.SECURITY_KEY,
+        kind=kind,
     )
 
 

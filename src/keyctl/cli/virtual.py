@@ -35,6 +35,12 @@ class Counter(StrEnum):
     zero = "zero"
 
 
+class Kind(StrEnum):
+    security_key = "security-key"
+    synced = "synced"
+    platform = "platform"
+
+
 class Presence(StrEnum):
     auto = "auto"
     deny = "deny"
@@ -60,10 +66,15 @@ def _secret_out(value: str, reveal: bool, what: str) -> None:
 
 
 def _summary(name: str, state: AuthenticatorState) -> dict[str, Any]:
+    synced = state.kind.value == Kind.synced.value  # what every credential's BE and BS flags say
     return {
         "name": name,
         "device": f"virtual:{name}",
+        "kind": state.kind.value,
         "aaguid": str(uuid.UUID(bytes=state.aaguid)),
+        "backup_eligible": synced,
+        "backed_up": synced,
+        "transports": state.kind.transports,
         "attestation": state.attestation.value,
         "counter": state.counter_mode.value,
         "signature_counter": state.global_counter,
@@ -84,7 +95,20 @@ def _summary(name: str, state: AuthenticatorState) -> dict[str, Any]:
 @app.command()
 def create(
     name: NameArg,
-    aaguid: Annotated[str | None, typer.Option(help="AAGUID to report (default: a random one).")] = None,
+    kind: Annotated[
+        Kind,
+        typer.Option(
+            help="security-key (device-bound, USB), synced (a passkey provider: backed up, counter 0) or "
+            "platform (device-bound, built in)."
+        ),
+    ] = Kind.security_key,
+    aaguid: Annotated[
+        str | None,
+        typer.Option(
+            help="AAGUID to report (default: random for a security key, Google Password Manager's for "
+            "synced, Windows Hello's for platform)."
+        ),
+    ] = None,
     attestation: Annotated[
         Attestation, typer.Option(help="Attestation statement format.")
     ] = Attestation.none,
@@ -92,8 +116,13 @@ def create(
         str | None, typer.Option("--pin-env", metavar="VAR", help="Set a PIN, read from this env variable.")
     ] = None,
     counter: Annotated[
-        Counter, typer.Option(help="Signature counter: zero lets parallel CI jobs share one credential.")
-    ] = Counter.global_,
+        Counter | None,
+        typer.Option(
+            help="Signature counter (default: global; zero for synced): zero lets parallel CI jobs share "
+            "one credential.",
+            show_default=False,
+        ),
+    ] = None,
     presence: Annotated[Presence, typer.Option(help="What a request for a touch gets.")] = Presence.auto,
     presence_timeout: Annotated[
         float, typer.Option(help="Seconds 'prompt' waits, and 'timeout' waits before giving up.", min=0.1)
@@ -104,11 +133,18 @@ def create(
     """Create a stored virtual authenticator (encrypted; key in the OS keyring or $KEYCTL_VIRTUAL_KEY)."""
     import os
 
+    from keyctl.audit import providers
     from keyctl.authenticator import AttestationMode, CounterMode, PresenceMode, UvMode, new_state, store
     from keyctl.authenticator.device import set_pin
+    from keyctl.authenticator.state import Kind as AuthenticatorKind
 
     store.check_name(name)
     aaguid_bytes = None
+    if aaguid is None:
+        aaguid = {
+            Kind.synced: providers.GOOGLE_PASSWORD_MANAGER,
+            Kind.platform: providers.WINDOWS_HELLO_HARDWARE,
+        }.get(kind)
     if aaguid is not None:
         try:
             aaguid_bytes = uuid.UUID(aaguid).bytes
@@ -119,14 +155,18 @@ def create(
         pin_code = os.environ.get(pin_env)
         if not pin_code:
             raise InvalidInput(f"environment variable {pin_env} is not set or empty", f"export {pin_env}=...")
-    state = new_state(
-        aaguid=aaguid_bytes,
-        attestation_mode=AttestationMode(attestation.value),
-        counter_mode=CounterMode(counter.value),
-        presence=PresenceMode(presence.value),
-        uv=UvMode(uv.value),
-        presence_timeout_s=presence_timeout,
-    )
+    try:
+        state = new_state(
+            aaguid=aaguid_bytes,
+            attestation_mode=AttestationMode(attestation.value),
+            counter_mode=None if counter is None else CounterMode(counter.value),
+            presence=PresenceMode(presence.value),
+            uv=UvMode(uv.value),
+            presence_timeout_s=presence_timeout,
+            kind=AuthenticatorKind(kind.value),
+        )
+    except ValueError as error:
+        raise InvalidInput(f"--kind {kind.value}: {error}", "drop the conflicting option") from None
     if pin_code is not None:
         try:
             set_pin(state, pin_code)
@@ -135,7 +175,13 @@ def create(
                 f"the PIN in {pin_env} is not acceptable: {error}", "choose another PIN"
             ) from None
     store.create(name, state, force=force)
-    Terminal().success(f"created virtual authenticator {name!r}: use --device virtual:{name}")
+    what = ""
+    if kind is not Kind.security_key:
+        from keyctl.audit import mds
+
+        named = providers.name_of(str(uuid.UUID(bytes=state.aaguid)), mds.current())
+        what = f" ({kind.value}: {named.name}, named by the {named.source})" if named else f" ({kind.value})"
+    Terminal().success(f"created virtual authenticator {name!r}{what}: use --device virtual:{name}")
 
 
 @app.command("list")
@@ -167,10 +213,12 @@ def info(
     file_store = store.FileStore(name)
     state = file_store.load()
     from keyctl.audit import mds
+    from keyctl.audit.providers import name_of
 
     summary = _summary(name, state)
-    metadata = mds.current()
-    summary["model"] = metadata.model_name(summary["aaguid"]) if metadata else None
+    named = name_of(summary["aaguid"], mds.current())
+    summary["model"] = named.name if named else None
+    summary["model_source"] = named.source if named else None
     summary["state_key"] = file_store.key_source
     if as_json or ca:
         summary["attestation_ca_pem"] = ca_certificate_pem(state)
