@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -72,6 +73,7 @@ def new_state(
     presence_timeout_s: float = 30.0,
     rng: Rng | None = None,
     kind: Kind = Kind.SECURITY_KEY,
+    ep_rp_ids: Sequence[str] = (),
 ) -> AuthenticatorState:
     """A factory-fresh authenticator with its own wrapping key and attestation CA.
 
@@ -85,6 +87,8 @@ def new_state(
             raise ValueError(f"a {kind} authenticator attests with 'none' only")
         if uv is UvMode.NONE:
             raise ValueError(f"a {kind} authenticator has user verification built in")
+        if ep_rp_ids:
+            raise ValueError(f"a {kind} authenticator has no enterprise attestation")
     if counter_mode is None:
         counter_mode = CounterMode.ZERO if kind is Kind.SYNCED else CounterMode.GLOBAL
     if kind is Kind.SYNCED and counter_mode is not CounterMode.ZERO:
@@ -105,6 +109,7 @@ def new_state(
         uv=uv.value,
         always_uv=kind is not Kind.SECURITY_KEY,
         kind=kind,
+        ep_rp_ids=list(ep_rp_ids),
     )
 
 

@@ -137,6 +137,11 @@ class AuthenticatorState:
     # Synced kind: per peer (another device of the same provider account), the IDs of the discoverable
     # credentials both held after their last sync: what tells a deletion on one side from a creation.
     sync_bases: dict[str, list[bytes]] = field(default_factory=dict)
+    # Vendor-facilitated enterprise attestation: RP IDs "burned in" at creation, never changed after.
+    ep_rp_ids: list[str] = field(default_factory=list)
+    # The device-identifying certificate (and its key) enterprise attestation uses, made when first needed.
+    enterprise_key: bytes | None = None
+    enterprise_cert: bytes | None = None
 
     def to_bytes(self) -> bytes:
         return cbor.encode(
@@ -169,6 +174,9 @@ class AuthenticatorState:
                 "templates": [[t.template_id, t.name] for t in self.templates],
                 "kind": self.kind.value,
                 "syncBases": self.sync_bases,
+                "epRpIds": self.ep_rp_ids,
+                "epKey": self.enterprise_key,
+                "epCert": self.enterprise_cert,
             }
         )
 
@@ -206,4 +214,7 @@ class AuthenticatorState:
             templates=[Template(bytes(i), n) for i, n in data.get("templates", [])],  # absent before bio
             kind=Kind(data.get("kind", Kind.SECURITY_KEY)),  # absent before kinds
             sync_bases={str(k): [bytes(i) for i in v] for k, v in data.get("syncBases", {}).items()},
+            ep_rp_ids=list(data.get("epRpIds", [])),  # absent before the enterprise RP ID list
+            enterprise_key=data.get("epKey"),
+            enterprise_cert=data.get("epCert"),
         )

@@ -62,6 +62,22 @@ def parse(raw: dict[Any, Any]) -> MakeCredentialRequest:
     )
 
 
+def _enterprise(state: AuthenticatorState, request: MakeCredentialRequest) -> bool:
+    """CTAP 2.1 §6.1.2 step 9: may this credential get an enterprise attestation?
+
+    Value 1 (vendor-facilitated) only for an RP ID on the list set at creation; value 2 (platform-managed)
+    for any RP ID, the platform having vetted it. Otherwise the request is treated as if it had not asked.
+    """
+    value = request.enterprise_attestation
+    if value is None:
+        return False
+    if not state.enterprise_attestation:
+        raise CtapFailure(Status.INVALID_PARAMETER)
+    if value not in (1, 2):
+        raise CtapFailure(Status.INVALID_OPTION)
+    return value == 2 or request.rp_id in state.ep_rp_ids
+
+
 def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> dict[int, Any]:
     request = parse(raw)
     if len(request.user_id) > 64:
@@ -74,12 +90,7 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
         raise CtapFailure(Status.INVALID_OPTION)
     rk = request.options.get("rk", False)
     resident = rk or state.kind is not Kind.SECURITY_KEY  # platforms and providers store every passkey
-    enterprise = request.enterprise_attestation is not None
-    if enterprise:
-        if not state.enterprise_attestation:
-            raise CtapFailure(Status.INVALID_PARAMETER)
-        if request.enterprise_attestation not in (1, 2):
-            raise CtapFailure(Status.INVALID_OPTION)
+    enterprise = _enterprise(state, request)
     uv = authorize(
         device,
         state,
