@@ -216,3 +216,29 @@ def test_password_options_need_a_profile_with_password_sign_in(
     assert result.exit_code == 3
     assert "server profile simplewebauthn has no password sign-in" in result.stderr
     assert server.state.verified == []
+
+
+def test_register_refuses_a_reused_session_of_another_account(
+    cli: Cli, reference: Reference, udp_authenticator: Callable[..., str], tmp_path: Path
+) -> None:
+    """--user carol with bob's cookie jar: refused before any ceremony, nothing registered for either."""
+    jar = tmp_path / "bob.jar"
+    with reference.account("bob@example.com") as bob:
+        bob.save_cookies(jar)
+    carol = reference.account("carol@example.com")
+    result = cli(
+        "register", "--server", reference.url, "--user", "carol@example.com", "--cookie-jar", str(jar),
+        "--authenticator", udp_authenticator(authenticator()),
+    )  # fmt: skip
+    assert result.exit_code == 3, result.stderr
+    assert f"the session in {jar} is bob@example.com's, not carol@example.com's" in result.stderr
+    assert "fix: give --user bob@example.com" in result.stderr
+    with carol, reference.session() as again:
+        again.load_cookies(jar)
+        assert again.call("GET", "/api/passkeys")["passkeys"] == []
+        assert carol.call("GET", "/api/passkeys")["passkeys"] == []
+    same_case = cli(
+        "register", "--server", reference.url, "--user", "Bob@Example.com", "--cookie-jar", str(jar),
+        "--authenticator", udp_authenticator(authenticator()),
+    )  # fmt: skip
+    assert same_case.exit_code == 0, same_case.stderr

@@ -1,22 +1,24 @@
-"""The virtual authenticator: persistent state behind a store, volatile state, injected ports."""
+"""The authenticator's core: persistent state behind a store, volatile state, injected ports.
+
+Commands depend on this module and never the reverse: the types of per-session (volatile) state live
+here, beside the state itself. ``virtual.VirtualAuthenticator`` adds the command dispatch and the HID
+interface on top.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from keyctl.authenticator import attestation, credentials, pin
-from keyctl.authenticator.commands.bio_enrollment import Enrollment
-from keyctl.authenticator.commands.credential_management import Enumeration
-from keyctl.authenticator.commands.get_assertion import PendingAssertions
 from keyctl.authenticator.credentials import Alg, PrivateKey, WrappedKey
 from keyctl.authenticator.ports import (
     Clock,
-    DirectLink,
     Link,
     Policy,
     PresenceMode,
@@ -39,9 +41,6 @@ from keyctl.authenticator.state import (
     ResidentCredential,
 )
 from keyctl.authenticator.status import CtapFailure, Status
-
-if TYPE_CHECKING:
-    from keyctl.authenticator.framing import HidDevice
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +71,7 @@ def new_state(
     uv: UvMode = UvMode.AUTO,
     presence_timeout_s: float = 30.0,
     rng: Rng | None = None,
+    ep_rp_ids: Sequence[str] = (),
 ) -> AuthenticatorState:
     """A factory-fresh authenticator with its own wrapping key and attestation CA."""
     aaguid = aaguid or uuid.uuid4().bytes
@@ -88,6 +88,7 @@ def new_state(
         presence=presence.value,
         presence_timeout_s=presence_timeout_s,
         uv=uv.value,
+        ep_rp_ids=list(ep_rp_ids),
     )
 
 
@@ -101,8 +102,52 @@ def set_pin(state: AuthenticatorState, new_pin: str) -> None:
     state.pin_retries = PIN_RETRIES
 
 
-class VirtualAuthenticator:
-    """A CTAP 2.1 authenticator in software. ``handle`` takes a CTAPHID CBOR message, never raises."""
+@dataclass(frozen=True)
+class HmacSecretRequest:
+    """Decrypted hmac-secret salts and how to encrypt the output back."""
+
+    protocol: pin.Protocol
+    shared_secret: bytes
+    salts: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class AssertionContext:
+    rp_hash: bytes
+    client_data_hash: bytes
+    up: bool
+    uv: bool
+    hmac_secret: HmacSecretRequest | None
+    get_cred_blob: bool
+
+
+@dataclass
+class PendingAssertions:
+    """What getNextAssertion continues from: the remaining discoverable credentials, by ID."""
+
+    context: AssertionContext
+    remaining: list[bytes]
+    expires: float
+
+
+@dataclass
+class Enumeration:
+    """credentialManagement enumerate*Begin state for the matching getNext subcommand."""
+
+    kind: int  # the getNext subcommand this serves
+    items: list[dict[int, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Enrollment:
+    """The bio enrollment under way: its template and the good samples it still needs."""
+
+    template_id: bytes
+    remaining: int
+
+
+class Device:
+    """A CTAP 2.1 authenticator's state and shared helpers; the commands act on it."""
 
     def __init__(
         self,
@@ -135,13 +180,6 @@ class VirtualAuthenticator:
             self.may_wait = self.policy(state).presence in (PresenceMode.PROMPT, PresenceMode.TIMEOUT)
         self.power_cycle()
 
-    @cached_property
-    def hid(self) -> HidDevice:
-        """Its USB HID interface (device-side CTAPHID): every transport feeds reports into this one."""
-        from keyctl.authenticator.framing import HidDevice
-
-        return HidDevice(self, self.clock)
-
     def power_cycle(self) -> None:
         """Simulate unplugging and re-inserting the key: volatile state is lost."""
         self.powered_up_at = self.clock.monotonic()
@@ -151,12 +189,6 @@ class VirtualAuthenticator:
         self.pending_assertions: PendingAssertions | None = None
         self.enumeration: Enumeration | None = None
         self.enrollment: Enrollment | None = None
-
-    def handle(self, message: bytes, link: Link | None = None) -> bytes:
-        """One CTAP2 request (command byte + CBOR) to one response (status byte + CBOR)."""
-        from keyctl.authenticator.dispatch import dispatch
-
-        return dispatch(self, message, link or DirectLink())
 
     # helpers shared by the commands
 

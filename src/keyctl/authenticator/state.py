@@ -119,6 +119,11 @@ class AuthenticatorState:
     always_uv: bool = False
     enterprise_attestation: bool = False
     templates: list[Template] = field(default_factory=list)
+    # Vendor-facilitated enterprise attestation: RP IDs "burned in" at creation, never changed after.
+    ep_rp_ids: list[str] = field(default_factory=list)
+    # The device-identifying certificate (and its key) enterprise attestation uses, made when first needed.
+    enterprise_key: bytes | None = None
+    enterprise_cert: bytes | None = None
 
     def to_bytes(self) -> bytes:
         return cbor.encode(
@@ -149,6 +154,9 @@ class AuthenticatorState:
                 "alwaysUv": self.always_uv,
                 "ep": self.enterprise_attestation,
                 "templates": [[t.template_id, t.name] for t in self.templates],
+                "epRpIds": self.ep_rp_ids,
+                "epKey": self.enterprise_key,
+                "epCert": self.enterprise_cert,
             }
         )
 
@@ -184,4 +192,7 @@ class AuthenticatorState:
             always_uv=data["alwaysUv"],
             enterprise_attestation=data["ep"],
             templates=[Template(bytes(i), n) for i, n in data.get("templates", [])],  # absent before bio
+            ep_rp_ids=list(data.get("epRpIds", [])),  # absent before the enterprise RP ID list
+            enterprise_key=data.get("epKey"),
+            enterprise_cert=data.get("epCert"),
         )

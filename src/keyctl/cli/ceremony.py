@@ -308,6 +308,10 @@ def register(
                 term, session, user, password_env, totp, recovery_code_env, save_totp
             )
             recovery_code = signed_in.recovery_code
+        elif has_session:
+            from keyctl.webauthn import signin
+
+            signin.require_account(session, user, str(cookie_jar))
         try:
             result = flows.register(session, client, request)
         finally:

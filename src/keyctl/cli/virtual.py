@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import uuid
 from enum import StrEnum
@@ -59,6 +60,9 @@ def _secret_out(value: str, reveal: bool, what: str) -> None:
     sys.stdout.flush()
 
 
+_RP_ID = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
 def _summary(name: str, state: AuthenticatorState) -> dict[str, Any]:
     return {
         "name": name,
@@ -74,6 +78,7 @@ def _summary(name: str, state: AuthenticatorState) -> dict[str, Any]:
         "pin_retries": state.pin_retries,
         "min_pin_length": state.min_pin_length,
         "always_uv": state.always_uv,
+        "enterprise_attestation_rp_ids": state.ep_rp_ids,
         "discoverable_credentials": [
             {"rp_id": c.rp_id, "user_name": c.user_name, "sign_count": c.sign_count}
             for c in state.credentials
@@ -99,6 +104,14 @@ def create(
         float, typer.Option(help="Seconds 'prompt' waits, and 'timeout' waits before giving up.", min=0.1)
     ] = 30.0,
     uv: Annotated[Uv, typer.Option(help="Built-in user verification: succeeds, fails, or absent.")] = Uv.auto,
+    ep_rp_id: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ep-rp-id",
+            metavar="RP_ID",
+            help="An RP ID granted vendor-facilitated enterprise attestation (repeatable; fixed for good).",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing one of that name.")] = False,
 ) -> None:
     """Create a stored virtual authenticator (encrypted; key in the OS keyring or $KEYCTL_VIRTUAL_KEY)."""
@@ -114,6 +127,12 @@ def create(
             aaguid_bytes = uuid.UUID(aaguid).bytes
         except ValueError:
             raise InvalidInput(f"{aaguid!r} is not an AAGUID", "give a UUID like 0bb43545-fd2c-...") from None
+    ep_rp_ids = ep_rp_id or []
+    for rp_id in ep_rp_ids:
+        if not _RP_ID.fullmatch(rp_id):
+            raise InvalidInput(
+                f"--ep-rp-id {rp_id!r} is not an RP ID", "give a domain name like login.example.com"
+            )
     pin_code = None
     if pin_env is not None:
         pin_code = os.environ.get(pin_env)
@@ -126,6 +145,7 @@ def create(
         presence=PresenceMode(presence.value),
         uv=UvMode(uv.value),
         presence_timeout_s=presence_timeout,
+        ep_rp_ids=ep_rp_ids,
     )
     if pin_code is not None:
         try:

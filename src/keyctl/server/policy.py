@@ -69,6 +69,10 @@ RATE_WINDOW = 60.0
 INVITE_TTL = 7 * 24 * 3600
 MAX_NAME = 64
 LIMIT_MESSAGE = f"Passkey limit reached: at most {MAX_PASSKEYS} passkeys per account, remove one first"
+SYNCED_MESSAGE = (
+    "Verification failed: this site accepts device-bound passkeys only (a security key or a platform "
+    "authenticator), not synced ones"
+)
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
 _CODE = re.compile(r"[0-9]{6}")  # not \d: it matches any Unicode digit ("١٢٣٤٥٦")
 _KNOWN_TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
@@ -111,6 +115,7 @@ class Settings:
     rp_name: str = "keyctl"
     max_failures: int = 5
     rate_limit: int = 120  # requests a minute per IP on the auth endpoints
+    device_bound_only: bool = False  # refuse synced (backup-eligible) passkeys at registration and login
 
 
 @dataclass(frozen=True)
@@ -860,6 +865,16 @@ class Policy:
                     email,
                     ip,
                 )
+            if self.settings.device_bound_only and auth_data.is_backup_eligible():
+                raise self._refuse(
+                    "verification_failed",
+                    SYNCED_MESSAGE,
+                    "passkey_register_refused",
+                    email,
+                    ip,
+                    policy="device_bound_only",
+                    aaguid=str(credential.aaguid),
+                )
             rows = self._passkeys(db, session["user_id"])
             if len(rows) >= MAX_PASSKEYS:
                 raise self._refuse(
@@ -1032,6 +1047,16 @@ class Policy:
                 credential_id=credential_id,
             ) from None
         auth_data = authentication.response.authenticator_data
+        if self.settings.device_bound_only and auth_data.is_backup_eligible():
+            raise self._refuse(
+                "verification_failed",
+                SYNCED_MESSAGE,
+                "passkey_login_failed",
+                email,
+                ip,
+                credential_id=credential_id,
+                policy="device_bound_only",
+            )
         stored, counter = row["sign_count"], auth_data.counter
         if (stored or counter) and counter <= stored:
             raise self._refuse(

@@ -26,6 +26,7 @@ from fido2.webauthn import (
 )
 
 from keyctl.errors import NoCredential, NoDevice
+from keyctl.fido2_fixes import keep_empty_values
 from keyctl.fido2_speedups import cache_fido2_class_lookups
 from keyctl.platform.device import PlatformDevice
 from keyctl.webauthn import errors
@@ -35,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 
 cache_fido2_class_lookups()
+keep_empty_values()  # every route below (USB, virtual, UDP, platform) builds its requests through fido2
 
 PLATFORM = "platform"
 USB = "usb"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from keyctl.errors import AlreadyExists, InvalidInput, SignInFailed
+from keyctl.webauthn.profile import dig
 from keyctl.webauthn.session import Session
 
 logger = logging.getLogger(__name__)
@@ -97,6 +98,24 @@ def password_sign_in(session: Session, credentials: Password, say: Callable[[str
     signed_in = _post(session, "totp", {"code": credentials.totp()})
     _check_signed_in(signed_in)
     return SignedIn(credentials.email, "totp", False, None, signed_in)
+
+
+def session_account(session: Session) -> str | None:
+    """The account a reused session belongs to, or None when the profile has no way to ask."""
+    if not session.profile.account:
+        return None
+    name = dig(session.call("GET", session.profile.account), session.profile.account_user)
+    return name if isinstance(name, str) else None
+
+
+def require_account(session: Session, user: str, where: str) -> None:
+    """Refuse to act for ``user`` in a session that belongs to another account."""
+    account = session_account(session)
+    if account is not None and account.casefold() != user.casefold():
+        raise InvalidInput(
+            f"the session in {where} is {account}'s, not {user}'s: nothing was registered",
+            f"give --user {account}, or a cookie jar of {user}'s session, or sign in with --password-env",
+        )
 
 
 def sign_out(session: Session) -> None:

@@ -5,15 +5,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from keyctl.authenticator import cbor, pin
 from keyctl.authenticator.credentials import WrappedKey
+from keyctl.authenticator.device import Device
 from keyctl.authenticator.state import AuthenticatorState, ResidentCredential
 from keyctl.authenticator.status import CtapFailure, Status
-
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
 
 FLAG_UP = 0x01
 FLAG_UV = 0x04
@@ -22,7 +20,7 @@ FLAG_ED = 0x80
 
 
 def check_pin_uv_auth(
-    device: VirtualAuthenticator,
+    device: Device,
     protocol: int | None,
     pin_uv_param: bytes | None,
     message: bytes,
@@ -76,7 +74,7 @@ def find_resident(state: AuthenticatorState, credential_id: bytes) -> ResidentCr
 
 
 def lookup(
-    device: VirtualAuthenticator, state: AuthenticatorState, credential_id: bytes, rp_id: str
+    device: Device, state: AuthenticatorState, credential_id: bytes, rp_id: str
 ) -> tuple[WrappedKey, ResidentCredential | None] | None:
     """A credential of ours for this RP: (key, resident record or None), or None when it is not ours.
 

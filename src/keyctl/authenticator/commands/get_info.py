@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from keyctl.authenticator import pin
 from keyctl.authenticator.credentials import MAX_CRED_BLOB, Alg
+from keyctl.authenticator.device import Device
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import MAX_RESIDENT, AuthenticatorState
-
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
 
 FIRMWARE_VERSION = 0x00010000
 MAX_MSG_SIZE = 7609  # the most a 64-byte-report CTAPHID message can carry
@@ -21,9 +19,7 @@ EXTENSIONS = ["credProtect", "hmac-secret", "minPinLength", "credBlob"]
 UV_MODALITY_FINGERPRINT = 0x02  # USER_VERIFY_FINGERPRINT_INTERNAL (FIDO Registry of Predefined Values)
 
 
-def handle(
-    device: VirtualAuthenticator, state: AuthenticatorState, params: dict[Any, Any], link: Link
-) -> dict[int, Any]:
+def handle(device: Device, state: AuthenticatorState, params: dict[Any, Any], link: Link) -> dict[int, Any]:
     options: dict[str, bool] = {
         "rk": True,
         "up": True,

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from keyctl.authenticator.device import Device
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import DEFAULT_MIN_PIN_LENGTH, PIN_RETRIES, UV_RETRIES, AuthenticatorState
 from keyctl.authenticator.status import CtapFailure, Status
 
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
-
 RESET_WINDOW_S = 10.0
 
 
-def handle(device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> None:
+def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> None:
     if device.clock.monotonic() - device.powered_up_at > RESET_WINDOW_S:
         raise CtapFailure(Status.NOT_ALLOWED)
     device.confirm_presence(state, "reset this key (deletes every passkey on it)", None, link)

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from keyctl.authenticator import pin
 from keyctl.authenticator.commands.common import check_pin_uv_auth
+from keyctl.authenticator.device import Device
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import AuthenticatorState
 from keyctl.authenticator.status import CtapFailure, Status
 
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
-
 
 def authorize(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     link: Link,
     *,
