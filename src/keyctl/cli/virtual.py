@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from keyctl.cli.output import JsonOption, Terminal, YesOption
+from keyctl.cli.output import JsonOption, RevealOption, Terminal, YesOption, secret_out
 from keyctl.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -19,9 +19,6 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(help="Name of the virtual authenticator (used as virtual:NAME).")]
-RevealOption = Annotated[
-    bool, typer.Option("--reveal", help="Print the secret even though stdout is a terminal.")
-]
 
 
 class Attestation(StrEnum):
@@ -47,17 +44,6 @@ class Uv(StrEnum):
     auto = "auto"
     deny = "deny"
     none = "none"
-
-
-def _secret_out(value: str, reveal: bool, what: str) -> None:
-    """Secrets go to a pipe or file; to a terminal only when asked for explicitly."""
-    if sys.stdout.isatty() and not reveal:
-        raise InvalidInput(
-            f"refusing to print {what} on a terminal",
-            "redirect stdout to a file or a CI secret store, or pass --reveal",
-        )
-    sys.stdout.write(value + "\n")
-    sys.stdout.flush()
 
 
 _RP_ID = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -234,7 +220,7 @@ def export(name: NameArg, reveal: RevealOption = False) -> None:
     """Print the whole authenticator as one line, e.g. for a CI secret (it IS a secret)."""
     from keyctl.authenticator import store
 
-    _secret_out(store.export_blob(name), reveal, "an authenticator export (it holds private keys)")
+    secret_out(store.export_blob(name), reveal, "an authenticator export (it holds private keys)")
 
 
 @app.command("import")
@@ -256,7 +242,7 @@ def ci_key(reveal: RevealOption = False) -> None:
     """Print a fresh value for $KEYCTL_VIRTUAL_KEY (CI mode: no OS keyring needed)."""
     from keyctl.authenticator import store
 
-    _secret_out(store.new_ci_key(), reveal, "a key")
+    secret_out(store.new_ci_key(), reveal, "a key")
 
 
 @app.command()
