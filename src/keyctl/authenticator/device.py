@@ -46,6 +46,7 @@ from keyctl.authenticator.status import CtapFailure, Status
 log = logging.getLogger(__name__)
 
 _KEY_CACHE_SIZE = 256
+RESET_WINDOW_S = 10.0  # authenticatorReset is allowed this long after power-up, as on real keys
 
 
 class StateStore(Protocol):
@@ -180,8 +181,10 @@ class Device:
         clock: Clock | None = None,
         rng: Rng | None = None,
         sensor: Sensor | None = None,
+        reset_window_s: float | None = RESET_WINDOW_S,
     ) -> None:
         self.clock = clock or SystemClock()
+        self.reset_window_s = reset_window_s  # None: reset is allowed at any time (test rigs)
         self.rng = rng or SystemRng()
         self.sensor: Sensor = sensor or ScriptedSensor()
         if store is None:
@@ -202,14 +205,22 @@ class Device:
         self.power_cycle()
 
     def power_cycle(self) -> None:
-        """Simulate unplugging and re-inserting the key: volatile state is lost."""
+        """Simulate unplugging and re-inserting the key: volatile state is lost, the reset window opens."""
         self.powered_up_at = self.clock.monotonic()
+        self.clear_volatile()
+
+    def clear_volatile(self) -> None:
+        """Forget every per-session state (a power cycle, or authenticatorReset)."""
         self.key_agreement = pin.KeyAgreement()
         self.token: pin.Token | None = None
         self.consecutive_pin_mismatches = 0
         self.pending_assertions: PendingAssertions | None = None
         self.enumeration: Enumeration | None = None
         self.enrollment: Enrollment | None = None
+
+    def may_reset(self) -> bool:
+        window = self.reset_window_s
+        return window is None or self.clock.monotonic() - self.powered_up_at <= window
 
     # helpers shared by the commands
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from keyctl.cli.output import JsonOption, Terminal, YesOption
+from keyctl.cli.output import JsonOption, RevealOption, Terminal, YesOption, secret_out
 from keyctl.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -19,9 +19,6 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(help="Name of the virtual authenticator (used as virtual:NAME).")]
-RevealOption = Annotated[
-    bool, typer.Option("--reveal", help="Print the secret even though stdout is a terminal.")
-]
 
 
 class Attestation(StrEnum):
@@ -53,17 +50,6 @@ class Uv(StrEnum):
     auto = "auto"
     deny = "deny"
     none = "none"
-
-
-def _secret_out(value: str, reveal: bool, what: str) -> None:
-    """Secrets go to a pipe or file; to a terminal only when asked for explicitly."""
-    if sys.stdout.isatty() and not reveal:
-        raise InvalidInput(
-            f"refusing to print {what} on a terminal",
-            "redirect stdout to a file or a CI secret store, or pass --reveal",
-        )
-    sys.stdout.write(value + "\n")
-    sys.stdout.flush()
 
 
 _RP_ID = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -282,7 +268,7 @@ def export(name: NameArg, reveal: RevealOption = False) -> None:
     """Print the whole authenticator as one line, e.g. for a CI secret (it IS a secret)."""
     from keyctl.authenticator import store
 
-    _secret_out(store.export_blob(name), reveal, "an authenticator export (it holds private keys)")
+    secret_out(store.export_blob(name), reveal, "an authenticator export (it holds private keys)")
 
 
 @app.command("import")
@@ -304,7 +290,7 @@ def ci_key(reveal: RevealOption = False) -> None:
     """Print a fresh value for $KEYCTL_VIRTUAL_KEY (CI mode: no OS keyring needed)."""
     from keyctl.authenticator import store
 
-    _secret_out(store.new_ci_key(), reveal, "a key")
+    secret_out(store.new_ci_key(), reveal, "a key")
 
 
 @app.command()
@@ -316,21 +302,71 @@ def serve(
     allow_remote: Annotated[
         bool, typer.Option("--allow-remote", help="Allow binding a non-loopback address.")
     ] = False,
+    reset_window: Annotated[
+        str,
+        typer.Option(
+            "--reset-window",
+            metavar="SECONDS|always",
+            help="How long after power-up authenticatorReset is allowed (real keys: 10).",
+        ),
+    ] = "10",
 ) -> None:
-    """Serve a virtual authenticator as a CTAPHID-over-UDP simulator until Ctrl-C."""
+    """Serve a virtual authenticator as a CTAPHID-over-UDP simulator until Ctrl-C.
+
+    SIGUSR1 or 'keyctl virtual power-cycle NAME' power-cycles it, as re-plugging a key does.
+    """
+    import signal
+
     from keyctl.authenticator import VirtualAuthenticator, store
+    from keyctl.hid.control import serving
     from keyctl.hid.prompt import terminal_prompter
     from keyctl.hid.spec import parse_host_port
     from keyctl.hid.udp import UdpServer
 
     host, port = parse_host_port(udp, "--udp")
-    authenticator = VirtualAuthenticator(store.FileStore(name), prompter=terminal_prompter)
+    window = _reset_window(reset_window)
+    store.require(name)
+    authenticator = VirtualAuthenticator(
+        store.FileStore(name), prompter=terminal_prompter, reset_window_s=window
+    )
     server = UdpServer(authenticator, host, port, allow_remote=allow_remote)
     bound_host, bound_port = server.address
-    Terminal().status(f"serving virtual:{name} on udp:{bound_host}:{bound_port} (Ctrl-C stops)")
+    terminal = Terminal()
+
+    def power_cycle(signum: int, frame: object) -> None:
+        authenticator.power_cycle()
+        terminal.status(f"virtual:{name} power-cycled")
+
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, power_cycle)
+    terminal.status(f"serving virtual:{name} on udp:{bound_host}:{bound_port} (Ctrl-C stops)")
     try:
-        server.serve_forever()
+        with serving(name):
+            server.serve_forever()
     except KeyboardInterrupt:
-        Terminal().status("stopped")
+        terminal.status("stopped")
     finally:
         server.stop()
+
+
+def _reset_window(value: str) -> float | None:
+    if value == "always":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise InvalidInput(
+            f"--reset-window {value!r} is not a number of seconds", "give e.g. 10, 0.5 or 'always'"
+        )
+    return seconds
+
+
+@app.command("power-cycle")
+def power_cycle(name: NameArg) -> None:
+    """Power-cycle a running 'keyctl virtual serve NAME' (ends PIN_AUTH_BLOCKED, opens the reset window)."""
+    from keyctl.hid.control import power_cycle as cycle
+
+    pids = cycle(name)
+    Terminal().success(f"power-cycled virtual:{name} (served by pid {', '.join(map(str, pids))})")
