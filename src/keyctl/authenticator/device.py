@@ -38,6 +38,7 @@ from keyctl.authenticator.state import (
     AttestationMode,
     AuthenticatorState,
     CounterMode,
+    Kind,
     ResidentCredential,
 )
 from keyctl.authenticator.status import CtapFailure, Status
@@ -45,6 +46,7 @@ from keyctl.authenticator.status import CtapFailure, Status
 log = logging.getLogger(__name__)
 
 _KEY_CACHE_SIZE = 256
+RESET_WINDOW_S = 10.0  # authenticatorReset is allowed this long after power-up, as on real keys
 
 
 class StateStore(Protocol):
@@ -66,14 +68,34 @@ class MemoryStore:
 def new_state(
     aaguid: bytes | None = None,
     attestation_mode: AttestationMode = AttestationMode.NONE,
-    counter_mode: CounterMode = CounterMode.GLOBAL,
+    counter_mode: CounterMode | None = None,
     presence: PresenceMode = PresenceMode.AUTO,
     uv: UvMode = UvMode.AUTO,
     presence_timeout_s: float = 30.0,
     rng: Rng | None = None,
+    kind: Kind = Kind.SECURITY_KEY,
     ep_rp_ids: Sequence[str] = (),
 ) -> AuthenticatorState:
-    """A factory-fresh authenticator with its own wrapping key and attestation CA."""
+    """A factory-fresh authenticator with its own wrapping key and attestation CA.
+
+    Platform authenticators and passkey providers verify the user themselves on every ceremony (alwaysUv
+    with built-in UV) and attest with ``none`` (keyctl cannot honestly make a TPM or Apple statement); a
+    provider's counter stays 0, since copies on several devices cannot share one. ValueError names a
+    setting the kind does not allow.
+    """
+    if kind is not Kind.SECURITY_KEY:
+        if attestation_mode is not AttestationMode.NONE:
+            raise ValueError(f"a {kind} authenticator attests with 'none' only")
+        if uv is UvMode.NONE:
+            raise ValueError(f"a {kind} authenticator has user verification built in")
+        if uv is UvMode.FINGERPRINT:
+            raise ValueError(f"a {kind} authenticator enrolls fingers in the operating system: use uv 'auto'")
+        if ep_rp_ids:
+            raise ValueError(f"a {kind} authenticator has no enterprise attestation")
+    if counter_mode is None:
+        counter_mode = CounterMode.ZERO if kind is Kind.SYNCED else CounterMode.GLOBAL
+    if kind is Kind.SYNCED and counter_mode is not CounterMode.ZERO:
+        raise ValueError("a synced passkey's signature counter is always 0")
     aaguid = aaguid or uuid.uuid4().bytes
     ca_key, ca_cert, att_key, att_cert = attestation.make_attestation_pki(aaguid)
     return AuthenticatorState(
@@ -88,6 +110,8 @@ def new_state(
         presence=presence.value,
         presence_timeout_s=presence_timeout_s,
         uv=uv.value,
+        always_uv=kind is not Kind.SECURITY_KEY,
+        kind=kind,
         ep_rp_ids=list(ep_rp_ids),
     )
 
@@ -159,8 +183,10 @@ class Device:
         clock: Clock | None = None,
         rng: Rng | None = None,
         sensor: Sensor | None = None,
+        reset_window_s: float | None = RESET_WINDOW_S,
     ) -> None:
         self.clock = clock or SystemClock()
+        self.reset_window_s = reset_window_s  # None: reset is allowed at any time (test rigs)
         self.rng = rng or SystemRng()
         self.sensor: Sensor = sensor or ScriptedSensor()
         if store is None:
@@ -181,14 +207,22 @@ class Device:
         self.power_cycle()
 
     def power_cycle(self) -> None:
-        """Simulate unplugging and re-inserting the key: volatile state is lost."""
+        """Simulate unplugging and re-inserting the key: volatile state is lost, the reset window opens."""
         self.powered_up_at = self.clock.monotonic()
+        self.clear_volatile()
+
+    def clear_volatile(self) -> None:
+        """Forget every per-session state (a power cycle, or authenticatorReset)."""
         self.key_agreement = pin.KeyAgreement()
         self.token: pin.Token | None = None
         self.consecutive_pin_mismatches = 0
         self.pending_assertions: PendingAssertions | None = None
         self.enumeration: Enumeration | None = None
         self.enrollment: Enrollment | None = None
+
+    def may_reset(self) -> bool:
+        window = self.reset_window_s
+        return window is None or self.clock.monotonic() - self.powered_up_at <= window
 
     # helpers shared by the commands
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from keyctl.cli.output import JsonOption, Terminal, YesOption
+from keyctl.cli.output import JsonOption, RevealOption, Terminal, YesOption, secret_out
 from keyctl.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -19,9 +19,6 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True)
 
 NameArg = Annotated[str, typer.Argument(help="Name of the virtual authenticator (used as virtual:NAME).")]
-RevealOption = Annotated[
-    bool, typer.Option("--reveal", help="Print the secret even though stdout is a terminal.")
-]
 
 
 class Attestation(StrEnum):
@@ -34,6 +31,12 @@ class Counter(StrEnum):
     global_ = "global"
     per_credential = "per-credential"
     zero = "zero"
+
+
+class Kind(StrEnum):
+    security_key = "security-key"
+    synced = "synced"
+    platform = "platform"
 
 
 class Presence(StrEnum):
@@ -50,25 +53,19 @@ class Uv(StrEnum):
     fingerprint = "fingerprint"
 
 
-def _secret_out(value: str, reveal: bool, what: str) -> None:
-    """Secrets go to a pipe or file; to a terminal only when asked for explicitly."""
-    if sys.stdout.isatty() and not reveal:
-        raise InvalidInput(
-            f"refusing to print {what} on a terminal",
-            "redirect stdout to a file or a CI secret store, or pass --reveal",
-        )
-    sys.stdout.write(value + "\n")
-    sys.stdout.flush()
-
-
 _RP_ID = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def _summary(name: str, state: AuthenticatorState) -> dict[str, Any]:
+    synced = state.kind.value == Kind.synced.value  # what every credential's BE and BS flags say
     return {
         "name": name,
         "device": f"virtual:{name}",
+        "kind": state.kind.value,
         "aaguid": str(uuid.UUID(bytes=state.aaguid)),
+        "backup_eligible": synced,
+        "backed_up": synced,
+        "transports": state.kind.transports,
         "attestation": state.attestation.value,
         "counter": state.counter_mode.value,
         "signature_counter": state.global_counter,
@@ -90,7 +87,20 @@ def _summary(name: str, state: AuthenticatorState) -> dict[str, Any]:
 @app.command()
 def create(
     name: NameArg,
-    aaguid: Annotated[str | None, typer.Option(help="AAGUID to report (default: a random one).")] = None,
+    kind: Annotated[
+        Kind,
+        typer.Option(
+            help="security-key (device-bound, USB), synced (a passkey provider: backed up, counter 0) or "
+            "platform (device-bound, built in)."
+        ),
+    ] = Kind.security_key,
+    aaguid: Annotated[
+        str | None,
+        typer.Option(
+            help="AAGUID to report (default: random for a security key, Google Password Manager's for "
+            "synced, Windows Hello's for platform)."
+        ),
+    ] = None,
     attestation: Annotated[
         Attestation, typer.Option(help="Attestation statement format.")
     ] = Attestation.none,
@@ -98,8 +108,13 @@ def create(
         str | None, typer.Option("--pin-env", metavar="VAR", help="Set a PIN, read from this env variable.")
     ] = None,
     counter: Annotated[
-        Counter, typer.Option(help="Signature counter: zero lets parallel CI jobs share one credential.")
-    ] = Counter.global_,
+        Counter | None,
+        typer.Option(
+            help="Signature counter (default: global; zero for synced): zero lets parallel CI jobs share "
+            "one credential.",
+            show_default=False,
+        ),
+    ] = None,
     presence: Annotated[Presence, typer.Option(help="What a request for a touch gets.")] = Presence.auto,
     presence_timeout: Annotated[
         float, typer.Option(help="Seconds 'prompt' waits, and 'timeout' waits before giving up.", min=0.1)
@@ -120,11 +135,18 @@ def create(
     """Create a stored virtual authenticator (encrypted; key in the OS keyring or $KEYCTL_VIRTUAL_KEY)."""
     import os
 
+    from keyctl.audit import providers
     from keyctl.authenticator import AttestationMode, CounterMode, PresenceMode, UvMode, new_state, store
     from keyctl.authenticator.device import set_pin
+    from keyctl.authenticator.state import Kind as AuthenticatorKind
 
     store.check_name(name)
     aaguid_bytes = None
+    if aaguid is None:
+        aaguid = {
+            Kind.synced: providers.GOOGLE_PASSWORD_MANAGER,
+            Kind.platform: providers.WINDOWS_HELLO_HARDWARE,
+        }.get(kind)
     if aaguid is not None:
         try:
             aaguid_bytes = uuid.UUID(aaguid).bytes
@@ -141,15 +163,19 @@ def create(
         pin_code = os.environ.get(pin_env)
         if not pin_code:
             raise InvalidInput(f"environment variable {pin_env} is not set or empty", f"export {pin_env}=...")
-    state = new_state(
-        aaguid=aaguid_bytes,
-        attestation_mode=AttestationMode(attestation.value),
-        counter_mode=CounterMode(counter.value),
-        presence=PresenceMode(presence.value),
-        uv=UvMode(uv.value),
-        presence_timeout_s=presence_timeout,
-        ep_rp_ids=ep_rp_ids,
-    )
+    try:
+        state = new_state(
+            aaguid=aaguid_bytes,
+            attestation_mode=AttestationMode(attestation.value),
+            counter_mode=None if counter is None else CounterMode(counter.value),
+            presence=PresenceMode(presence.value),
+            uv=UvMode(uv.value),
+            presence_timeout_s=presence_timeout,
+            kind=AuthenticatorKind(kind.value),
+            ep_rp_ids=ep_rp_ids,
+        )
+    except ValueError as error:
+        raise InvalidInput(f"--kind {kind.value}: {error}", "drop the conflicting option") from None
     if pin_code is not None:
         try:
             set_pin(state, pin_code)
@@ -158,7 +184,13 @@ def create(
                 f"the PIN in {pin_env} is not acceptable: {error}", "choose another PIN"
             ) from None
     store.create(name, state, force=force)
-    Terminal().success(f"created virtual authenticator {name!r}: use --device virtual:{name}")
+    what = ""
+    if kind is not Kind.security_key:
+        from keyctl.audit import mds
+
+        named = providers.name_of(str(uuid.UUID(bytes=state.aaguid)), mds.current())
+        what = f" ({kind.value}: {named.name}, named by the {named.source})" if named else f" ({kind.value})"
+    Terminal().success(f"created virtual authenticator {name!r}{what}: use --device virtual:{name}")
 
 
 @app.command("list")
@@ -190,10 +222,12 @@ def info(
     file_store = store.FileStore(name)
     state = file_store.load()
     from keyctl.audit import mds
+    from keyctl.audit.providers import name_of
 
     summary = _summary(name, state)
-    metadata = mds.current()
-    summary["model"] = metadata.model_name(summary["aaguid"]) if metadata else None
+    named = name_of(summary["aaguid"], mds.current())
+    summary["model"] = named.name if named else None
+    summary["model_source"] = named.source if named else None
     summary["state_key"] = file_store.key_source
     if as_json or ca:
         summary["attestation_ca_pem"] = ca_certificate_pem(state)
@@ -237,7 +271,7 @@ def export(name: NameArg, reveal: RevealOption = False) -> None:
     """Print the whole authenticator as one line, e.g. for a CI secret (it IS a secret)."""
     from keyctl.authenticator import store
 
-    _secret_out(store.export_blob(name), reveal, "an authenticator export (it holds private keys)")
+    secret_out(store.export_blob(name), reveal, "an authenticator export (it holds private keys)")
 
 
 @app.command("import")
@@ -259,7 +293,7 @@ def ci_key(reveal: RevealOption = False) -> None:
     """Print a fresh value for $KEYCTL_VIRTUAL_KEY (CI mode: no OS keyring needed)."""
     from keyctl.authenticator import store
 
-    _secret_out(store.new_ci_key(), reveal, "a key")
+    secret_out(store.new_ci_key(), reveal, "a key")
 
 
 @app.command()
@@ -271,21 +305,71 @@ def serve(
     allow_remote: Annotated[
         bool, typer.Option("--allow-remote", help="Allow binding a non-loopback address.")
     ] = False,
+    reset_window: Annotated[
+        str,
+        typer.Option(
+            "--reset-window",
+            metavar="SECONDS|always",
+            help="How long after power-up authenticatorReset is allowed (real keys: 10).",
+        ),
+    ] = "10",
 ) -> None:
-    """Serve a virtual authenticator as a CTAPHID-over-UDP simulator until Ctrl-C."""
+    """Serve a virtual authenticator as a CTAPHID-over-UDP simulator until Ctrl-C.
+
+    SIGUSR1 or 'keyctl virtual power-cycle NAME' power-cycles it, as re-plugging a key does.
+    """
+    import signal
+
     from keyctl.authenticator import VirtualAuthenticator, store
+    from keyctl.hid.control import serving
     from keyctl.hid.prompt import terminal_prompter
     from keyctl.hid.spec import parse_host_port
     from keyctl.hid.udp import UdpServer
 
     host, port = parse_host_port(udp, "--udp")
-    authenticator = VirtualAuthenticator(store.FileStore(name), prompter=terminal_prompter)
+    window = _reset_window(reset_window)
+    store.require(name)
+    authenticator = VirtualAuthenticator(
+        store.FileStore(name), prompter=terminal_prompter, reset_window_s=window
+    )
     server = UdpServer(authenticator, host, port, allow_remote=allow_remote)
     bound_host, bound_port = server.address
-    Terminal().status(f"serving virtual:{name} on udp:{bound_host}:{bound_port} (Ctrl-C stops)")
+    terminal = Terminal()
+
+    def power_cycle(signum: int, frame: object) -> None:
+        authenticator.power_cycle()
+        terminal.status(f"virtual:{name} power-cycled")
+
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, power_cycle)
+    terminal.status(f"serving virtual:{name} on udp:{bound_host}:{bound_port} (Ctrl-C stops)")
     try:
-        server.serve_forever()
+        with serving(name):
+            server.serve_forever()
     except KeyboardInterrupt:
-        Terminal().status("stopped")
+        terminal.status("stopped")
     finally:
         server.stop()
+
+
+def _reset_window(value: str) -> float | None:
+    if value == "always":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise InvalidInput(
+            f"--reset-window {value!r} is not a number of seconds", "give e.g. 10, 0.5 or 'always'"
+        )
+    return seconds
+
+
+@app.command("power-cycle")
+def power_cycle(name: NameArg) -> None:
+    """Power-cycle a running 'keyctl virtual serve NAME' (ends PIN_AUTH_BLOCKED, opens the reset window)."""
+    from keyctl.hid.control import power_cycle as cycle
+
+    pids = cycle(name)
+    Terminal().success(f"power-cycled virtual:{name} (served by pid {', '.join(map(str, pids))})")
