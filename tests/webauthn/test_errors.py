@@ -39,9 +39,11 @@ def _jar(reference: Reference, email: str, tmp_path: Path) -> Path:
     return jar
 
 
-def _register(cli: Cli, reference: Reference, jar: Path, device: str, *extra: str) -> Any:
+def _register(
+    cli: Cli, reference: Reference, jar: Path, device: str, *extra: str, user: str = "u@example.com"
+) -> Any:
     return cli(
-        "register", "--server", reference.url, "--user", "u@example.com", "--cookie-jar", str(jar),
+        "register", "--server", reference.url, "--user", user, "--cookie-jar", str(jar),
         "--authenticator", device, *extra,
     )  # fmt: skip
 
@@ -68,7 +70,7 @@ def test_deny_is_setup_canceled_and_request_canceled(
     assert result.exit_code == ExitCode.PASSKEY_CANCELED, result.stderr
     assert "error: Request canceled" in result.stderr
     jar = _jar(reference, "v@example.com", tmp_path)
-    result = _register(cli, reference, jar, device)
+    result = _register(cli, reference, jar, device, user="v@example.com")
     assert result.exit_code == ExitCode.PASSKEY_CANCELED, result.stderr
     assert "error: Passkey setup canceled" in result.stderr
 

@@ -130,15 +130,43 @@ def code_from_uri(uri: str) -> CodeSource:
     return lambda: vault.totp_code(credential, time.time()).code
 
 
-def vault_code(name: str) -> CodeSource:
-    """Codes of keyctl's TOTP vault entry ``name`` (NotFound at once if there is none)."""
-    from keyctl.totp import vault
+def vault_code(name: str, wait: Callable[[float], None]) -> CodeSource:
+    """Codes of keyctl's TOTP vault entry ``name`` (NotFound at once if there is none); a TOTP step
+    already sent is not sent again: ``wait`` is called for the seconds until the next one."""
+    from keyctl.totp import used, vault
 
-    vault.get(name)
-    return lambda: vault.current_code(name).code
+    if vault.get(name).kind != "totp":
+        return lambda: vault.current_code(name).code
+    return lambda: used.fresh_code(name, vault.load(name), wait)
 
 
-def vault_enroll(name: str) -> Callable[[str], CodeSource]:
+def env_code(var: str, wait: Callable[[float], None]) -> CodeSource:
+    """Codes of a TOTP secret (base32, or an otpauth URI) in environment variable ``var``, for one
+    command: nothing is stored but the last time step sent (under ``$VAR``)."""
+    import os
+
+    from keyctl.totp import model, used
+
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        raise InvalidInput(
+            f"environment variable {var} is {'empty' if var in os.environ else 'not set'}",
+            f"export {var} with the account's base32 TOTP secret or otpauth:// URI",
+        )
+    label = f"${var}"
+    try:
+        if raw.lower().startswith("otpauth://"):
+            credential = model.parse_uri(raw, name=label)
+        else:
+            credential = model.Credential(model.Entry(name=label), model.decode_base32(raw))
+    except InvalidInput as error:
+        raise InvalidInput(f"${var}: {error.message}", error.remedy) from None
+    if credential.entry.kind != "totp":
+        raise InvalidInput(f"${var} holds an HOTP URI", "give a TOTP secret: HOTP counters need the vault")
+    return lambda: used.fresh_code(label, credential, wait)
+
+
+def vault_enroll(name: str, wait: Callable[[float], None]) -> Callable[[str], CodeSource]:
     """First sign-in: store the enrolled otpauth URI in the vault as ``name``, then give its codes."""
     from keyctl.totp import model, vault
 
@@ -148,6 +176,6 @@ def vault_enroll(name: str) -> Callable[[str], CodeSource]:
 
     def enroll(uri: str) -> CodeSource:
         vault.add(model.parse_uri(uri, name))
-        return vault_code(name)
+        return vault_code(name, wait)
 
     return enroll

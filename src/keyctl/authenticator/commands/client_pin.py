@@ -62,6 +62,9 @@ def handle(
     request = parse(raw)
     sub = request.subcommand
     if sub == GET_PIN_RETRIES:
+        # CTAP 2.1 allows either answer without a PIN; real keys (and python-fido2's suite) say PIN_NOT_SET.
+        if state.pin_hash is None:
+            raise CtapFailure(Status.PIN_NOT_SET)
         # powerCycleState: true while PIN_AUTH_BLOCKED lasts (until the key is re-inserted).
         return {3: state.pin_retries, 4: device.consecutive_pin_mismatches >= MAX_CONSECUTIVE_MISMATCHES}
     if sub == GET_UV_RETRIES:
@@ -115,10 +118,11 @@ def _set_pin(
     request: ClientPinRequest,
 ) -> None:
     new_pin_enc = _need(request.new_pin_enc)
-    if not proto.verify(shared, new_pin_enc, _need(request.pin_uv_param)):
+    pin_uv_param = _need(request.pin_uv_param)
+    if state.pin_hash is not None:  # §6.5.5.5 step 3: checked before the pinUvAuthParam
         raise CtapFailure(Status.PIN_AUTH_INVALID)
-    if state.pin_hash is not None:
-        raise CtapFailure(Status.NOT_ALLOWED)
+    if not proto.verify(shared, new_pin_enc, pin_uv_param):
+        raise CtapFailure(Status.PIN_AUTH_INVALID)
     state.pin_hash = _new_pin(state, proto, shared, new_pin_enc)
     state.pin_retries = PIN_RETRIES
     state.force_pin_change = False
@@ -194,7 +198,7 @@ def _permissions(device: Device, state: AuthenticatorState, request: ClientPinRe
     if raw == 0:
         raise CtapFailure(Status.INVALID_PARAMETER)
     supported = pin.SUPPORTED_PERMISSIONS
-    if not device.has_builtin_uv(state):  # no fingerprint sensor, so nothing to bio-enroll
+    if not device.has_sensor(state):  # no fingerprint sensor, so nothing to bio-enroll
         supported &= ~Permission.BIO_ENROLL
     if raw & ~supported:
         raise CtapFailure(Status.UNAUTHORIZED_PERMISSION)
@@ -216,7 +220,9 @@ def _token_using_pin(
         permissions = _permissions(device, state, request)
     _check_pin(device, state, proto, shared, _need(request.pin_hash_enc))
     if state.force_pin_change:
-        raise CtapFailure(Status.PIN_POLICY_VIOLATION)
+        # §6.5.5.7.1 step 11: getPinToken answers PIN_INVALID; §6.5.5.7.2 step 11: 0x09 a policy violation.
+        legacy = request.subcommand == GET_PIN_TOKEN
+        raise CtapFailure(Status.PIN_INVALID if legacy else Status.PIN_POLICY_VIOLATION)
     return _issue(device, proto, shared, permissions, request.rp_id)
 
 
@@ -231,6 +237,8 @@ def _token_using_uv(
     if not device.has_builtin_uv(state):
         raise CtapFailure(Status.INVALID_SUBCOMMAND)
     permissions = _permissions(device, state, request)
+    if not device.uv_configured(state):  # §6.5.5.7.3 step 5: supported but not configured
+        raise CtapFailure(Status.NOT_ALLOWED)
     device.confirm_presence(state, "verify it is you", request.rp_id, link)
     device.verify_user(state)
     return _issue(device, proto, shared, permissions, request.rp_id)
