@@ -9,11 +9,9 @@ from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import DEFAULT_MIN_PIN_LENGTH, PIN_RETRIES, UV_RETRIES, AuthenticatorState
 from keyctl.authenticator.status import CtapFailure, Status
 
-RESET_WINDOW_S = 10.0
-
 
 def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> None:
-    if device.clock.monotonic() - device.powered_up_at > RESET_WINDOW_S:
+    if not device.may_reset():
         raise CtapFailure(Status.NOT_ALLOWED)
     device.confirm_presence(state, "reset this key (deletes every passkey on it)", None, link)
     # Identity (AAGUID, attestation certificate) and the global counter survive, as on real keys;
@@ -31,5 +29,4 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
     state.always_uv = False
     state.enterprise_attestation = False
     state.templates = []
-    device.enrollment = None
-    device.token = None
+    device.clear_volatile()  # the consecutive-mismatch count (PIN_AUTH_BLOCKED) included
