@@ -50,6 +50,7 @@ class Uv(StrEnum):
     auto = "auto"
     deny = "deny"
     none = "none"
+    fingerprint = "fingerprint"
 
 
 _RP_ID = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -119,7 +120,9 @@ def create(
     presence_timeout: Annotated[
         float, typer.Option(help="Seconds 'prompt' waits, and 'timeout' waits before giving up.", min=0.1)
     ] = 30.0,
-    uv: Annotated[Uv, typer.Option(help="Built-in user verification: succeeds, fails, or absent.")] = Uv.auto,
+    uv: Annotated[
+        Uv, typer.Option(help="Built-in UV: succeeds, fails, absent, or a fingerprint sensor to enroll.")
+    ] = Uv.auto,
     ep_rp_id: Annotated[
         list[str] | None,
         typer.Option(
