@@ -80,7 +80,7 @@ def test_get_info_describes_the_kind(
     assert info.options["plat"] is plat
     assert info.options["uv"] is True
     assert info.options["alwaysUv"] is plat  # platforms and providers always verify the user
-    assert ("bioEnroll" in info.options) is not plat  # a platform enrolls fingers in its OS
+    assert "bioEnroll" not in info.options  # only a key with a sensor (uv fingerprint) enrolls over CTAP
 
 
 @pytest.mark.parametrize(
@@ -90,6 +90,7 @@ def test_get_info_describes_the_kind(
         (Kind.SYNCED, {"attestation_mode": AttestationMode.X5C}),
         (Kind.PLATFORM, {"attestation_mode": AttestationMode.SELF}),
         (Kind.PLATFORM, {"uv": UvMode.NONE}),
+        (Kind.PLATFORM, {"uv": UvMode.FINGERPRINT}),  # a platform enrolls fingers in its OS
     ],
 )
 def test_settings_a_kind_cannot_have_are_refused(kind: Kind, setting: dict[str, object]) -> None:

@@ -56,6 +56,7 @@ class Uv(StrEnum):
     auto = "auto"
     deny = "deny"
     none = "none"
+    fingerprint = "fingerprint"
 
 
 _RP_ID = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -82,6 +83,7 @@ def _summary(name: str, state: AuthenticatorState) -> dict[str, Any]:
         "pin_retries": state.pin_retries,
         "min_pin_length": state.min_pin_length,
         "always_uv": state.always_uv,
+        "synced_with": sorted(state.sync_bases),
         "enterprise_attestation_rp_ids": state.ep_rp_ids,
         "discoverable_credentials": [
             {"rp_id": c.rp_id, "user_name": c.user_name, "sign_count": c.sign_count}
@@ -125,7 +127,9 @@ def create(
     presence_timeout: Annotated[
         float, typer.Option(help="Seconds 'prompt' waits, and 'timeout' waits before giving up.", min=0.1)
     ] = 30.0,
-    uv: Annotated[Uv, typer.Option(help="Built-in user verification: succeeds, fails, or absent.")] = Uv.auto,
+    uv: Annotated[
+        Uv, typer.Option(help="Built-in UV: succeeds, fails, absent, or a fingerprint sensor to enroll.")
+    ] = Uv.auto,
     ep_rp_id: Annotated[
         list[str] | None,
         typer.Option(
@@ -207,6 +211,73 @@ def create(
         named = providers.name_of(str(uuid.UUID(bytes=state.aaguid)), mds.current())
         what = f" ({kind.value}: {named.name}, named by the {named.source})" if named else f" ({kind.value})"
     Terminal().success(f"created virtual authenticator {name!r}{what}: use --device virtual:{name}")
+
+
+@app.command()
+def clone(
+    name: NameArg,
+    new_name: Annotated[str, typer.Argument(metavar="NEW", help="Name of the second device.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Make a second device of a synced authenticator's provider account (same passkeys; own PIN)."""
+    from keyctl.authenticator import store
+    from keyctl.authenticator.sync import SyncRefused
+    from keyctl.authenticator.sync import clone as clone_state
+
+    store.check_name(new_name)
+    if new_name == name:
+        raise InvalidInput("a clone needs a name of its own", f"e.g. 'keyctl virtual clone {name} {name}-2'")
+    with store.FileStore(name).transaction() as state:  # the source keeps its new sync base only if ...
+        try:
+            twin = clone_state(name, state, new_name)
+        except SyncRefused as error:
+            raise InvalidInput(str(error), "register each device-bound authenticator separately") from None
+        store.create(new_name, twin)  # ... the clone was stored
+    term = Terminal(as_json)
+    if as_json:
+        term.json({"name": new_name, "device": f"virtual:{new_name}", "synced_with": name})
+        return
+    term.success(
+        f"cloned {name!r} as {new_name!r} ({len(twin.credentials)} passkeys): use --device "
+        f"virtual:{new_name}; 'keyctl virtual sync {name} {new_name}' shares passkeys made later"
+    )
+
+
+@app.command()
+def sync(
+    first: Annotated[str, typer.Argument(metavar="A", help="A synced virtual authenticator.")],
+    second: Annotated[str, typer.Argument(metavar="B", help="A clone of A (or A of B).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Sync two devices of one provider account: passkeys made or deleted on either reach the other."""
+    from contextlib import ExitStack
+
+    from keyctl.authenticator import store
+    from keyctl.authenticator.sync import SyncRefused
+    from keyctl.authenticator.sync import sync as sync_states
+
+    if first == second:
+        raise InvalidInput("give two different authenticators", f"e.g. 'keyctl virtual sync {first} NEW'")
+    stores = {n: store.FileStore(n) for n in sorted((first, second))}  # one lock order: no deadlock
+    with ExitStack() as stack:
+        states = {n: stack.enter_context(s.transaction()) for n, s in stores.items()}
+        try:
+            result = sync_states(first, states[first], second, states[second])
+        except SyncRefused as error:
+            raise InvalidInput(str(error), "only clones made with 'keyctl virtual clone' sync") from None
+    term = Terminal(as_json)
+    summary = {
+        "copied": {first: result.copied_to_first, second: result.copied_to_second},
+        "removed": result.removed,
+        "passkeys": result.held,
+    }
+    if as_json:
+        term.json(summary)
+        return
+    term.success(
+        f"synced {first!r} and {second!r}: {result.copied_to_second} passkeys copied to {second}, "
+        f"{result.copied_to_first} to {first}, {result.removed} deleted on both; {result.held} on each"
+    )
 
 
 @app.command("list")

@@ -16,7 +16,9 @@ MAX_CREDS_IN_LIST = 8
 MAX_CRED_ID_LENGTH = 128
 MAX_RP_IDS_FOR_MIN_PIN = 8
 EXTENSIONS = ["credProtect", "hmac-secret", "minPinLength", "credBlob"]
-UV_MODALITY_FINGERPRINT = 0x02  # USER_VERIFY_FINGERPRINT_INTERNAL (FIDO Registry of Predefined Values)
+# FIDO Registry of Predefined Values: USER_VERIFY_FINGERPRINT_INTERNAL, USER_VERIFY_PASSCODE_INTERNAL
+UV_MODALITY_FINGERPRINT = 0x02
+UV_MODALITY_PASSCODE = 0x04
 
 
 def handle(device: Device, state: AuthenticatorState, params: dict[Any, Any], link: Link) -> dict[int, Any]:
@@ -52,9 +54,12 @@ def handle(device: Device, state: AuthenticatorState, params: dict[Any, Any], li
         20: MAX_RESIDENT - len(state.credentials),
     }
     if device.has_builtin_uv(state):
-        options["uv"] = True
+        # §6.4: uv is false while the method is not configured (a sensor without a finger)
+        options["uv"] = device.uv_configured(state)
+        # a platform's UV is its OS's (Touch ID, Windows Hello); a key's is on-device passcode entry
+        info[18] = UV_MODALITY_PASSCODE if state.kind is Kind.SECURITY_KEY else UV_MODALITY_FINGERPRINT
+    if device.has_sensor(state):  # only security keys: a platform enrolls fingers in the OS, not over CTAP
+        options["bioEnroll"] = bool(state.templates)  # present: a sensor; true: a finger is enrolled
+        options["uvBioEnroll"] = True
         info[18] = UV_MODALITY_FINGERPRINT
-        if state.kind is Kind.SECURITY_KEY:  # a platform enrolls fingers in the OS, not over CTAP
-            options["bioEnroll"] = bool(state.templates)  # present: a sensor; true: a finger is enrolled
-            options["uvBioEnroll"] = True
     return info
