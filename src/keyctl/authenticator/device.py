@@ -96,7 +96,8 @@ def new_state(
         counter_mode = CounterMode.ZERO if kind is Kind.SYNCED else CounterMode.GLOBAL
     if kind is Kind.SYNCED and counter_mode is not CounterMode.ZERO:
         raise ValueError("a synced passkey's signature counter is always 0")
-    aaguid = aaguid or uuid.uuid4().bytes
+    provider = kind.provider_aaguid
+    aaguid = aaguid or (uuid.UUID(provider).bytes if provider else uuid.uuid4().bytes)
     ca_key, ca_cert, att_key, att_cert = attestation.make_attestation_pki(aaguid)
     return AuthenticatorState(
         aaguid=aaguid,

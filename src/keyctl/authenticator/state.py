@@ -34,6 +34,15 @@ class Kind(StrEnum):
     PLATFORM = "platform"  # device-bound, built into the computer or phone
 
     @property
+    def provider_aaguid(self) -> str | None:
+        """The AAGUID of the real provider the kind stands for (named by keyctl.audit.providers' sources):
+        Google Password Manager (synced, in Chrome and Android), Windows Hello's TPM-backed authenticator."""
+        return {
+            Kind.SYNCED: "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4",
+            Kind.PLATFORM: "08987058-cadc-4b81-b6e1-30de50dcbe96",
+        }.get(self)
+
+    @property
     def transports(self) -> list[str]:
         return {Kind.SECURITY_KEY: ["usb"], Kind.SYNCED: ["hybrid", "internal"], Kind.PLATFORM: ["internal"]}[
             self

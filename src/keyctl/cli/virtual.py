@@ -143,11 +143,6 @@ def create(
 
     store.check_name(name)
     aaguid_bytes = None
-    if aaguid is None:
-        aaguid = {
-            Kind.synced: providers.GOOGLE_PASSWORD_MANAGER,
-            Kind.platform: providers.WINDOWS_HELLO_HARDWARE,
-        }.get(kind)
     if aaguid is not None:
         try:
             aaguid_bytes = uuid.UUID(aaguid).bytes
