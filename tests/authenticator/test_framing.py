@@ -85,6 +85,20 @@ def host(request: pytest.FixtureRequest, clock: FakeClock) -> object:
     server.stop()
 
 
+@pytest.fixture(params=["inprocess", "udp"])
+def real_time_host(request: pytest.FixtureRequest) -> object:
+    """A host on an authenticator with the system clock: the device's own timers run."""
+    authenticator = VirtualAuthenticator()
+    if request.param == "inprocess":
+        yield RawHost(InProcessConnection(authenticator.hid))
+        return
+    server = UdpServer(authenticator, "127.0.0.1", 0).start()
+    connection = UdpConnection(*server.address, timeout_s=5)
+    yield RawHost(connection)
+    connection.close()
+    server.stop()
+
+
 def second_host(host: RawHost) -> RawHost:
     """Another handle on the same device (another process opening the same key)."""
     connection = host.connection
@@ -220,3 +234,62 @@ def test_several_channels_at_once() -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
     assert [thread.is_alive() for thread in threads] == [False] * 4, "a client still waits for its answer"
     assert errors == []
+
+
+def test_half_sent_message_times_out_on_its_own(real_time_host: RawHost) -> None:
+    """ERR_MSG_TIMEOUT arrives after the transaction timeout with no further report from the host."""
+    host = real_time_host
+    cid = host.allocate()
+    host.write(f.packets(cid, f.PING, os.urandom(100))[0])
+    started = time.monotonic()
+    assert host.error() == (cid, f.ERR_MSG_TIMEOUT)
+    waited = time.monotonic() - started
+    assert f.TRANSACTION_TIMEOUT_S - 0.05 <= waited < f.TRANSACTION_TIMEOUT_S + 0.5
+    host.send(cid, f.PING, b"free again")
+    assert host.receive() == (cid, f.PING, b"free again")
+
+
+def test_each_continuation_restarts_the_timeout(real_time_host: RawHost) -> None:
+    host = real_time_host
+    cid = host.allocate()
+    data = os.urandom(57 + 59 * 3)
+    packets = f.packets(cid, f.PING, data)
+    for packet in packets[:-1]:
+        host.write(packet)
+        time.sleep(f.TRANSACTION_TIMEOUT_S * 0.6)  # longer in total than one timeout
+    host.write(packets[-1])
+    assert host.receive() == (cid, f.PING, data)
+
+
+def test_init_on_a_channel_never_allocated_adopts_it(host: RawHost) -> None:
+    """CTAP 2.1 §11.2.9.1.3 describes INIT on an allocated CID (resynchronise) and on the broadcast
+    CID (allocate); for any other CID keyctl resynchronises it like an allocated one, as Solo does."""
+    nonce = os.urandom(8)
+    host.init_packet(0x11223344, f.INIT, 8, nonce)
+    reply_cid, cmd, data = host.receive()
+    assert (reply_cid, cmd, data[:8]) == (0x11223344, f.INIT, nonce)
+    assert struct.unpack_from(">I", data, 8)[0] == 0x11223344
+    host.send(0x11223344, f.PING, b"adopted")
+    assert host.receive() == (0x11223344, f.PING, b"adopted")
+    host.init_packet(0, f.INIT, 8, nonce)  # CID 0 stays reserved
+    assert host.error() == (0, f.ERR_INVALID_CHANNEL)
+
+
+def test_allocation_skips_an_adopted_channel(host: RawHost) -> None:
+    first = host.allocate()
+    host.init_packet(first + 1, f.INIT, 8, os.urandom(8))
+    assert host.receive()[1] == f.INIT
+    assert host.allocate() == first + 2
+
+
+def test_init_from_another_channel_during_a_half_sent_message(real_time_host: RawHost) -> None:
+    """The peer suite's ping-abort-from-different-CID: INIT is answered at once, the stale message later
+    times out on its own channel."""
+    host = real_time_host
+    cid = host.allocate()
+    host.write(f.packets(cid, f.PING, os.urandom(100))[0])
+    nonce = os.urandom(8)
+    host.init_packet(cid ^ 0x01000000, f.INIT, 8, nonce)
+    reply_cid, cmd, data = host.receive()
+    assert (reply_cid, cmd, data[:8]) == (cid ^ 0x01000000, f.INIT, nonce)
+    assert host.error() == (cid, f.ERR_MSG_TIMEOUT)

@@ -24,7 +24,7 @@ SUB_APPS: list[tuple[str, str, str]] = [
     ("key", "keyctl.cli.key", "Manage a security key: PIN, credentials, settings, reset."),
     ("audit", "keyctl.cli.audit", "Audit registered passkeys and connected keys against FIDO metadata."),
     ("virtual", "keyctl.cli.virtual", "Virtual FIDO2 authenticators for CI and tests (CTAP2 over CTAPHID)."),
-    ("totp", "keyctl.cli.totp", "TOTP/HOTP codes from secrets kept in the OS keyring."),
+    ("totp", "keyctl.cli.totp", "TOTP/HOTP codes; secrets in the OS keyring (CI: an encrypted file)."),
     ("server", "keyctl.cli.server", "Run keyctl's reference sign-in server (relying party); add accounts."),
 ]
 # (command name, module, function name): top-level commands such as ``keyctl login``.

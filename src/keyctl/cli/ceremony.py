@@ -73,6 +73,14 @@ PasswordEnvOption = Annotated[
 TotpOption = Annotated[
     str | None, typer.Option("--totp", help="2FA: a code from this keyctl TOTP vault entry.")
 ]
+TotpSecretEnvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--totp-secret-env",
+        metavar="VAR",
+        help="2FA: codes from the TOTP secret (base32 or otpauth URI) in this environment variable.",
+    ),
+]
 RecoveryEnvOption = Annotated[
     str | None,
     typer.Option("--recovery-code-env", help="2FA: the recovery code in this environment variable."),
@@ -235,26 +243,49 @@ def _client(
     return client, interaction
 
 
+def _wait_for_next_step(seconds: float) -> None:
+    """The last TOTP code was already sent: wait for the next step, with a countdown on a terminal."""
+    import time
+
+    end = time.time() + seconds
+    while (left := end - time.time()) > 0:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rthat TOTP code was already used; the next one comes in {left:2.0f} s ")
+            sys.stderr.flush()
+        time.sleep(min(1.0, left))
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
+
+
 def _password_sign_in(
     term: Terminal,
     session: Session,
     user: str,
     password_env: str | None,
     totp: str | None,
+    totp_secret_env: str | None,
     recovery_code_env: str | None,
     save_totp: str | None,
 ) -> SignedIn:
     from keyctl.webauthn import signin
 
-    if totp and recovery_code_env:
-        raise InvalidInput("--totp and --recovery-code-env exclude each other", "give one 2FA method")
+    given = [f for f, v in (("--totp", totp), ("--totp-secret-env", totp_secret_env)) if v]
+    if recovery_code_env:
+        given.append("--recovery-code-env")
+    if len(given) > 1:
+        raise InvalidInput(f"{' and '.join(given)} exclude each other", "give one 2FA method")
+    code = None
+    if totp:
+        code = signin.vault_code(totp, _wait_for_next_step)
+    elif totp_secret_env:
+        code = signin.env_code(totp_secret_env, _wait_for_next_step)
     credentials = signin.Password(
         email=user,
         # stdin may carry the key's PIN, so a password comes from the variable or a terminal prompt only
         password=read_secret("password", password_env, stdin_line=False),
-        totp=signin.vault_code(totp) if totp else None,
+        totp=code,
         recovery_code=read_secret("recovery code", recovery_code_env) if recovery_code_env else None,
-        enroll=signin.vault_enroll(save_totp) if save_totp else None,
+        enroll=signin.vault_enroll(save_totp, _wait_for_next_step) if save_totp else None,
     )
     return signin.password_sign_in(session, credentials, term.status)
 
@@ -285,6 +316,7 @@ def register(
     print_session: PrintSessionOption = False,
     password_env: PasswordEnvOption = None,
     totp: TotpOption = None,
+    totp_secret_env: TotpSecretEnvOption = None,
     recovery_code_env: RecoveryEnvOption = None,
     save_totp: SaveTotpOption = None,
     as_json: JsonOption = False,
@@ -302,12 +334,16 @@ def register(
     with _open_session(server, the_profile, claimed, cookie_jar) as session:
         recovery_code = None
         has_session = bool(the_profile.session_cookie and session.cookie(the_profile.session_cookie))
-        wants_password = bool(password_env or totp or recovery_code_env or save_totp)
+        wants_password = bool(password_env or totp or totp_secret_env or recovery_code_env or save_totp)
         if wants_password or (the_profile.signin and not has_session):
             signed_in = _password_sign_in(
-                term, session, user, password_env, totp, recovery_code_env, save_totp
+                term, session, user, password_env, totp, totp_secret_env, recovery_code_env, save_totp
             )
             recovery_code = signed_in.recovery_code
+        elif has_session:
+            from keyctl.webauthn import signin
+
+            signin.require_account(session, user, str(cookie_jar))
         try:
             result = flows.register(session, client, request)
         finally:
@@ -331,6 +367,7 @@ def login(
     print_session: PrintSessionOption = False,
     password_env: PasswordEnvOption = None,
     totp: TotpOption = None,
+    totp_secret_env: TotpSecretEnvOption = None,
     recovery_code_env: RecoveryEnvOption = None,
     save_totp: SaveTotpOption = None,
     as_json: JsonOption = False,
@@ -342,11 +379,11 @@ def login(
     spec = _authenticator_spec(authenticator, device)
     the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
     with _open_session(server, the_profile, claimed, cookie_jar) as session:
-        if password_env or totp or recovery_code_env or save_totp:
+        if password_env or totp or totp_secret_env or recovery_code_env or save_totp:
             if user is None:
                 raise InvalidInput("a password sign-in needs --user", "add --user EMAIL")
             signed_in = _password_sign_in(
-                term, session, user, password_env, totp, recovery_code_env, save_totp
+                term, session, user, password_env, totp, totp_secret_env, recovery_code_env, save_totp
             )
             result = flows.Result(
                 ceremony="login",

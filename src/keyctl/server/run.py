@@ -115,6 +115,7 @@ def prepare(
     clock: Clock = time.time,
     rate_limit: int = DEFAULT_RATE_LIMIT,
     max_failures: int = DEFAULT_MAX_FAILURES,
+    device_bound_only: bool = False,
 ) -> Prepared:
     """Open the database, bind the socket and build the app, without serving yet."""
     if origin is not None:
@@ -134,6 +135,7 @@ def prepare(
             admin_token=token,
             max_failures=max_failures,
             rate_limit=rate_limit,
+            device_bound_only=device_bound_only,
         )
         policy = Policy(Store(db_path), settings, clock)
         policy.cleanup()
@@ -160,6 +162,7 @@ def start(
     clock: Clock = time.time,
     rate_limit: int = DEFAULT_RATE_LIMIT,
     max_failures: int = DEFAULT_MAX_FAILURES,
+    device_bound_only: bool = False,
 ) -> ServerHandle:
     """Serve in a background thread; returns once the server accepts connections."""
     prepared = prepare(
@@ -172,6 +175,7 @@ def start(
         clock=clock,
         rate_limit=rate_limit,
         max_failures=max_failures,
+        device_bound_only=device_bound_only,
     )
     thread = threading.Thread(
         target=prepared.server.run, kwargs={"sockets": [prepared.sock]}, name="keyctl-server", daemon=True

@@ -86,6 +86,11 @@ def text(body: Mapping[str, Any], key: str, max_len: int = MAX_TEXT) -> str:
         raise PolicyError("invalid_request", f"'{key}' {problem}")
     if len(value) > max_len:
         raise PolicyError("invalid_request", f"'{key}' is longer than {max_len} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone UTF-16 surrogate ("\ud800"), which JSON allows
+            raise PolicyError("invalid_request", f"'{key}' is not valid Unicode text") from None
     return value
 
 
@@ -97,7 +102,8 @@ def number(query: Mapping[str, str], key: str, default: int, low: int, high: int
     raw = query.get(key)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or not low <= int(raw) <= high:
         raise PolicyError("invalid_request", f"'{key}' must be a whole number from {low} to {high}")
     return int(raw)
 

@@ -105,6 +105,16 @@ def _malformed(what: str, error: Exception) -> ServerUnavailable:
     )
 
 
+def _check_user_handle(user_id: bytes) -> None:
+    """WebAuthn requires a user handle of 1 to 64 bytes; authenticators store it with the passkey."""
+    if not 1 <= len(user_id) <= 64:
+        raise ServerUnavailable(
+            f"Passkey unavailable (the server's registration options are invalid: user.id is"
+            f" {len(user_id)} bytes long; WebAuthn requires 1 to 64 bytes)",
+            "the site must give each account a user handle: report it to the site's operator",
+        )
+
+
 def _json(response: Mapping[str, Any]) -> dict[str, Any]:
     """fido2's response objects as plain JSON-ready dicts (WebAuthn Level 3 JSON forms)."""
     return {
@@ -120,6 +130,7 @@ def register(session: Session, client: Client, request: Request) -> Result:
         options = PublicKeyCredentialCreationOptions.from_dict(raw)
     except (TypeError, ValueError, KeyError, AttributeError) as error:
         raise _malformed("registration options", error) from None
+    _check_user_handle(options.user.id)
     rp_id = check_rp_id(options.rp.id, client.origin, client.insecure)
     selection = options.authenticator_selection or AuthenticatorSelectionCriteria()
     if request.resident is not None:
@@ -134,7 +145,9 @@ def register(session: Session, client: Client, request: Request) -> Result:
         response = ceremony.make_credential(
             device, client.origin, options, client.interaction, client.timeout_s, client.insecure
         )
-    verdict = _finish(session, steps.finish, _json(response), values)
+        body = _json(response)
+        body["response"]["transports"] = ceremony.transports(device)
+    verdict = _finish(session, steps.finish, body, values)
     return Result(
         ceremony="register",
         verified=True,
