@@ -257,9 +257,10 @@ def test_ctrl_c_at_the_pin_prompt_stops_the_batch(rig: Rig, tmp_path: Path) -> N
     )
     terminal.expect(f"New PIN for {ANN}'s key: ")
     terminal.type("\x03")  # Ctrl-C: the terminal sends SIGINT to the process
-    assert terminal.wait() == ExitCode.CANCELED, terminal.text
+    assert terminal.wait() == ExitCode.INTERRUPTED, terminal.text
     assert "batch stopped: 1 users not attempted" in terminal.text
-    assert [json.loads(line)["user"] for line in log.read_text().splitlines()] == [ANN]
+    [line] = log.read_text().splitlines()
+    assert (json.loads(line)["user"], json.loads(line)["detail"]) == (ANN, "interrupted with Ctrl-C")
     assert "user 2 of 2" not in terminal.text
     assert not _pin_set(first)
     assert rig.passkeys() == {ANN: [], BEN: []}
