@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages the test suite drives for real: a Secret Service (gnome-keyring in a
 # private D-Bus session), oathtool as an independent TOTP verifier, Chromium for the browser test, curl
-# to reuse the cookie jars keyctl login writes.
+# to reuse the cookie jars keyctl login writes, Node and the webauthn Ruby gem for the interop relying
+# parties (tests/interop; @simplewebauthn/server itself comes from npm, `npm ci` in the tests).
 set -euo pipefail
-packages=(gnome-keyring dbus-daemon dbus-x11 oathtool chromium curl)
+packages=(gnome-keyring dbus-daemon dbus-x11 oathtool chromium curl ruby-webauthn ruby-webrick)
+command -v node >/dev/null || packages+=(nodejs)
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -289,7 +289,10 @@ def test_an_algorithm_the_key_cannot_make_is_not_supported(cli: Cli, udp_authent
             "--authenticator", udp_authenticator(authenticator()),
         )  # fmt: skip
     assert result.exit_code == ExitCode.NOT_SUPPORTED, result.stderr
-    assert "Passkeys not supported: the key supports none of the requested algorithms" in result.stderr
+    assert (
+        "Passkeys not supported: the authenticator makes none of the key types the server accepts (RS256)"
+        in result.stderr
+    )
 
 
 def test_ctrl_c_while_waiting_for_a_touch_is_canceled(reference: Reference, udp_authenticator: Serve) -> None:

@@ -38,6 +38,7 @@ from keyctl.authenticator.state import (
     AttestationMode,
     AuthenticatorState,
     CounterMode,
+    Kind,
     ResidentCredential,
 )
 from keyctl.authenticator.status import CtapFailure, Status
@@ -67,14 +68,34 @@ class MemoryStore:
 def new_state(
     aaguid: bytes | None = None,
     attestation_mode: AttestationMode = AttestationMode.NONE,
-    counter_mode: CounterMode = CounterMode.GLOBAL,
+    counter_mode: CounterMode | None = None,
     presence: PresenceMode = PresenceMode.AUTO,
     uv: UvMode = UvMode.AUTO,
     presence_timeout_s: float = 30.0,
     rng: Rng | None = None,
+    kind: Kind = Kind.SECURITY_KEY,
     ep_rp_ids: Sequence[str] = (),
 ) -> AuthenticatorState:
-    """A factory-fresh authenticator with its own wrapping key and attestation CA."""
+    """A factory-fresh authenticator with its own wrapping key and attestation CA.
+
+    Platform authenticators and passkey providers verify the user themselves on every ceremony (alwaysUv
+    with built-in UV) and attest with ``none`` (keyctl cannot honestly make a TPM or Apple statement); a
+    provider's counter stays 0, since copies on several devices cannot share one. ValueError names a
+    setting the kind does not allow.
+    """
+    if kind is not Kind.SECURITY_KEY:
+        if attestation_mode is not AttestationMode.NONE:
+            raise ValueError(f"a {kind} authenticator attests with 'none' only")
+        if uv is UvMode.NONE:
+            raise ValueError(f"a {kind} authenticator has user verification built in")
+        if uv is UvMode.FINGERPRINT:
+            raise ValueError(f"a {kind} authenticator enrolls fingers in the operating system: use uv 'auto'")
+        if ep_rp_ids:
+            raise ValueError(f"a {kind} authenticator has no enterprise attestation")
+    if counter_mode is None:
+        counter_mode = CounterMode.ZERO if kind is Kind.SYNCED else CounterMode.GLOBAL
+    if kind is Kind.SYNCED and counter_mode is not CounterMode.ZERO:
+        raise ValueError("a synced passkey's signature counter is always 0")
     aaguid = aaguid or uuid.uuid4().bytes
     ca_key, ca_cert, att_key, att_cert = attestation.make_attestation_pki(aaguid)
     return AuthenticatorState(
@@ -89,6 +110,8 @@ def new_state(
         presence=presence.value,
         presence_timeout_s=presence_timeout_s,
         uv=uv.value,
+        always_uv=kind is not Kind.SECURITY_KEY,
+        kind=kind,
         ep_rp_ids=list(ep_rp_ids),
     )
 
@@ -222,18 +245,28 @@ class Device:
         confirm_presence(self.policy(state), action, rp_id, link, self.clock)
 
     def has_builtin_uv(self, state: AuthenticatorState) -> bool:
+        """Does it have a built-in user verification method (configured or not)?"""
         return self.policy(state).uv is not UvMode.NONE
 
-    def verify_user(self, state: AuthenticatorState) -> None:
-        """Built-in user verification (a simulated fingerprint), with its retry counter.
+    def has_sensor(self, state: AuthenticatorState) -> bool:
+        """A fingerprint sensor, the only built-in method that needs enrolling (bio enrollment)."""
+        return self.policy(state).uv is UvMode.FINGERPRINT
 
-        Once fingerprints are enrolled the sensor is read too: a good sample is a matching finger. Without
-        any, the policy alone decides (what CI relied on before bio enrollment existed).
+    def uv_configured(self, state: AuthenticatorState) -> bool:
+        """getInfo's ``uv`` option: built-in user verification ready for use (a sensor needs a finger)."""
+        return self.has_builtin_uv(state) and (bool(state.templates) or not self.has_sensor(state))
+
+    def verify_user(self, state: AuthenticatorState) -> None:
+        """Built-in user verification, with its retry counter (callers check ``uv_configured`` first).
+
+        A sensor is read: a good sample is a matching finger. The other methods succeed (``auto``) or
+        fail (``deny``) by policy.
         """
         if state.uv_retries <= 0:
             raise CtapFailure(Status.UV_BLOCKED)
-        if self.policy(state).uv is UvMode.AUTO:
-            sample = self.sensor.capture() if state.templates else SampleStatus.GOOD
+        mode = self.policy(state).uv
+        if mode is not UvMode.DENY:
+            sample = self.sensor.capture() if mode is UvMode.FINGERPRINT else SampleStatus.GOOD
             if sample is None:
                 raise CtapFailure(Status.USER_ACTION_TIMEOUT)
             if sample is SampleStatus.GOOD:
@@ -244,7 +277,7 @@ class Device:
 
     def protected(self, state: AuthenticatorState) -> bool:
         """Is the authenticator protected by some form of user verification?"""
-        return state.pin_hash is not None or self.has_builtin_uv(state)
+        return state.pin_hash is not None or self.uv_configured(state)
 
     def private_key(self, alg: Alg, private: bytes) -> PrivateKey:
         key = self._key_cache.get(private)

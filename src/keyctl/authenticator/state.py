@@ -26,6 +26,20 @@ class CounterMode(StrEnum):
     ZERO = "zero"  # always 0: parallel CI jobs sharing one credential don't look like a cloned key
 
 
+class Kind(StrEnum):
+    """What the authenticator stands for, as a relying party sees it."""
+
+    SECURITY_KEY = "security-key"  # device-bound, roaming (USB): today's default
+    SYNCED = "synced"  # a passkey provider (password manager): backup-eligible and backed up
+    PLATFORM = "platform"  # device-bound, built into the computer or phone
+
+    @property
+    def transports(self) -> list[str]:
+        return {Kind.SECURITY_KEY: ["usb"], Kind.SYNCED: ["hybrid", "internal"], Kind.PLATFORM: ["internal"]}[
+            self
+        ]
+
+
 class AttestationMode(StrEnum):
     NONE = "none"
     SELF = "self"  # packed, signed by the credential key
@@ -119,6 +133,10 @@ class AuthenticatorState:
     always_uv: bool = False
     enterprise_attestation: bool = False
     templates: list[Template] = field(default_factory=list)
+    kind: Kind = Kind.SECURITY_KEY
+    # Synced kind: per peer (another device of the same provider account), the IDs of the discoverable
+    # credentials both held after their last sync: what tells a deletion on one side from a creation.
+    sync_bases: dict[str, list[bytes]] = field(default_factory=dict)
     # Vendor-facilitated enterprise attestation: RP IDs "burned in" at creation, never changed after.
     ep_rp_ids: list[str] = field(default_factory=list)
     # The device-identifying certificate (and its key) enterprise attestation uses, made when first needed.
@@ -154,6 +172,8 @@ class AuthenticatorState:
                 "alwaysUv": self.always_uv,
                 "ep": self.enterprise_attestation,
                 "templates": [[t.template_id, t.name] for t in self.templates],
+                "kind": self.kind.value,
+                "syncBases": self.sync_bases,
                 "epRpIds": self.ep_rp_ids,
                 "epKey": self.enterprise_key,
                 "epCert": self.enterprise_cert,
@@ -192,6 +212,8 @@ class AuthenticatorState:
             always_uv=data["alwaysUv"],
             enterprise_attestation=data["ep"],
             templates=[Template(bytes(i), n) for i, n in data.get("templates", [])],  # absent before bio
+            kind=Kind(data.get("kind", Kind.SECURITY_KEY)),  # absent before kinds
+            sync_bases={str(k): [bytes(i) for i in v] for k, v in data.get("syncBases", {}).items()},
             ep_rp_ids=list(data.get("epRpIds", [])),  # absent before the enterprise RP ID list
             enterprise_key=data.get("epKey"),
             enterprise_cert=data.get("epCert"),

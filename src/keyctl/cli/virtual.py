@@ -33,6 +33,12 @@ class Counter(StrEnum):
     zero = "zero"
 
 
+class Kind(StrEnum):
+    security_key = "security-key"
+    synced = "synced"
+    platform = "platform"
+
+
 class Presence(StrEnum):
     auto = "auto"
     deny = "deny"
@@ -44,16 +50,22 @@ class Uv(StrEnum):
     auto = "auto"
     deny = "deny"
     none = "none"
+    fingerprint = "fingerprint"
 
 
 _RP_ID = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 def _summary(name: str, state: AuthenticatorState) -> dict[str, Any]:
+    synced = state.kind.value == Kind.synced.value  # what every credential's BE and BS flags say
     return {
         "name": name,
         "device": f"virtual:{name}",
+        "kind": state.kind.value,
         "aaguid": str(uuid.UUID(bytes=state.aaguid)),
+        "backup_eligible": synced,
+        "backed_up": synced,
+        "transports": state.kind.transports,
         "attestation": state.attestation.value,
         "counter": state.counter_mode.value,
         "signature_counter": state.global_counter,
@@ -64,6 +76,7 @@ def _summary(name: str, state: AuthenticatorState) -> dict[str, Any]:
         "pin_retries": state.pin_retries,
         "min_pin_length": state.min_pin_length,
         "always_uv": state.always_uv,
+        "synced_with": sorted(state.sync_bases),
         "enterprise_attestation_rp_ids": state.ep_rp_ids,
         "discoverable_credentials": [
             {"rp_id": c.rp_id, "user_name": c.user_name, "sign_count": c.sign_count}
@@ -75,7 +88,20 @@ def _summary(name: str, state: AuthenticatorState) -> dict[str, Any]:
 @app.command()
 def create(
     name: NameArg,
-    aaguid: Annotated[str | None, typer.Option(help="AAGUID to report (default: a random one).")] = None,
+    kind: Annotated[
+        Kind,
+        typer.Option(
+            help="security-key (device-bound, USB), synced (a passkey provider: backed up, counter 0) or "
+            "platform (device-bound, built in)."
+        ),
+    ] = Kind.security_key,
+    aaguid: Annotated[
+        str | None,
+        typer.Option(
+            help="AAGUID to report (default: random for a security key, Google Password Manager's for "
+            "synced, Windows Hello's for platform)."
+        ),
+    ] = None,
     attestation: Annotated[
         Attestation, typer.Option(help="Attestation statement format.")
     ] = Attestation.none,
@@ -83,13 +109,20 @@ def create(
         str | None, typer.Option("--pin-env", metavar="VAR", help="Set a PIN, read from this env variable.")
     ] = None,
     counter: Annotated[
-        Counter, typer.Option(help="Signature counter: zero lets parallel CI jobs share one credential.")
-    ] = Counter.global_,
+        Counter | None,
+        typer.Option(
+            help="Signature counter (default: global; zero for synced): zero lets parallel CI jobs share "
+            "one credential.",
+            show_default=False,
+        ),
+    ] = None,
     presence: Annotated[Presence, typer.Option(help="What a request for a touch gets.")] = Presence.auto,
     presence_timeout: Annotated[
         float, typer.Option(help="Seconds 'prompt' waits, and 'timeout' waits before giving up.", min=0.1)
     ] = 30.0,
-    uv: Annotated[Uv, typer.Option(help="Built-in user verification: succeeds, fails, or absent.")] = Uv.auto,
+    uv: Annotated[
+        Uv, typer.Option(help="Built-in UV: succeeds, fails, absent, or a fingerprint sensor to enroll.")
+    ] = Uv.auto,
     ep_rp_id: Annotated[
         list[str] | None,
         typer.Option(
@@ -103,11 +136,18 @@ def create(
     """Create a stored virtual authenticator (encrypted; key in the OS keyring or $KEYCTL_VIRTUAL_KEY)."""
     import os
 
+    from keyctl.audit import providers
     from keyctl.authenticator import AttestationMode, CounterMode, PresenceMode, UvMode, new_state, store
     from keyctl.authenticator.device import set_pin
+    from keyctl.authenticator.state import Kind as AuthenticatorKind
 
     store.check_name(name)
     aaguid_bytes = None
+    if aaguid is None:
+        aaguid = {
+            Kind.synced: providers.GOOGLE_PASSWORD_MANAGER,
+            Kind.platform: providers.WINDOWS_HELLO_HARDWARE,
+        }.get(kind)
     if aaguid is not None:
         try:
             aaguid_bytes = uuid.UUID(aaguid).bytes
@@ -124,15 +164,19 @@ def create(
         pin_code = os.environ.get(pin_env)
         if not pin_code:
             raise InvalidInput(f"environment variable {pin_env} is not set or empty", f"export {pin_env}=...")
-    state = new_state(
-        aaguid=aaguid_bytes,
-        attestation_mode=AttestationMode(attestation.value),
-        counter_mode=CounterMode(counter.value),
-        presence=PresenceMode(presence.value),
-        uv=UvMode(uv.value),
-        presence_timeout_s=presence_timeout,
-        ep_rp_ids=ep_rp_ids,
-    )
+    try:
+        state = new_state(
+            aaguid=aaguid_bytes,
+            attestation_mode=AttestationMode(attestation.value),
+            counter_mode=None if counter is None else CounterMode(counter.value),
+            presence=PresenceMode(presence.value),
+            uv=UvMode(uv.value),
+            presence_timeout_s=presence_timeout,
+            kind=AuthenticatorKind(kind.value),
+            ep_rp_ids=ep_rp_ids,
+        )
+    except ValueError as error:
+        raise InvalidInput(f"--kind {kind.value}: {error}", "drop the conflicting option") from None
     if pin_code is not None:
         try:
             set_pin(state, pin_code)
@@ -141,7 +185,80 @@ def create(
                 f"the PIN in {pin_env} is not acceptable: {error}", "choose another PIN"
             ) from None
     store.create(name, state, force=force)
-    Terminal().success(f"created virtual authenticator {name!r}: use --device virtual:{name}")
+    what = ""
+    if kind is not Kind.security_key:
+        from keyctl.audit import mds
+
+        named = providers.name_of(str(uuid.UUID(bytes=state.aaguid)), mds.current())
+        what = f" ({kind.value}: {named.name}, named by the {named.source})" if named else f" ({kind.value})"
+    Terminal().success(f"created virtual authenticator {name!r}{what}: use --device virtual:{name}")
+
+
+@app.command()
+def clone(
+    name: NameArg,
+    new_name: Annotated[str, typer.Argument(metavar="NEW", help="Name of the second device.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Make a second device of a synced authenticator's provider account (same passkeys; own PIN)."""
+    from keyctl.authenticator import store
+    from keyctl.authenticator.sync import SyncRefused
+    from keyctl.authenticator.sync import clone as clone_state
+
+    store.check_name(new_name)
+    if new_name == name:
+        raise InvalidInput("a clone needs a name of its own", f"e.g. 'keyctl virtual clone {name} {name}-2'")
+    with store.FileStore(name).transaction() as state:  # the source keeps its new sync base only if ...
+        try:
+            twin = clone_state(name, state, new_name)
+        except SyncRefused as error:
+            raise InvalidInput(str(error), "register each device-bound authenticator separately") from None
+        store.create(new_name, twin)  # ... the clone was stored
+    term = Terminal(as_json)
+    if as_json:
+        term.json({"name": new_name, "device": f"virtual:{new_name}", "synced_with": name})
+        return
+    term.success(
+        f"cloned {name!r} as {new_name!r} ({len(twin.credentials)} passkeys): use --device "
+        f"virtual:{new_name}; 'keyctl virtual sync {name} {new_name}' shares passkeys made later"
+    )
+
+
+@app.command()
+def sync(
+    first: Annotated[str, typer.Argument(metavar="A", help="A synced virtual authenticator.")],
+    second: Annotated[str, typer.Argument(metavar="B", help="A clone of A (or A of B).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Sync two devices of one provider account: passkeys made or deleted on either reach the other."""
+    from contextlib import ExitStack
+
+    from keyctl.authenticator import store
+    from keyctl.authenticator.sync import SyncRefused
+    from keyctl.authenticator.sync import sync as sync_states
+
+    if first == second:
+        raise InvalidInput("give two different authenticators", f"e.g. 'keyctl virtual sync {first} NEW'")
+    stores = {n: store.FileStore(n) for n in sorted((first, second))}  # one lock order: no deadlock
+    with ExitStack() as stack:
+        states = {n: stack.enter_context(s.transaction()) for n, s in stores.items()}
+        try:
+            result = sync_states(first, states[first], second, states[second])
+        except SyncRefused as error:
+            raise InvalidInput(str(error), "only clones made with 'keyctl virtual clone' sync") from None
+    term = Terminal(as_json)
+    summary = {
+        "copied": {first: result.copied_to_first, second: result.copied_to_second},
+        "removed": result.removed,
+        "passkeys": result.held,
+    }
+    if as_json:
+        term.json(summary)
+        return
+    term.success(
+        f"synced {first!r} and {second!r}: {result.copied_to_second} passkeys copied to {second}, "
+        f"{result.copied_to_first} to {first}, {result.removed} deleted on both; {result.held} on each"
+    )
 
 
 @app.command("list")
@@ -173,10 +290,12 @@ def info(
     file_store = store.FileStore(name)
     state = file_store.load()
     from keyctl.audit import mds
+    from keyctl.audit.providers import name_of
 
     summary = _summary(name, state)
-    metadata = mds.current()
-    summary["model"] = metadata.model_name(summary["aaguid"]) if metadata else None
+    named = name_of(summary["aaguid"], mds.current())
+    summary["model"] = named.name if named else None
+    summary["model_source"] = named.source if named else None
     summary["state_key"] = file_store.key_source
     if as_json or ca:
         summary["attestation_ca_pem"] = ca_certificate_pem(state)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, TypeVar
 
 from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client, UserInteraction, WebAuthnClient
@@ -112,14 +112,20 @@ def _pin_retries(device: CtapDevice) -> int | None:
     return retries
 
 
-def _run(device: CtapDevice, registering: bool, timeout_s: float, call: Callable[[], T]) -> T:
+def _run(
+    device: CtapDevice,
+    registering: bool,
+    timeout_s: float,
+    call: Callable[[], T],
+    algorithms: Sequence[int] = (),
+) -> T:
     try:
         return call()
     except ClientError as error:
         code = error.cause.code if isinstance(error.cause, CtapError) else None
         retries = _pin_retries(device) if code == CtapError.ERR.PIN_INVALID else None
         logger.debug("fido2 client error %r", error)
-        raise errors.from_client_error(error, registering, timeout_s, retries) from None
+        raise errors.from_client_error(error, registering, timeout_s, retries, algorithms) from None
     except KeyboardInterrupt:
         raise errors.canceled(registering) from None
     except OSError as error:
@@ -140,7 +146,10 @@ def make_credential(
     """Create a credential (``options.rp.id`` is the rpId already checked against ``origin``)."""
     options = dataclasses.replace(options, timeout=int(timeout_s * 1000))
     client = _client(device, origin, insecure, interaction)
-    return _run(device, True, timeout_s, lambda: client.make_credential(options, threading.Event()))
+    algorithms = [p.alg for p in options.pub_key_cred_params]
+    return _run(
+        device, True, timeout_s, lambda: client.make_credential(options, threading.Event()), algorithms
+    )
 
 
 def get_assertion(

@@ -36,7 +36,7 @@ AUTHORIZED = (
 def handle(
     device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link
 ) -> dict[int, Any] | None:
-    if not device.has_builtin_uv(state):  # no sensor: answer like a key without the command
+    if not device.has_sensor(state):  # no sensor: answer like a key without the command
         raise CtapFailure(Status.INVALID_COMMAND)
     if params.optional(raw, 6, bool):
         return {1: FINGERPRINT}

@@ -198,7 +198,7 @@ def _permissions(device: Device, state: AuthenticatorState, request: ClientPinRe
     if raw == 0:
         raise CtapFailure(Status.INVALID_PARAMETER)
     supported = pin.SUPPORTED_PERMISSIONS
-    if not device.has_builtin_uv(state):  # no fingerprint sensor, so nothing to bio-enroll
+    if not device.has_sensor(state):  # no fingerprint sensor, so nothing to bio-enroll
         supported &= ~Permission.BIO_ENROLL
     if raw & ~supported:
         raise CtapFailure(Status.UNAUTHORIZED_PERMISSION)
@@ -237,6 +237,8 @@ def _token_using_uv(
     if not device.has_builtin_uv(state):
         raise CtapFailure(Status.INVALID_SUBCOMMAND)
     permissions = _permissions(device, state, request)
+    if not device.uv_configured(state):  # §6.5.5.7.3 step 5: supported but not configured
+        raise CtapFailure(Status.NOT_ALLOWED)
     device.confirm_presence(state, "verify it is you", request.rp_id, link)
     device.verify_user(state)
     return _issue(device, proto, shared, permissions, request.rp_id)

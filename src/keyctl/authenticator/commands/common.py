@@ -15,6 +15,8 @@ from keyctl.authenticator.status import CtapFailure, Status
 
 FLAG_UP = 0x01
 FLAG_UV = 0x04
+FLAG_BE = 0x08  # backup eligible: the credential may be copied to other devices (a synced passkey)
+FLAG_BS = 0x10  # backup state: it has been
 FLAG_AT = 0x40
 FLAG_ED = 0x80
 
@@ -55,8 +57,9 @@ def auth_data(
     counter: int,
     attested: bytes | None = None,
     extensions: dict[str, Any] | None = None,
+    synced: bool = False,
 ) -> bytes:
-    flags = (FLAG_UP if up else 0) | (FLAG_UV if uv else 0)
+    flags = (FLAG_UP if up else 0) | (FLAG_UV if uv else 0) | (FLAG_BE | FLAG_BS if synced else 0)
     flags |= (FLAG_AT if attested is not None else 0) | (FLAG_ED if extensions else 0)
     data = rp_hash + struct.pack(">BI", flags, counter & 0xFFFFFFFF)
     if attested is not None:

@@ -14,7 +14,7 @@ from keyctl.authenticator.credentials import WrappedKey
 from keyctl.authenticator.device import AssertionContext, Device, HmacSecretRequest, PendingAssertions
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
-from keyctl.authenticator.state import AuthenticatorState, ResidentCredential
+from keyctl.authenticator.state import AuthenticatorState, Kind, ResidentCredential
 from keyctl.authenticator.status import CtapFailure, Status
 
 NEXT_ASSERTION_WINDOW_S = 30.0
@@ -165,6 +165,7 @@ def _assertion(
         uv=context.uv,
         counter=device.next_counter(state, credential_id, record),
         extensions=extensions,
+        synced=state.kind is Kind.SYNCED,
     )
     key = device.private_key(wrapped.alg, wrapped.private)
     response: dict[int, Any] = {

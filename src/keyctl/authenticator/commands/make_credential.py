@@ -13,7 +13,7 @@ from keyctl.authenticator.credentials import MAX_CRED_BLOB, Alg, WrappedKey
 from keyctl.authenticator.device import Device
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
-from keyctl.authenticator.state import MAX_RESIDENT, AuthenticatorState, ResidentCredential
+from keyctl.authenticator.state import MAX_RESIDENT, AuthenticatorState, Kind, ResidentCredential
 from keyctl.authenticator.status import CtapFailure, Status
 
 
@@ -89,6 +89,7 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
     if request.options.get("up") is False:
         raise CtapFailure(Status.INVALID_OPTION)
     rk = request.options.get("rk", False)
+    resident = rk or state.kind is not Kind.SECURITY_KEY  # platforms and providers store every passkey
     enterprise = _enterprise(state, request)
     uv = authorize(
         device,
@@ -129,10 +130,10 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
 
     rp_hash = rp_id_hash(request.rp_id)
     private = credentials.generate_private(alg, device.rng.random(32))
-    wrapped = WrappedKey(alg, private, rp_hash, rk, cred_protect, hmac_secret, cred_blob)
+    wrapped = WrappedKey(alg, private, rp_hash, resident, cred_protect, hmac_secret, cred_blob)
     credential_id = credentials.wrap(state.wrap_key, device.rng.random(credentials.NONCE_SIZE), wrapped)
     record = None
-    if rk:
+    if resident:
         state.credentials = [
             c for c in state.credentials if not (c.rp_id == request.rp_id and c.user_id == request.user_id)
         ]
@@ -165,6 +166,7 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
         counter=device.next_counter(state, credential_id, record),
         attested=attested,
         extensions=ext_out,
+        synced=state.kind is Kind.SYNCED,
     )
     fmt, statement = attestation.statement(state, alg, key, data, request.client_data_hash, enterprise)
     response: dict[int, Any] = {1: fmt, 2: data, 3: statement}
