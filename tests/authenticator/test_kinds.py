@@ -103,13 +103,13 @@ def test_provider_names_come_from_the_maintained_sources() -> None:
 
     metadata = mds.bundled_fallback()
     assert metadata is not None
-    synced = providers.name_of(providers.GOOGLE_PASSWORD_MANAGER, metadata)
+    synced = providers.name_of(str(Kind.SYNCED.provider_aaguid), metadata)
     assert synced == providers.Named("Google Password Manager", providers.COMMUNITY_SOURCE)  # not in MDS
-    platform = providers.name_of(providers.WINDOWS_HELLO_HARDWARE, metadata)
+    platform = providers.name_of(str(Kind.PLATFORM.provider_aaguid), metadata)
     assert platform is not None
     assert platform.name == "Windows Hello Hardware Authenticator"
     assert platform.source.startswith("FIDO metadata")
-    assert providers.name_of(providers.WINDOWS_HELLO_HARDWARE, None) == providers.Named(
+    assert providers.name_of(str(Kind.PLATFORM.provider_aaguid), None) == providers.Named(
         "Windows Hello", providers.COMMUNITY_SOURCE
     )
     assert providers.name_of("00000000-0000-0000-0000-000000000001", metadata) is None
@@ -126,7 +126,7 @@ def test_cli_create_kinds_and_info(cli: Cli, ci_key: str) -> None:
     assert cli("virtual", "create", "phone", "--kind", "synced").exit_code == 0
     info = json.loads(cli("virtual", "info", "phone", "--json").stdout)
     assert info["kind"] == "synced"
-    assert info["aaguid"] == providers.GOOGLE_PASSWORD_MANAGER
+    assert info["aaguid"] == Kind.SYNCED.provider_aaguid
     assert info["model"] == "Google Password Manager"
     assert info["model_source"] == providers.COMMUNITY_SOURCE
     assert (info["backup_eligible"], info["backed_up"], info["counter"]) == (True, True, "zero")
@@ -141,7 +141,7 @@ def test_cli_create_kinds_and_info(cli: Cli, ci_key: str) -> None:
     laptop = json.loads(cli("virtual", "info", "laptop", "--json").stdout)
     assert (laptop["kind"], laptop["backup_eligible"]) == ("platform", False)
     assert laptop["transports"] == ["internal"]
-    assert laptop["aaguid"] == providers.WINDOWS_HELLO_HARDWARE
+    assert laptop["aaguid"] == Kind.PLATFORM.provider_aaguid
 
     key = json.loads(cli("virtual", "info", "phone", "--json").stdout)  # unchanged by the others
     assert key["kind"] == "synced"

