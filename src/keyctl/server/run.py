@@ -311,7 +311,7 @@ def _translate(action: Callable[[], object]) -> None:
     except PolicyError as error:
         kind: type[KeyctlError] = AlreadyExists if error.code == "user_exists" else InvalidInput
         remedy = {
-            "user_exists": "pick another email, or remove the account first",
+            "user_exists": "pick another email (the account exists: keyctl admin users show EMAIL)",
             "weak_password": "choose a longer, uncommon password (a passphrase of several words works)",
         }.get(error.code, "check the email address")
         raise kind(error.message, remedy) from None
