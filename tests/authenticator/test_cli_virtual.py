@@ -48,7 +48,7 @@ def test_create_list_info_remove(cli: Cli, ci_key: str, monkeypatch: pytest.Monk
     assert Ctap2(open_device("virtual:ci")).get_info().options["clientPin"] is True
 
     assert cli("virtual", "create", "ci").exit_code == ExitCode.ALREADY_EXISTS
-    assert cli("virtual", "remove", "ci").exit_code == ExitCode.CANCELED  # no terminal, no --yes
+    assert cli("virtual", "delete", "ci").exit_code == ExitCode.CANCELED  # no terminal, no --yes
     assert cli("virtual", "remove", "ci", "--yes").exit_code == 0
     assert cli("virtual", "info", "ci").exit_code == ExitCode.NOT_FOUND
     assert cli("virtual", "list", "--json").stdout.strip() == "[]"

@@ -150,6 +150,6 @@ def test_the_file_vault_codes_match_oathtool_and_need_their_key(tmp_path: Path) 
     assert "not used in CI mode ($KEYCTL_TOTP_KEY set)" in checks["keyring"]["detail"]
     assert checks["totp file vault"]["status"] == "ok"
     assert "(1 secrets)" in checks["totp file vault"]["detail"]
-    deleted = keyctl(["totp", "remove", "ci2", "--yes"], env)
+    deleted = keyctl(["totp", "delete", "ci2", "--yes"], env)
     assert deleted.exit_code == 0, deleted.stderr
     assert keyctl(["doctor", "--json"], env).stdout.count("(0 secrets)") == 1

@@ -120,7 +120,7 @@ def _keyring_key(name: str, create: bool) -> bytes:
         if not create:
             raise StateError(
                 f"the key of virtual authenticator {name!r} is missing from the OS keyring",
-                f"remove it with 'keyctl virtual remove {name}' and create it again, or import a backup",
+                f"remove it with 'keyctl virtual delete {name}' and create it again, or import a backup",
             )
         value = new_ci_key()
         secrets.set_secret(_account(name), value)
@@ -238,7 +238,7 @@ def create(name: str, state: AuthenticatorState, force: bool = False) -> None:
         if exists(name) and not force:
             raise AlreadyExists(
                 f"a virtual authenticator named {name!r} already exists",
-                "choose another name, or remove it first with 'keyctl virtual remove'",
+                "choose another name, or delete it first with 'keyctl virtual delete'",
             )
         env_key = _env_key()
         if env_key is not None:

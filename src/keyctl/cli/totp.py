@@ -262,9 +262,10 @@ def rename(
     Terminal().success(f"renamed {old} to {new}")
 
 
-@app.command()
-def remove(name: NameArg, yes: YesOption = False) -> None:
-    """Remove an entry and delete its secret from the keyring."""
+@app.command("delete")
+@app.command("remove", hidden=True)  # the old verb, kept for scripts
+def delete(name: NameArg, yes: YesOption = False) -> None:
+    """Delete an entry and its secret."""
     from keyctl.totp import vault
 
     vault.get(name)

@@ -337,15 +337,16 @@ def export_ca(name: NameArg) -> None:
     Terminal().line(ca_certificate_pem(store.FileStore(name).load()).rstrip("\n"))
 
 
-@app.command()
-def remove(name: NameArg, yes: YesOption = False) -> None:
+@app.command("delete")
+@app.command("remove", hidden=True)  # the old verb, kept for scripts
+def delete(name: NameArg, yes: YesOption = False) -> None:
     """Delete a virtual authenticator and its keyring secret (its passkeys stop working)."""
     from keyctl.authenticator import store
 
     store.require(name)  # NotFound before asking anything
     Terminal().confirm(f"Delete virtual authenticator {name!r} and every passkey on it?", yes)
     store.remove(name)
-    Terminal().success(f"removed virtual authenticator {name!r}")
+    Terminal().success(f"deleted virtual authenticator {name!r}")
 
 
 @app.command()

@@ -142,9 +142,9 @@ def _not_found(name: str) -> NotFound:
     return NotFound(f"no TOTP entry named {name!r}", "list the names with: keyctl totp list")
 
 
-def _exists(name: str) -> AlreadyExists:
+def _exists(name: str, replace_with: str) -> AlreadyExists:
     return AlreadyExists(
-        f"a TOTP entry named {name!r} already exists", "choose another name, or pass --force to replace it"
+        f"a TOTP entry named {name!r} already exists", f"choose another name, or {replace_with}"
     )
 
 
@@ -197,7 +197,7 @@ def add(credential: Credential, force: bool = False) -> None:
     with _locked():
         index = _read_index()
         if entry.name in index and not force:
-            raise _exists(entry.name)
+            raise _exists(entry.name, "pass --force to replace it")
         previous = _store().get_secret(account(entry.name)) if entry.name in index else None
         _store().set_secret(account(entry.name), encode_base32(credential.secret))
         try:
@@ -240,7 +240,7 @@ def rename(old: str, new: str) -> None:
         if old not in index:
             raise _not_found(old)
         if new in index:
-            raise _exists(new)
+            raise _exists(new, f"delete that entry first: keyctl totp delete {new}")
         value = encode_base32(_secret(index[old]))
         renamed = {(new if name == old else name): entry for name, entry in index.items()}
         renamed[new] = replace(index[old], name=new)
