@@ -163,3 +163,17 @@ def test_cli_refuses_what_the_kind_cannot_do(cli: Cli, ci_key: str, args: list[s
     assert result.exit_code == ExitCode.INVALID_INPUT
     assert said in result.stderr
     assert cli("virtual", "list", "--json").stdout.strip() == "[]"  # nothing written
+
+
+def test_a_state_from_before_kinds_loads_as_a_security_key() -> None:
+    from keyctl.authenticator import cbor
+    from keyctl.authenticator.state import AuthenticatorState
+
+    data = cbor.decode(new_state(kind=Kind.SYNCED).to_bytes())
+    del data["kind"], data["syncBases"]
+    old = AuthenticatorState.from_bytes(cbor.encode(data))
+    assert (old.kind, old.sync_bases) == (Kind.SECURITY_KEY, {})
+    synced = new_state(kind=Kind.SYNCED)
+    synced.sync_bases["laptop"] = [b"\x01" * 16]
+    again = AuthenticatorState.from_bytes(synced.to_bytes())
+    assert (again.kind, again.sync_bases) == (Kind.SYNCED, {"laptop": [b"\x01" * 16]})
