@@ -239,7 +239,8 @@ def output(run: Run) -> dict[str, Cell]:
             run,
             {"attestation": "direct"},
             lambda mode=mode: attempt(  # type: ignore[misc]
-                lambda: run.register(key(mode), flows.Request(user=user())), lambda a: f"ok ({a['fmt']})"
+                lambda: run.register(key(mode), flows.Request(user=user())),
+                lambda a: f"ok ({a['fmt']})" if a["attestationChecked"] else f"ok ({a['fmt']}, not checked)",
             ),
         )
     authenticator, name = key(), user()
