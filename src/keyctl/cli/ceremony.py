@@ -7,6 +7,7 @@ the response back. Heavy libraries (fido2, httpx) are imported inside the comman
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,11 +15,12 @@ import typer
 
 from keyctl.cli.output import JsonOption, Terminal
 from keyctl.cli.prompt import read_secret
-from keyctl.errors import InvalidInput, NotFound
+from keyctl.errors import InvalidInput, NotFound, PasskeyCanceled
 
 if TYPE_CHECKING:
     from rich.status import Status
 
+    from keyctl.webauthn.ceremony import Account
     from keyctl.webauthn.flows import Client, Result
     from keyctl.webauthn.profile import Profile
     from keyctl.webauthn.session import Session
@@ -112,6 +114,23 @@ class TerminalInteraction:
     def pin(self) -> str | None:
         self.done()
         return read_secret("PIN of your security key", self.pin_env)
+
+    def choose(self, accounts: Sequence[Account]) -> int | None:
+        """Several passkeys fit: the person at the terminal picks one (None without a terminal)."""
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return None
+        self.done()
+        self.term.status("Several passkeys on this authenticator fit this sign-in:")
+        for number, account in enumerate(accounts, 1):
+            self.term.status(f"  {number}. {account.label()}")
+        while True:
+            sys.stderr.write(f"Choose an account [1-{len(accounts)}]: ")
+            sys.stderr.flush()
+            answer = sys.stdin.readline()
+            if not answer:  # end of input (Ctrl-D)
+                raise PasskeyCanceled("Request canceled", "run the command again to retry")
+            if answer.strip().isdigit() and 1 <= int(answer) <= len(accounts):
+                return int(answer) - 1
 
     def done(self) -> None:
         if self._spinner is not None:
@@ -239,6 +258,7 @@ def _client(
         interaction=interaction,
         timeout_s=timeout,
         insecure=insecure,
+        choose=interaction.choose,
     )
     return client, interaction
 
@@ -356,6 +376,13 @@ def login(
     user: Annotated[
         str | None, typer.Option("--user", help="The account (email); without it, a username-less login.")
     ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option("--account", help="Username-less login: the passkey of this user name, if several fit."),
+    ] = None,
+    credential: Annotated[
+        str | None, typer.Option("--credential", help="Login with the passkey of this credential id.")
+    ] = None,
     profile: ProfileOption = "keyctl",
     authenticator: AuthenticatorOption = "usb",
     device: DeviceOption = None,
@@ -400,8 +427,13 @@ def login(
                 term.status(f"the server suggests a passkey: keyctl register --server {server} --user {user}")
             return
         client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
+        request = flows.Request(user=user, account=account, credential=credential)
         try:
-            result = flows.login(session, client, flows.Request(user=user))
+            result = flows.login(session, client, request)
+        except flows.AmbiguousAccount as error:
+            if as_json:
+                term.json({"error": error.message, "candidates": [c.as_json() for c in error.candidates]})
+            raise
         finally:
             interaction.done()
         _finish(term, session, result, cookie_jar, print_session)

@@ -11,13 +11,15 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client, UserInteraction, WebAuthnClient
 from fido2.ctap import CtapDevice, CtapError
-from fido2.ctap2.base import Ctap2
+from fido2.ctap2.base import AssertionResponse, Ctap2
 from fido2.ctap2.pin import ClientPin
 from fido2.rpid import verify_rp_id
+from fido2.utils import websafe_encode
 from fido2.webauthn import (
     AuthenticationResponse,
     PublicKeyCredentialCreationOptions,
@@ -25,7 +27,7 @@ from fido2.webauthn import (
     RegistrationResponse,
 )
 
-from keyctl.errors import NoCredential, NoDevice
+from keyctl.errors import NoDevice
 from keyctl.fido2_fixes import keep_empty_values
 from keyctl.fido2_speedups import cache_fido2_class_lookups
 from keyctl.platform.device import PlatformDevice
@@ -163,6 +165,37 @@ def transports(device: CtapDevice) -> list[str]:
         return []
 
 
+@dataclass(frozen=True)
+class Account:
+    """One discoverable passkey the authenticator offered, as its assertion describes it."""
+
+    name: str | None
+    display_name: str | None
+    user_id: str | None  # base64url
+    credential_id: str  # base64url
+
+    def label(self) -> str:
+        shown = self.name or self.display_name or f"user id {self.user_id}"
+        if self.display_name and self.display_name != shown:
+            shown += f" ({self.display_name})"
+        return f"{shown}, credential {self.credential_id}"
+
+    def as_json(self) -> dict[str, str | None]:
+        return dataclasses.asdict(self)
+
+
+def _account(assertion: AssertionResponse) -> Account:
+    user = assertion.user or {}
+    user_id = user.get("id")
+    name, display_name = user.get("name"), user.get("displayName")
+    return Account(
+        name=name if isinstance(name, str) else None,
+        display_name=display_name if isinstance(display_name, str) else None,
+        user_id=websafe_encode(user_id) if isinstance(user_id, bytes) else None,
+        credential_id=websafe_encode(assertion.credential["id"]),
+    )
+
+
 def get_assertion(
     device: CtapDevice,
     origin: str,
@@ -170,20 +203,14 @@ def get_assertion(
     interaction: Interaction,
     timeout_s: float,
     insecure: bool = False,
-    user_name: str | None = None,
+    pick: Callable[[Sequence[Account]], int] | None = None,
 ) -> AuthenticationResponse:
-    """Get an assertion; with several discoverable passkeys, the one of ``user_name`` (else the first)."""
+    """Get an assertion; when the authenticator offers several passkeys, ``pick`` chooses (else the first)."""
     options = dataclasses.replace(options, timeout=int(timeout_s * 1000))
     client = _client(device, origin, insecure, interaction)
     selection = _run(device, False, timeout_s, lambda: client.get_assertion(options, threading.Event()))
     assertions = selection.get_assertions()
     index = 0
-    if user_name is not None and len(assertions) > 1:
-        names = [(a.user or {}).get("name") for a in assertions]
-        if user_name not in names:
-            raise NoCredential(
-                f"Passkey not found on this device for {user_name}",
-                "sign in with password and 2FA, then 'keyctl register'",
-            )
-        index = names.index(user_name)
+    if pick is not None and len(assertions) > 1:
+        index = pick([_account(a) for a in assertions])
     return selection.get_response(index)
