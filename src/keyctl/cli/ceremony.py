@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
 
 from keyctl.cli.output import JsonOption, Terminal
@@ -47,7 +48,11 @@ DeviceOption = Annotated[
 ]
 PinEnvOption = Annotated[
     str | None,
-    typer.Option("--pin-env", help="Read the key's PIN from this environment variable (else stdin/prompt)."),
+    typer.Option(
+        "--pin-env",
+        metavar="VAR",
+        help="Read the key's PIN from this environment variable (else stdin/prompt).",
+    ),
 ]
 TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds to wait for a touch before giving up.")
@@ -70,7 +75,10 @@ PrintSessionOption = Annotated[
     bool, typer.Option("--print-session", help="Print only the session cookie's value on stdout.")
 ]
 PasswordEnvOption = Annotated[
-    str | None, typer.Option("--password-env", help="Sign in with the password in this environment variable.")
+    str | None,
+    typer.Option(
+        "--password-env", metavar="VAR", help="Sign in with the password in this environment variable."
+    ),
 ]
 TotpOption = Annotated[
     str | None, typer.Option("--totp", help="2FA: a code from this keyctl TOTP vault entry.")
@@ -85,7 +93,9 @@ TotpSecretEnvOption = Annotated[
 ]
 RecoveryEnvOption = Annotated[
     str | None,
-    typer.Option("--recovery-code-env", help="2FA: the recovery code in this environment variable."),
+    typer.Option(
+        "--recovery-code-env", metavar="VAR", help="2FA: the recovery code in this environment variable."
+    ),
 ]
 SaveTotpOption = Annotated[
     str | None,
@@ -323,7 +333,12 @@ def register(
         ),
     ] = None,
     uv: Annotated[
-        str | None, typer.Option("--uv", help="User verification: required, preferred or discouraged.")
+        str | None,
+        typer.Option(
+            "--uv",
+            click_type=click.Choice(["required", "preferred", "discouraged"]),
+            help="User verification to ask for (default: the server's).",
+        ),
     ] = None,
     profile: ProfileOption = "keyctl",
     authenticator: AuthenticatorOption = "usb",
@@ -345,8 +360,6 @@ def register(
     from keyctl.webauthn import flows
 
     term = Terminal(as_json)
-    if uv is not None and uv not in flows.UV_CHOICES:
-        raise InvalidInput(f"--uv {uv!r} is not one of {', '.join(flows.UV_CHOICES)}", "e.g. --uv preferred")
     spec = _authenticator_spec(authenticator, device)
     the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
     client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)

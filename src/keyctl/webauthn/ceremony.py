@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -27,11 +27,11 @@ from fido2.webauthn import (
     RegistrationResponse,
 )
 
-from keyctl.errors import NoDevice
+from keyctl.errors import NoCredential, NoDevice
 from keyctl.fido2_fixes import keep_empty_values
 from keyctl.fido2_speedups import cache_fido2_class_lookups
 from keyctl.platform.device import PlatformDevice
-from keyctl.webauthn import errors
+from keyctl.webauthn import appid, errors
 from keyctl.webauthn.origin import rp_id_fits_host
 
 logger = logging.getLogger(__name__)
@@ -95,8 +95,12 @@ def open_authenticator(spec: str) -> CtapDevice:
     return device
 
 
-def _client(device: CtapDevice, origin: str, insecure: bool, interaction: Interaction) -> WebAuthnClient:
+def _client(
+    device: CtapDevice, origin: str, insecure: bool, interaction: Interaction, app_id: str | None = None
+) -> WebAuthnClient:
     verify: Callable[[str, str], bool] = rp_id_fits_host if insecure else verify_rp_id
+    if app_id is not None:
+        verify = appid.accepting(verify, app_id)
     collector = DefaultClientDataCollector(origin, verify=verify)
     if isinstance(device, PlatformDevice):  # the OS API is a WebAuthn client of its own
         return device.client(collector)
@@ -149,9 +153,22 @@ def make_credential(
     options = dataclasses.replace(options, timeout=int(timeout_s * 1000))
     client = _client(device, origin, insecure, interaction)
     algorithms = [p.alg for p in options.pub_key_cred_params]
-    return _run(
+    app_id = _app_id(device, options.extensions, "appidExclude", origin)
+    if app_id is not None and options.exclude_credentials:
+        excluded = [c.id for c in options.exclude_credentials]
+        if _run(device, True, timeout_s, lambda: appid.registered_under(device, app_id, excluded)):
+            raise errors.from_ctap(CtapError.ERR.CREDENTIAL_EXCLUDED, True, timeout_s, None)
+    response = _run(
         device, True, timeout_s, lambda: client.make_credential(options, threading.Event()), algorithms
     )
+    return response if app_id is None else appid.report(response, "appidExclude", True)
+
+
+def _app_id(
+    device: CtapDevice, extensions: Mapping[str, object] | None, name: str, origin: str
+) -> str | None:
+    """The checked AppID of extension ``name``; an OS platform API handles the extension itself."""
+    return None if isinstance(device, PlatformDevice) else appid.requested(extensions, name, origin)
 
 
 def transports(device: CtapDevice) -> list[str]:
@@ -208,9 +225,19 @@ def get_assertion(
     """Get an assertion; when the authenticator offers several passkeys, ``pick`` chooses (else the first)."""
     options = dataclasses.replace(options, timeout=int(timeout_s * 1000))
     client = _client(device, origin, insecure, interaction)
-    selection = _run(device, False, timeout_s, lambda: client.get_assertion(options, threading.Event()))
+    app_id = _app_id(device, options.extensions, "appid", origin)
+    try:
+        selection = _run(device, False, timeout_s, lambda: client.get_assertion(options, threading.Event()))
+    except NoCredential:
+        if app_id is None or not options.allow_credentials:
+            raise
+        legacy = dataclasses.replace(options, rp_id=app_id)  # a U2F credential, scoped to the AppID
+        client = _client(device, origin, insecure, interaction, app_id)
+        selection = _run(device, False, timeout_s, lambda: client.get_assertion(legacy, threading.Event()))
+        return appid.report(selection.get_response(0), "appid", True)
     assertions = selection.get_assertions()
     index = 0
     if pick is not None and len(assertions) > 1:
         index = pick([_account(a) for a in assertions])
-    return selection.get_response(index)
+    response = selection.get_response(index)
+    return response if app_id is None else appid.report(response, "appid", False)
