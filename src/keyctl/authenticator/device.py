@@ -151,6 +151,8 @@ class AssertionContext:
     uv: bool
     hmac_secret: HmacSecretRequest | None
     get_cred_blob: bool
+    large_blob_key: bool = False
+    third_party_payment: bool = False
 
 
 @dataclass
@@ -176,6 +178,14 @@ class Enrollment:
 
     template_id: bytes
     remaining: int
+
+
+@dataclass
+class LargeBlobWrite:
+    """An authenticatorLargeBlobs set under way: the fragments so far of an array of ``length`` bytes."""
+
+    length: int
+    received: bytearray = field(default_factory=bytearray)
 
 
 class Device:
@@ -228,6 +238,7 @@ class Device:
         self.pending_assertions: PendingAssertions | None = None
         self.enumeration: Enumeration | None = None
         self.enrollment: Enrollment | None = None
+        self.large_blob_write: LargeBlobWrite | None = None
 
     def may_reset(self) -> bool:
         window = self.reset_window_s

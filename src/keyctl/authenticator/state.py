@@ -18,6 +18,8 @@ UV_RETRIES = 8
 DEFAULT_MIN_PIN_LENGTH = 4
 MAX_RESIDENT = 100
 MAX_TEMPLATES = 5  # enrolled fingerprints
+# An empty serialized large-blob array: CBOR [] and the first 16 bytes of its SHA-256 (CTAP 2.1 §6.10.2).
+EMPTY_LARGE_BLOB_ARRAY = bytes.fromhex("8076be8b528d0075f7aae98d6fa57a6d3c")
 
 
 class CounterMode(StrEnum):
@@ -168,6 +170,7 @@ class AuthenticatorState:
     enterprise_key: bytes | None = None
     enterprise_cert: bytes | None = None
     protocols: Protocols = Protocols.BOTH
+    large_blob_array: bytes = EMPTY_LARGE_BLOB_ARRAY  # authenticatorLargeBlobs' serialized array
 
     def to_bytes(self) -> bytes:
         return cbor.encode(
@@ -204,6 +207,7 @@ class AuthenticatorState:
                 "epKey": self.enterprise_key,
                 "epCert": self.enterprise_cert,
                 "protocols": self.protocols.value,
+                "largeBlobs": self.large_blob_array,
             }
         )
 
@@ -245,4 +249,5 @@ class AuthenticatorState:
             enterprise_key=data.get("epKey"),
             enterprise_cert=data.get("epCert"),
             protocols=Protocols(data.get("protocols", Protocols.BOTH)),  # absent before U2F
+            large_blob_array=data.get("largeBlobs", EMPTY_LARGE_BLOB_ARRAY),
         )
