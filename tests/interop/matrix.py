@@ -40,6 +40,7 @@ VARIANTS = (
     "credProps",
     "prf",
     "largeBlob",
+    "largeBlob required",
     "credProtect",
     "excludeCredentials",
     "RS256 only",
@@ -212,6 +213,9 @@ def variants(run: Run) -> dict[str, Cell]:
         ),
         "prf": register({"extensions": {"prf": {}}}, lambda a: "ok"),
         "largeBlob": register({"extensions": {"largeBlob": {"support": "preferred"}}}, lambda a: "ok"),
+        "largeBlob required": register(
+            {"extensions": {"largeBlob": {"support": "required"}}}, lambda a: "ok"
+        ),
         "credProtect": register(
             {
                 "extensions": {

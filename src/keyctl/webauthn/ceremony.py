@@ -27,7 +27,7 @@ from fido2.webauthn import (
     RegistrationResponse,
 )
 
-from keyctl.errors import NoCredential, NoDevice
+from keyctl.errors import NoCredential, NoDevice, NotSupported
 from keyctl.fido2_fixes import keep_empty_values
 from keyctl.fido2_speedups import cache_fido2_class_lookups
 from keyctl.platform.device import PlatformDevice
@@ -134,6 +134,12 @@ def _run(
         raise errors.from_client_error(error, registering, timeout_s, retries, algorithms) from None
     except KeyboardInterrupt:
         raise errors.canceled(registering) from None
+    except ValueError as error:  # fido2's extensions refuse what the authenticator lacks (largeBlob...)
+        logger.debug("fido2 client refused the request: %r", error)
+        raise NotSupported(
+            f"Passkeys not supported: the authenticator cannot do what the server requires ({error})",
+            "use an authenticator with that feature, or ask the site not to require it",
+        ) from None
     except OSError as error:
         raise NoDevice(
             f"No compatible device found (the authenticator stopped answering: {error})",
