@@ -87,6 +87,12 @@ class Canceled(KeyctlError):
     exit_code = ExitCode.CANCELED
 
 
+class Interrupted(KeyctlError):
+    """Ctrl-C where a command records it before stopping (keyctl enroll's log); elsewhere it is exit 130."""
+
+    exit_code = ExitCode.INTERRUPTED
+
+
 # WebAuthn / security-key failures: the default message is the one users know from their sign-in page;
 # callers pass a more precise message and a remedy where they have one.
 class PasskeyError(KeyctlError):

@@ -82,6 +82,21 @@ def test_pin_retries_without_a_pin_is_pin_not_set(transport: Transport) -> None:
     assert ClientPin(ctap).get_pin_retries()[0] == 8
 
 
+def test_permissions_of_features_the_key_lacks_are_unauthorized(transport: Transport) -> None:
+    """CTAP 2.1 §6.5.5.7.2 step 4: lbw while largeBlobs is absent, be while bioEnroll is absent."""
+    _, ctap = pin_only(transport, pin="1234")
+    client_pin = ClientPin(ctap)
+    assert "bioEnroll" not in ctap.info.options
+    assert code(lambda: client_pin.get_pin_token("1234", PERM.BIO_ENROLL)) == ERR.UNAUTHORIZED_PERMISSION
+    if "largeBlobs" in ctap.info.options:
+        assert client_pin.get_pin_token("1234", PERM.LARGE_BLOB_WRITE)
+    else:
+        assert code(lambda: client_pin.get_pin_token("1234", PERM.LARGE_BLOB_WRITE)) == (
+            ERR.UNAUTHORIZED_PERMISSION
+        )
+    assert client_pin.get_pin_retries()[0] == 8  # refused before the PIN was tried
+
+
 def test_pin_policy_short_pin_refused(transport: Transport) -> None:
     _, ctap = pin_only(transport)
     client_pin = ClientPin(ctap)

@@ -226,11 +226,13 @@ def test_several_channels_at_once() -> None:
         except BaseException as error:  # report to the main thread
             errors.append(error)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(4)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 60
     for thread in threads:
-        thread.join(60)
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert [thread.is_alive() for thread in threads] == [False] * 4, "a client still waits for its answer"
     assert errors == []
 
 

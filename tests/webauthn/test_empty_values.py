@@ -7,6 +7,7 @@ authenticator, in-process and over UDP, and compare them byte by byte with hand-
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Callable, Iterator
@@ -222,3 +223,24 @@ def test_a_credential_renamed_to_an_empty_display_name(cli: Callable[..., Any], 
         assert [(c["user_name"], c["display_name"]) for c in json.loads(listed.stdout)] == [("ana", "")]
     finally:
         server.stop()
+
+
+def test_prf_with_one_empty_salt_answers_first_only(transport: Opener) -> None:
+    """An empty prf ``first`` input is legal (it is hashed into the salt); one salt gives one output,
+    with no empty ``second`` (fido2 2.2.1 unpatched reports ``second: []``)."""
+    key = authenticator()
+    made = ceremony.make_credential(
+        _recorded(transport, key), ORIGIN, _creation(extensions={"prf": {}}), Quiet(), 5
+    )
+    assert dict(made.client_extension_results) == {"prf": {"enabled": True}}
+    request = PublicKeyCredentialRequestOptions(
+        challenge=b"r" * 16,
+        rp_id="example.com",
+        allow_credentials=[PublicKeyCredentialDescriptor(type=PUBLIC_KEY, id=made.raw_id)],
+        user_verification=DISCOURAGED,
+        extensions={"prf": {"eval": {"first": ""}}},
+    )
+    assertion = ceremony.get_assertion(_recorded(transport, key), ORIGIN, request, Quiet(), 5)
+    results = json.loads(json.dumps(dict(assertion)))["clientExtensionResults"]["prf"]["results"]
+    assert list(results) == ["first"]
+    assert len(base64.urlsafe_b64decode(results["first"] + "=")) == 32

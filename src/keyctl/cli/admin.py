@@ -70,7 +70,9 @@ def login(
     ],
     token_env: TokenEnvOption = None,
 ) -> None:
-    """Store a server and its admin token (token in the OS keyring) for the other admin commands."""
+    """Store a server and its token for the other admin commands.
+
+    The URL goes to admin.json in the config dir, the token to the OS keyring."""
     from keyctl.admin import AdminApi, check_url, store_profile
     from keyctl.cli.prompt import read_secret
 
@@ -148,7 +150,9 @@ def users_add(
     token_env: TokenEnvOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an account (password from --password-env VAR, a prompt, or one line of stdin)."""
+    """Create an account.
+
+    The password comes from --password-env VAR, a prompt, or one line of stdin."""
     from keyctl.cli.prompt import read_secret
 
     password = read_secret("password", password_env, confirm=sys.stdin.isatty())
@@ -169,7 +173,9 @@ def users_reset_2fa(
     token_env: TokenEnvOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Remove an account's TOTP and recovery code: it enrolls 2FA again at its next sign-in."""
+    """Reset an account's 2FA (TOTP and recovery code).
+
+    The account enrolls TOTP again at its next sign-in; its passkeys stay."""
     term = Terminal(as_json)
     with _api(server, token_env) as api:
         api.user(email)
@@ -188,7 +194,9 @@ def invites_create(
     token_env: TokenEnvOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an invite link for a new account (the person sets a password and 2FA there)."""
+    """Create an invite link for a new account.
+
+    The person sets a password and 2FA there."""
     term = Terminal(as_json)
     with _api(server, token_env) as api:
         invite = api.invite(email)
@@ -343,7 +351,9 @@ def audit(
     token_env: TokenEnvOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Print the server's audit log, filtered by account, event and time; --follow for new events."""
+    """Print the audit log, filtered by account, event and time.
+
+    With --follow, keep printing new events until Ctrl-C."""
     import json
     import time
 

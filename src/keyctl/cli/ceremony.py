@@ -7,18 +7,21 @@ the response back. Heavy libraries (fido2, httpx) are imported inside the comman
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
 
 from keyctl.cli.output import JsonOption, Terminal
 from keyctl.cli.prompt import read_secret
-from keyctl.errors import InvalidInput, NotFound
+from keyctl.errors import InvalidInput, NotFound, PasskeyCanceled
 
 if TYPE_CHECKING:
     from rich.status import Status
 
+    from keyctl.webauthn.ceremony import Account
     from keyctl.webauthn.flows import Client, Result
     from keyctl.webauthn.profile import Profile
     from keyctl.webauthn.session import Session
@@ -45,7 +48,11 @@ DeviceOption = Annotated[
 ]
 PinEnvOption = Annotated[
     str | None,
-    typer.Option("--pin-env", help="Read the key's PIN from this environment variable (else stdin/prompt)."),
+    typer.Option(
+        "--pin-env",
+        metavar="VAR",
+        help="Read the key's PIN from this environment variable (else stdin/prompt).",
+    ),
 ]
 TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds to wait for a touch before giving up.")
@@ -68,7 +75,10 @@ PrintSessionOption = Annotated[
     bool, typer.Option("--print-session", help="Print only the session cookie's value on stdout.")
 ]
 PasswordEnvOption = Annotated[
-    str | None, typer.Option("--password-env", help="Sign in with the password in this environment variable.")
+    str | None,
+    typer.Option(
+        "--password-env", metavar="VAR", help="Sign in with the password in this environment variable."
+    ),
 ]
 TotpOption = Annotated[
     str | None, typer.Option("--totp", help="2FA: a code from this keyctl TOTP vault entry.")
@@ -83,7 +93,9 @@ TotpSecretEnvOption = Annotated[
 ]
 RecoveryEnvOption = Annotated[
     str | None,
-    typer.Option("--recovery-code-env", help="2FA: the recovery code in this environment variable."),
+    typer.Option(
+        "--recovery-code-env", metavar="VAR", help="2FA: the recovery code in this environment variable."
+    ),
 ]
 SaveTotpOption = Annotated[
     str | None,
@@ -112,6 +124,23 @@ class TerminalInteraction:
     def pin(self) -> str | None:
         self.done()
         return read_secret("PIN of your security key", self.pin_env)
+
+    def choose(self, accounts: Sequence[Account]) -> int | None:
+        """Several passkeys fit: the person at the terminal picks one (None without a terminal)."""
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return None
+        self.done()
+        self.term.status("Several passkeys on this authenticator fit this sign-in:")
+        for number, account in enumerate(accounts, 1):
+            self.term.status(f"  {number}. {account.label()}")
+        while True:
+            sys.stderr.write(f"Choose an account [1-{len(accounts)}]: ")
+            sys.stderr.flush()
+            answer = sys.stdin.readline()
+            if not answer:  # end of input (Ctrl-D)
+                raise PasskeyCanceled("Request canceled", "run the command again to retry")
+            if answer.strip().isdigit() and 1 <= int(answer) <= len(accounts):
+                return int(answer) - 1
 
     def done(self) -> None:
         if self._spinner is not None:
@@ -239,6 +268,7 @@ def _client(
         interaction=interaction,
         timeout_s=timeout,
         insecure=insecure,
+        choose=interaction.choose,
     )
     return client, interaction
 
@@ -304,7 +334,12 @@ def register(
         ),
     ] = None,
     uv: Annotated[
-        str | None, typer.Option("--uv", help="User verification: required, preferred or discouraged.")
+        str | None,
+        typer.Option(
+            "--uv",
+            click_type=click.Choice(["required", "preferred", "discouraged"]),
+            help="User verification to ask for (default: the server's).",
+        ),
     ] = None,
     profile: ProfileOption = "keyctl",
     authenticator: AuthenticatorOption = "usb",
@@ -326,8 +361,6 @@ def register(
     from keyctl.webauthn import flows
 
     term = Terminal(as_json)
-    if uv is not None and uv not in flows.UV_CHOICES:
-        raise InvalidInput(f"--uv {uv!r} is not one of {', '.join(flows.UV_CHOICES)}", "e.g. --uv preferred")
     spec = _authenticator_spec(authenticator, device)
     the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
     client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
@@ -356,6 +389,13 @@ def login(
     server: ServerOption,
     user: Annotated[
         str | None, typer.Option("--user", help="The account (email); without it, a username-less login.")
+    ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option("--account", help="Username-less login: the passkey of this user name, if several fit."),
+    ] = None,
+    credential: Annotated[
+        str | None, typer.Option("--credential", help="Login with the passkey of this credential id.")
     ] = None,
     profile: ProfileOption = "keyctl",
     authenticator: AuthenticatorOption = "usb",
@@ -401,8 +441,13 @@ def login(
                 term.status(f"the server suggests a passkey: keyctl register --server {server} --user {user}")
             return
         client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
+        request = flows.Request(user=user, account=account, credential=credential)
         try:
-            result = flows.login(session, client, flows.Request(user=user))
+            result = flows.login(session, client, request)
+        except flows.AmbiguousAccount as error:
+            if as_json:
+                term.json({"error": error.message, "candidates": [c.as_json() for c in error.candidates]})
+            raise
         finally:
             interaction.done()
         _finish(term, session, result, cookie_jar, print_session)

@@ -88,6 +88,7 @@ async function verifyRegistration(body, session) {
       ...info({ ...registration, counter: registration.credential.counter }),
       username: session.username,
       fmt: registration.fmt,
+      attestationChecked: true,
       aaguid: registration.aaguid,
       credProps: body.clientExtensionResults?.credProps ?? null,
     },
@@ -130,6 +131,50 @@ async function verifyLogin(body, session) {
   return [400, { error: 'Authenticator is not registered with this site' }];
 }
 
+// The routes of SimpleWebAuthn's own example app (example/index.ts), which keyctl's built-in
+// `simplewebauthn` profile follows: one logged-in user, GET for options, {verified} back.
+const EXAMPLE_USER = `user@${RP_ID}`;
+
+async function exampleRegistrationOptions(body, session) {
+  const account = user(EXAMPLE_USER);
+  const options = await generateRegistrationOptions({
+    rpName: 'SimpleWebAuthn Example',
+    rpID: RP_ID,
+    userName: EXAMPLE_USER,
+    timeout: 60000,
+    attestationType: 'none',
+    excludeCredentials: account.credentials.map((c) => ({ id: c.id, transports: c.transports })),
+    authenticatorSelection: { residentKey: 'discouraged', userVerification: 'preferred' },
+    supportedAlgorithmIDs: [-7, -8, -257],
+  });
+  Object.assign(session, { challenge: options.challenge, username: EXAMPLE_USER });
+  return [200, options];
+}
+
+async function exampleAuthenticationOptions(body, session) {
+  const options = await generateAuthenticationOptions({
+    rpID: RP_ID,
+    timeout: 60000,
+    allowCredentials: user(EXAMPLE_USER).credentials.map((c) => ({ id: c.id, transports: c.transports })),
+    userVerification: 'preferred',
+  });
+  Object.assign(session, { challenge: options.challenge, userVerification: 'preferred' });
+  return [200, options];
+}
+
+const exampleRoutes = {
+  'GET /generate-registration-options': exampleRegistrationOptions,
+  'POST /verify-registration': async (body, session) => {
+    const [status, answer] = await verifyRegistration(body, session);
+    return [status, status === 200 ? { verified: answer.verified } : answer];
+  },
+  'GET /generate-authentication-options': exampleAuthenticationOptions,
+  'POST /verify-authentication': async (body, session) => {
+    const [status, answer] = await verifyLogin(body, session);
+    return [status, status === 200 ? { verified: answer.verified } : answer];
+  },
+};
+
 const routes = {
   '/register/options': registrationOptions,
   '/register/verify': verifyRegistration,
@@ -144,22 +189,24 @@ const routes = {
 const server = http.createServer(async (request, response) => {
   const chunks = [];
   for await (const chunk of request) chunks.push(chunk);
-  let sid = /(?:^|;\s*)sid=([^;]+)/.exec(request.headers.cookie ?? '')?.[1];
+  const example = exampleRoutes[`${request.method} ${request.url}`];
+  const cookie = example ? 'connect.sid' : 'sid';
+  let sid = new RegExp(`(?:^|;\\s*)${cookie.replace('.', '\\.')}=([^;]+)`).exec(request.headers.cookie ?? '')?.[1];
   if (!sid || !sessions.has(sid)) {
     sid = randomBytes(16).toString('hex');
     sessions.set(sid, {});
   }
-  const route = routes[request.url];
+  const route = example ?? (request.method === 'POST' ? routes[request.url] : undefined);
   let status = 404;
-  let answer = { error: `no route ${request.url}` };
-  if (route && request.method === 'POST') {
+  let answer = { error: `no route ${request.method} ${request.url}` };
+  if (route) {
     try {
       [status, answer] = await route(JSON.parse(Buffer.concat(chunks).toString() || '{}'), sessions.get(sid));
     } catch (error) {
       [status, answer] = [400, { error: error.message }];
     }
   }
-  response.writeHead(status, { 'Content-Type': 'application/json', 'Set-Cookie': `sid=${sid}; HttpOnly; Path=/` });
+  response.writeHead(status, { 'Content-Type': 'application/json', 'Set-Cookie': `${cookie}=${sid}; HttpOnly; Path=/` });
   response.end(JSON.stringify(answer));
 });
 
