@@ -214,7 +214,7 @@ def variants(run: Run) -> dict[str, Cell]:
         "prf": register({"extensions": {"prf": {}}}, lambda a: "ok"),
         "largeBlob": register({"extensions": {"largeBlob": {"support": "preferred"}}}, lambda a: "ok"),
         "largeBlob required": register(
-            {"extensions": {"largeBlob": {"support": "required"}}}, lambda a: "ok"
+            {"extensions": {"largeBlob": {"support": "required"}}}, lambda a: "ok", resident=True
         ),
         "credProtect": register(
             {

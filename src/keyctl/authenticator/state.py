@@ -11,6 +11,7 @@ from typing import Any
 
 from keyctl.authenticator import cbor
 from keyctl.authenticator.credentials import Alg
+from keyctl.authenticator.model import ModelProfile
 
 STATE_VERSION = 1
 PIN_RETRIES = 8
@@ -171,6 +172,7 @@ class AuthenticatorState:
     enterprise_cert: bytes | None = None
     protocols: Protocols = Protocols.BOTH
     large_blob_array: bytes = EMPTY_LARGE_BLOB_ARRAY  # authenticatorLargeBlobs' serialized array
+    model: ModelProfile | None = None  # a real key's getInfo, from its FIDO metadata statement
 
     def to_bytes(self) -> bytes:
         return cbor.encode(
@@ -208,6 +210,7 @@ class AuthenticatorState:
                 "epCert": self.enterprise_cert,
                 "protocols": self.protocols.value,
                 "largeBlobs": self.large_blob_array,
+                "model": self.model.to_cbor() if self.model is not None else None,
             }
         )
 
@@ -250,4 +253,5 @@ class AuthenticatorState:
             enterprise_cert=data.get("epCert"),
             protocols=Protocols(data.get("protocols", Protocols.BOTH)),  # absent before U2F
             large_blob_array=data.get("largeBlobs", EMPTY_LARGE_BLOB_ARRAY),
+            model=ModelProfile.from_cbor(data["model"]) if data.get("model") else None,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from keyctl.authenticator import credentials, params
+from keyctl.authenticator import credentials, model, params
 from keyctl.authenticator.commands.common import (
     auth_data,
     find_resident,
@@ -89,8 +89,9 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
     if not usable:
         raise CtapFailure(Status.NO_CREDENTIALS)
     hmac_request = None  # checked before the touch, so a malformed request does not consume one
-    if up and "hmac-secret" in request.extensions:
-        hmac_request = hmac_secret_request(device, request.extensions["hmac-secret"])
+    extensions = model.extensions(state.model, request.extensions)  # a model ignores what it lacks
+    if up and "hmac-secret" in extensions:
+        hmac_request = hmac_secret_request(device, extensions["hmac-secret"])
     if up:
         device.confirm_presence(state, "sign in", request.rp_id, link)
     context = AssertionContext(
@@ -99,9 +100,9 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
         up=up,
         uv=uv,
         hmac_secret=hmac_request,
-        get_cred_blob=request.extensions.get("credBlob") is True,
-        large_blob_key=large_blob_key_requested(request.extensions),
-        third_party_payment=request.extensions.get("thirdPartyPayment") is True,
+        get_cred_blob=extensions.get("credBlob") is True,
+        large_blob_key=large_blob_key_requested(extensions),
+        third_party_payment=extensions.get("thirdPartyPayment") is True,
     )
     first = usable[0]
     response = _assertion(device, state, context, first[0], first[1], first[2])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keyctl.authenticator import pin
+from keyctl.authenticator import model, pin
 from keyctl.authenticator.commands.large_blobs import MAX_SERIALIZED_ARRAY
 from keyctl.authenticator.credentials import MAX_CRED_BLOB, Alg
 from keyctl.authenticator.device import Device
@@ -74,4 +74,4 @@ def handle(device: Device, state: AuthenticatorState, params: dict[Any, Any], li
         options["bioEnroll"] = bool(state.templates)  # present: a sensor; true: a finger is enrolled
         options["uvBioEnroll"] = True
         info[18] = UV_MODALITY_FINGERPRINT
-    return info
+    return info if state.model is None else model.apply(info, state.model)

@@ -6,7 +6,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from keyctl.authenticator import attestation, cbor, credentials, params
+from keyctl.authenticator import attestation, cbor, credentials, model, params
 from keyctl.authenticator.commands.common import (
     auth_data,
     hmac_secret_output,
@@ -89,7 +89,8 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
     request = parse(raw)
     if len(request.user_id) > 64:
         raise CtapFailure(Status.INVALID_LENGTH)
-    supported = [a for a in request.algorithms if a in (Alg.ES256, Alg.EDDSA)]
+    implemented = state.model.algorithms if state.model is not None else (Alg.ES256, Alg.EDDSA)
+    supported = [a for a in request.algorithms if a in implemented]
     if not supported:
         raise CtapFailure(Status.UNSUPPORTED_ALGORITHM)
     alg = Alg(supported[0])
@@ -111,7 +112,7 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
         needs_uv=rk,
     )
     # extension inputs that can be malformed are checked before any touch
-    ext_in = request.extensions
+    ext_in = model.extensions(state.model, request.extensions)  # a model ignores what it lacks
     hmac_secret = ext_in.get("hmac-secret") is True
     hmac_mc = (
         hmac_secret_request(device, ext_in["hmac-secret-mc"])
