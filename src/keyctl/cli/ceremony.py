@@ -316,6 +316,7 @@ def _password_sign_in(
         totp=code,
         recovery_code=read_secret("recovery code", recovery_code_env) if recovery_code_env else None,
         enroll=signin.vault_enroll(save_totp, _wait_for_next_step) if save_totp else None,
+        new_password=lambda: read_secret("new password", confirm=True, stdin_line=False),
     )
     return signin.password_sign_in(session, credentials, term.status)
 
