@@ -17,8 +17,10 @@ def doctor(
     as_json: JsonOption = False,
     sys_root: Annotated[Path, typer.Option(hidden=True)] = Path("/sys/class/hidraw"),
     dev_root: Annotated[Path, typer.Option(hidden=True)] = Path("/dev"),
+    uhid_path: Annotated[str, typer.Option(hidden=True)] = "/dev/uhid",  # str: click checks a Path
 ) -> None:
-    """Check Python, fido2, security keys and their permissions, the keyring, simulators; say how to fix."""
+    """Check Python, fido2, security keys and their permissions, the keyring, simulators, virtual attach;
+    say how to fix."""
     from keyctl.doctor import checks, hidraw
 
     nodes = hidraw.scan_hidraw(sys_root, dev_root)
@@ -27,6 +29,7 @@ def doctor(
         *checks.security_keys(nodes, hidraw.scan_usb()),
         checks.secret_store(),
         checks.platform_authenticator(),
+        checks.virtual_attach(uhid_path),
         *checks.simulators([f"udp:{target}" for target in udp or []]),
     ]
     code = checks.exit_code(results)
