@@ -56,18 +56,8 @@ REPORT_DESCRIPTOR = bytes.fromhex(
     "06d0f1"  # Usage Page (FIDO Alliance)
     "0901"  # Usage (CTAPHID)
     "a101"  # Collection (Application)
-    "0920"
-    "1500"
-    "26ff00"
-    "7508"
-    "9540"
-    "8102"  # Usage (Data In), 0..255, 8 bits x 64, Input
-    "0921"
-    "1500"
-    "26ff00"
-    "7508"
-    "9540"
-    "9102"  # Usage (Data Out), 0..255, 8 bits x 64, Output
+    "0920150026ff00750895408102"  # Usage (Data In), 0..255, 8 bits x 64, Input
+    "0921150026ff00750895409102"  # Usage (Data Out), 0..255, 8 bits x 64, Output
     "c0"  # End Collection
 )
 
