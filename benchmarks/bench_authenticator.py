@@ -26,7 +26,15 @@ from fido2.hid import CtapHidDevice
 from fido2.hid.base import CtapHidConnection
 
 from keyctl.authenticator import VirtualAuthenticator
-from keyctl.authenticator.framing import BROADCAST, CAPABILITIES, CBOR, INIT, TYPE_INIT, packets
+from keyctl.authenticator.framing import (
+    BROADCAST,
+    CAPABILITY_CBOR,
+    CAPABILITY_WINK,
+    CBOR,
+    INIT,
+    TYPE_INIT,
+    packets,
+)
 from keyctl.hid.inprocess import connect
 from keyctl.hid.udp import UdpServer, open_udp
 
@@ -40,6 +48,7 @@ class RecordedAnswer(CtapHidConnection):
     for its command byte."""
 
     CHANNEL = 1
+    CAPABILITIES = CAPABILITY_WINK | CAPABILITY_CBOR
 
     def __init__(self, responses: dict[int, bytes]) -> None:
         self._responses = responses
@@ -47,7 +56,7 @@ class RecordedAnswer(CtapHidConnection):
 
     def write_packet(self, data: bytes) -> None:
         if data[4] == TYPE_INIT | INIT:
-            answer = data[7:15] + self.CHANNEL.to_bytes(4, "big") + bytes([2, 1, 0, 0, CAPABILITIES])
+            answer = data[7:15] + self.CHANNEL.to_bytes(4, "big") + bytes([2, 1, 0, 0, self.CAPABILITIES])
             self._pending = packets(BROADCAST, INIT, answer)[::-1]
         elif data[4] == TYPE_INIT | CBOR:
             self._pending = packets(self.CHANNEL, CBOR, self._responses[data[7]])[::-1]

@@ -21,7 +21,7 @@ from fido2.webauthn import (
     ResidentKeyRequirement,
 )
 
-from keyctl.authenticator import VirtualAuthenticator
+from keyctl.authenticator import UvMode, VirtualAuthenticator, new_state
 from keyctl.hid import open_device
 from keyctl.hid.udp import UdpServer
 
@@ -49,7 +49,8 @@ class _Pin(UserInteraction):
 @pytest.fixture
 def key_with_data(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A UDP virtual key with a PIN, a discoverable credential and a fingerprint."""
-    server = UdpServer(VirtualAuthenticator(pin_code=PIN), "127.0.0.1", 0).start()
+    key = VirtualAuthenticator(new_state(uv=UvMode.FINGERPRINT), pin_code=PIN)  # a sensor, to enroll
+    server = UdpServer(key, "127.0.0.1", 0).start()
     host, port = server.address
     spec = f"udp:{host}:{port}"
     monkeypatch.setenv("KEY_PIN", PIN)

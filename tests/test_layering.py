@@ -68,3 +68,52 @@ def test_server_shares_no_code_with_the_client_side() -> None:
         if path.startswith("server/") and (bad := _imports_any(imports, client_side))
     }
     assert offenders == {}
+
+
+def _authenticator_graph() -> dict[str, set[str]]:
+    """Module → authenticator modules it imports anywhere (top level, functions, TYPE_CHECKING).
+
+    ``from keyctl.authenticator import cbor`` is an edge to the submodule, not to the package.
+    """
+    root = SRC / "authenticator"
+    names = {
+        "keyctl." + ".".join(p.relative_to(SRC).with_suffix("").parts): p
+        for p in root.rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in names.items():
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names if alias.name in names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                if node.module in names:
+                    edges.add(node.module)
+                edges.update(
+                    f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in names
+                )
+        graph[name] = edges
+    return graph
+
+
+def test_the_authenticator_has_no_import_cycle() -> None:
+    """Commands depend on the device core, never the reverse (issue #16 item 7)."""
+    graph = _authenticator_graph()
+    assert "keyctl.authenticator.device" in graph["keyctl.authenticator.commands.get_assertion"]
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            cycles.append([*path[path.index(node) :], node])
+            return
+        if node in done:
+            return
+        for target in sorted(graph[node]):
+            visit(target, [*path, node])
+        done.add(node)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert cycles == []

@@ -14,13 +14,16 @@ def main() -> None:
     # try/except ImportError meant for installs without its [cli] extra. keyctl never runs it.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     args = sys.argv[1:]
-    from keyctl.cli.fast import run_fast
+    try:
+        from keyctl.cli.fast import run_fast
 
-    code = run_fast(args)
-    if code is None:
-        from keyctl.cli.app import run
+        code = run_fast(args)
+        if code is None:
+            from keyctl.cli.app import run
 
-        code = run(args)
+            code = run(args)
+    except KeyboardInterrupt:  # Ctrl-C outside a command (while importing): as a shell reports SIGINT
+        code = 130
     sys.exit(code)
 
 

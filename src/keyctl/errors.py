@@ -44,6 +44,9 @@ class ExitCode(IntEnum):
     PIN_NOT_SET = 26  # the operation needs a PIN and the key has none
     DEVICE_REMOVED = 27  # the key disappeared mid-operation
     RESET_REFUSED = 28  # reset asked for outside the key's power-up window
+    # Signals, as a shell reports them (128 + signal number).
+    INTERRUPTED = 130  # Ctrl-C (SIGINT), at a prompt or anywhere else: nothing half-done is kept
+    PIPE_CLOSED = 141  # the reader of stdout went away (SIGPIPE), e.g. `keyctl ... | head`
 
 
 class KeyctlError(Exception):
@@ -82,6 +85,12 @@ class StateError(KeyctlError):
 
 class Canceled(KeyctlError):
     exit_code = ExitCode.CANCELED
+
+
+class Interrupted(KeyctlError):
+    """Ctrl-C where a command records it before stopping (keyctl enroll's log); elsewhere it is exit 130."""
+
+    exit_code = ExitCode.INTERRUPTED
 
 
 # WebAuthn / security-key failures: the default message is the one users know from their sign-in page;

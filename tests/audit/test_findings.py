@@ -191,3 +191,10 @@ def test_html_is_self_contained_and_escapes_outside_text() -> None:
     assert "src=" not in page
     assert "href=" not in page
     assert "critical: 1" in page
+
+
+def test_a_backup_eligible_passkey_is_synced_before_its_first_backup() -> None:
+    policy = Policy(device_bound_only=True)
+    not_yet = UserRecord("a@x", (passkey(backup_eligible=True, backed_up=False),))
+    assert ("policy.synced_passkey", Severity.MEDIUM) in codes([not_yet], policy)
+    assert codes([UserRecord("b@x", (passkey(),))], policy) == []

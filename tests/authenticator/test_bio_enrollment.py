@@ -32,7 +32,9 @@ PIN = "1234"
 def _bio(
     transport: Transport, sensor: ScriptedSensor | None = None
 ) -> tuple[Ctap2, ClientPin, FPBioEnrollment]:
-    ctap = Ctap2(transport(VirtualAuthenticator(pin_code=PIN, sensor=sensor)))
+    ctap = Ctap2(
+        transport(VirtualAuthenticator(new_state(uv=UvMode.FINGERPRINT), pin_code=PIN, sensor=sensor))
+    )
     client_pin = ClientPin(ctap)
     token = client_pin.get_pin_token(PIN, ClientPin.PERMISSION.BIO_ENROLL)
     return ctap, client_pin, FPBioEnrollment(ctap, client_pin.protocol, token)
@@ -137,9 +139,52 @@ def test_authorization(transport: Transport) -> None:
     with pytest.raises(CtapError) as raised:
         bio.enroll_begin()
     assert raised.value.code == ERR.PIN_AUTH_INVALID
-    # a token from built-in UV may carry be (uvBioEnroll)
+    # built-in UV with no finger enrolled is not configured (CTAP 2.1 §6.5.5.7.3 step 5)
+    with pytest.raises(CtapError) as raised:
+        client_pin.get_uv_token(ClientPin.PERMISSION.BIO_ENROLL)
+    assert raised.value.code == ERR.NOT_ALLOWED
+    # once a finger is enrolled, a token from built-in UV may carry be (uvBioEnroll)
+    pin_token = client_pin.get_pin_token(PIN, ClientPin.PERMISSION.BIO_ENROLL)
+    template_id = _enroll(FPBioEnrollment(ctap, client_pin.protocol, pin_token))
     uv_token = client_pin.get_uv_token(ClientPin.PERMISSION.BIO_ENROLL)
-    assert FPBioEnrollment(ctap, client_pin.protocol, uv_token).enumerate_enrollments() == {}
+    assert list(FPBioEnrollment(ctap, client_pin.protocol, uv_token).enumerate_enrollments()) == [template_id]
+
+
+def _enroll(bio: FPBioEnrollment) -> bytes:
+    context = bio.enroll()
+    for _ in range(10):
+        template_id = context.capture()
+        if template_id is not None:
+            return template_id
+    raise AssertionError("the enrollment never finished")
+
+
+MC_ARGS = (bytes(32), {"id": "example.com"}, {"id": b"u"}, [{"type": "public-key", "alg": -7}])
+
+
+def test_a_sensor_without_a_finger_reports_uv_false(transport: Transport) -> None:
+    """CTAP 2.1 §6.4: built-in UV that is not yet configured reports uv: false; python-fido2's device
+    suite refuses to start on a key with uv: true."""
+    ctap, _, bio = _bio(transport)
+    options = ctap.info.options
+    assert (options["uv"], options["bioEnroll"], options["uvBioEnroll"]) == (False, False, True)
+    with pytest.raises(CtapError) as raised:  # §6.1.2 step 5: uv asked of a method not yet enabled
+        ctap.make_credential(*MC_ARGS, options={"uv": True})
+    assert raised.value.code == ERR.INVALID_OPTION
+    _enroll(bio)
+    assert (ctap.get_info().options["uv"], ctap.get_info().options["bioEnroll"]) == (True, True)
+    assert ctap.make_credential(*MC_ARGS, options={"uv": True}).auth_data.is_user_verified()
+
+
+def test_uv_auto_is_built_in_uv_without_a_sensor(transport: Transport) -> None:
+    """``--uv auto``: verification that needs no enrollment (on-device passcode entry, modality 0x04)."""
+    ctap = Ctap2(transport(VirtualAuthenticator(new_state(uv=UvMode.AUTO))))
+    assert ctap.info.options["uv"] is True
+    assert "bioEnroll" not in ctap.info.options
+    assert "uvBioEnroll" not in ctap.info.options
+    assert ctap.info.uv_modality == 0x04
+    assert not BioEnrollment.is_supported(ctap.info)
+    assert ctap.make_credential(*MC_ARGS, options={"uv": True}).auth_data.is_user_verified()
 
 
 def test_unknown_modality_and_subcommand(transport: Transport) -> None:
@@ -182,7 +227,7 @@ def test_templates_survive_in_the_encrypted_state_and_reset_clears_them(
     transport: Transport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(store.ENV_VIRTUAL_KEY, store.new_ci_key())
-    store.create("bio", new_state())
+    store.create("bio", new_state(uv=UvMode.FINGERPRINT))
     authenticator = VirtualAuthenticator(store.FileStore("bio"), sensor=ScriptedSensor(samples_required=1))
     ctap = Ctap2(transport(authenticator))
     client_pin = ClientPin(ctap)
@@ -230,7 +275,12 @@ def test_built_in_uv_reads_the_sensor_once_a_finger_is_enrolled(transport: Trans
     assert raised.value.code == ERR.UV_INVALID
 
 
-FUZZED = VirtualAuthenticator(pin_code=PIN, sensor=ScriptedSensor(samples_required=2), clock=FakeClock())
+FUZZED = VirtualAuthenticator(
+    new_state(uv=UvMode.FINGERPRINT),
+    pin_code=PIN,
+    sensor=ScriptedSensor(samples_required=2),
+    clock=FakeClock(),
+)
 FUZZ_TOKEN = bytes(range(32))
 
 

@@ -48,7 +48,7 @@ def test_create_list_info_remove(cli: Cli, ci_key: str, monkeypatch: pytest.Monk
     assert Ctap2(open_device("virtual:ci")).get_info().options["clientPin"] is True
 
     assert cli("virtual", "create", "ci").exit_code == ExitCode.ALREADY_EXISTS
-    assert cli("virtual", "remove", "ci").exit_code == ExitCode.CANCELED  # no terminal, no --yes
+    assert cli("virtual", "delete", "ci").exit_code == ExitCode.CANCELED  # no terminal, no --yes
     assert cli("virtual", "remove", "ci", "--yes").exit_code == 0
     assert cli("virtual", "info", "ci").exit_code == ExitCode.NOT_FOUND
     assert cli("virtual", "list", "--json").stdout.strip() == "[]"
@@ -60,6 +60,8 @@ def test_create_list_info_remove(cli: Cli, ci_key: str, monkeypatch: pytest.Monk
         ["virtual", "create", "bad name"],
         ["virtual", "create", "x", "--aaguid", "not-a-uuid"],
         ["virtual", "create", "x", "--pin-env", "UNSET_VARIABLE_FOR_TEST"],
+        ["virtual", "create", "x", "--ep-rp-id", "https://login.example.com"],
+        ["virtual", "create", "x", "--ep-rp-id", "example.com", "--ep-rp-id", ""],
     ],
 )
 def test_bad_input_changes_nothing(cli: Cli, ci_key: str, args: list[str]) -> None:
@@ -67,6 +69,14 @@ def test_bad_input_changes_nothing(cli: Cli, ci_key: str, args: list[str]) -> No
     assert result.exit_code == ExitCode.INVALID_INPUT
     assert result.stderr.startswith("error: ")
     assert store.names() == []
+
+
+def test_enterprise_rp_ids_are_fixed_at_creation(cli: Cli, ci_key: str) -> None:
+    created = cli("virtual", "create", "ep", "--ep-rp-id", "login.example.com", "--ep-rp-id", "sso.example")
+    assert created.exit_code == 0, created.stderr
+    info = json.loads(cli("virtual", "info", "ep", "--json").stdout)
+    assert info["enterprise_attestation_rp_ids"] == ["login.example.com", "sso.example"]
+    assert store.FileStore("ep").load().ep_rp_ids == ["login.example.com", "sso.example"]
 
 
 def test_state_is_encrypted_at_rest(cli: Cli, ci_key: str, isolated_home: Path) -> None:

@@ -39,7 +39,7 @@ def make(ctap: Ctap2, user: bytes = b"user-1", *, rp_id: str = "example.com", **
 
 def test_get_info_describes_a_ctap21_key(device: CtapHidDevice, authenticator: VirtualAuthenticator) -> None:
     info = Ctap2(device).get_info()
-    assert info.versions == ["FIDO_2_0", "FIDO_2_1"]
+    assert info.versions == ["U2F_V2", "FIDO_2_0", "FIDO_2_1"]
     assert set(info.extensions) == {"credProtect", "hmac-secret", "minPinLength", "credBlob"}
     for option in ("rk", "up", "uv", "pinUvAuthToken", "credMgmt", "makeCredUvNotRqd"):
         assert info.options[option] is True, option

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import time
 
 import pytest
 from fido2.ctap2 import Ctap2
@@ -57,7 +58,7 @@ class RawHost:
         assert (cid, cmd, data[:8]) == (BROADCAST, f.INIT, nonce)
         new_cid, version, _, _, _, capabilities = struct.unpack_from(">IBBBBB", data, 8)
         assert version == 2
-        assert capabilities == 0x01 | 0x04 | 0x08  # WINK, CBOR, NMSG
+        assert capabilities == 0x01 | 0x04  # WINK, CBOR; no NMSG: CTAP1/U2F MSG is there too
         return int(new_cid)
 
     def error(self) -> tuple[int, int]:
@@ -74,6 +75,20 @@ def clock() -> FakeClock:
 @pytest.fixture(params=["inprocess", "udp"])
 def host(request: pytest.FixtureRequest, clock: FakeClock) -> object:
     authenticator = VirtualAuthenticator(clock=clock)
+    if request.param == "inprocess":
+        yield RawHost(InProcessConnection(authenticator.hid))
+        return
+    server = UdpServer(authenticator, "127.0.0.1", 0).start()
+    connection = UdpConnection(*server.address, timeout_s=5)
+    yield RawHost(connection)
+    connection.close()
+    server.stop()
+
+
+@pytest.fixture(params=["inprocess", "udp"])
+def real_time_host(request: pytest.FixtureRequest) -> object:
+    """A host on an authenticator with the system clock: the device's own timers run."""
+    authenticator = VirtualAuthenticator()
     if request.param == "inprocess":
         yield RawHost(InProcessConnection(authenticator.hid))
         return
@@ -124,9 +139,9 @@ def test_length_and_channel_errors(host: RawHost) -> None:
     assert host.error() == (cid, f.ERR_INVALID_LEN)
 
 
-def test_msg_lock_and_unknown_commands_are_invalid(host: RawHost) -> None:
+def test_lock_and_unknown_commands_are_invalid(host: RawHost) -> None:
     cid = host.allocate()
-    for command in (f.MSG, 0x04, 0x3F, 0x55):
+    for command in (0x04, 0x3F, 0x55):
         host.send(cid, command, b"\x00\x01\x00\x00")
         assert host.error() == (cid, f.ERR_INVALID_CMD)
 
@@ -207,13 +222,74 @@ def test_several_channels_at_once() -> None:
         try:
             ctap = Ctap2(connect(authenticator))
             for _ in range(15):
-                assert ctap.get_info().versions == ["FIDO_2_0", "FIDO_2_1"]
+                assert ctap.get_info().versions == ["U2F_V2", "FIDO_2_0", "FIDO_2_1"]
         except BaseException as error:  # report to the main thread
             errors.append(error)
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(4)]
     for thread in threads:
         thread.start()
+    deadline = time.monotonic() + 60
     for thread in threads:
-        thread.join(60)
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert [thread.is_alive() for thread in threads] == [False] * 4, "a client still waits for its answer"
     assert errors == []
+
+
+def test_half_sent_message_times_out_on_its_own(real_time_host: RawHost) -> None:
+    """ERR_MSG_TIMEOUT arrives after the transaction timeout with no further report from the host."""
+    host = real_time_host
+    cid = host.allocate()
+    host.write(f.packets(cid, f.PING, os.urandom(100))[0])
+    started = time.monotonic()
+    assert host.error() == (cid, f.ERR_MSG_TIMEOUT)
+    waited = time.monotonic() - started
+    assert f.TRANSACTION_TIMEOUT_S - 0.05 <= waited < f.TRANSACTION_TIMEOUT_S + 0.5
+    host.send(cid, f.PING, b"free again")
+    assert host.receive() == (cid, f.PING, b"free again")
+
+
+def test_each_continuation_restarts_the_timeout(real_time_host: RawHost) -> None:
+    host = real_time_host
+    cid = host.allocate()
+    data = os.urandom(57 + 59 * 3)
+    packets = f.packets(cid, f.PING, data)
+    for packet in packets[:-1]:
+        host.write(packet)
+        time.sleep(f.TRANSACTION_TIMEOUT_S * 0.6)  # longer in total than one timeout
+    host.write(packets[-1])
+    assert host.receive() == (cid, f.PING, data)
+
+
+def test_init_on_a_channel_never_allocated_adopts_it(host: RawHost) -> None:
+    """CTAP 2.1 §11.2.9.1.3 describes INIT on an allocated CID (resynchronise) and on the broadcast
+    CID (allocate); for any other CID keyctl resynchronises it like an allocated one, as Solo does."""
+    nonce = os.urandom(8)
+    host.init_packet(0x11223344, f.INIT, 8, nonce)
+    reply_cid, cmd, data = host.receive()
+    assert (reply_cid, cmd, data[:8]) == (0x11223344, f.INIT, nonce)
+    assert struct.unpack_from(">I", data, 8)[0] == 0x11223344
+    host.send(0x11223344, f.PING, b"adopted")
+    assert host.receive() == (0x11223344, f.PING, b"adopted")
+    host.init_packet(0, f.INIT, 8, nonce)  # CID 0 stays reserved
+    assert host.error() == (0, f.ERR_INVALID_CHANNEL)
+
+
+def test_allocation_skips_an_adopted_channel(host: RawHost) -> None:
+    first = host.allocate()
+    host.init_packet(first + 1, f.INIT, 8, os.urandom(8))
+    assert host.receive()[1] == f.INIT
+    assert host.allocate() == first + 2
+
+
+def test_init_from_another_channel_during_a_half_sent_message(real_time_host: RawHost) -> None:
+    """The peer suite's ping-abort-from-different-CID: INIT is answered at once, the stale message later
+    times out on its own channel."""
+    host = real_time_host
+    cid = host.allocate()
+    host.write(f.packets(cid, f.PING, os.urandom(100))[0])
+    nonce = os.urandom(8)
+    host.init_packet(cid ^ 0x01000000, f.INIT, 8, nonce)
+    reply_cid, cmd, data = host.receive()
+    assert (reply_cid, cmd, data[:8]) == (cid ^ 0x01000000, f.INIT, nonce)
+    assert host.error() == (cid, f.ERR_MSG_TIMEOUT)

@@ -26,7 +26,7 @@ def sensor() -> ScriptedSensor:
 
 @pytest.fixture
 def authenticator(sensor: ScriptedSensor) -> VirtualAuthenticator:
-    return VirtualAuthenticator(pin_code=PIN, sensor=sensor)
+    return VirtualAuthenticator(new_state(uv=UvMode.FINGERPRINT), pin_code=PIN, sensor=sensor)
 
 
 def _serve(authenticator: VirtualAuthenticator) -> Iterator[str]:
@@ -165,7 +165,7 @@ def test_a_key_without_a_sensor_is_not_supported(cli: Any, monkeypatch: pytest.M
 
 def test_ci_enrolls_on_a_stored_virtual_key_without_a_terminal() -> None:
     env = {ENV_VIRTUAL_KEY: new_ci_key(), "CI_PIN": PIN}
-    created = run_keyctl(["virtual", "create", "ci", "--pin-env", "CI_PIN"], env=env)
+    created = run_keyctl(["virtual", "create", "ci", "--uv", "fingerprint", "--pin-env", "CI_PIN"], env=env)
     assert created.exit_code == 0, created.stderr
     added = run_keyctl(
         ["key", "fingerprints", "add", "--name", "ci", "--device", "virtual:ci", "--pin-env", "CI_PIN"],

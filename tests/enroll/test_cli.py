@@ -9,13 +9,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fido2.ctap import CtapError
+from fido2.ctap2 import ClientPin, Ctap2
 
 from keyctl.enroll import pins
 from keyctl.enroll.batch import FoundKey, UsbKeys
 from keyctl.errors import ExitCode, InvalidInput, PasskeyTimeout
+from keyctl.hid import open_device
 from tests.conftest import run_keyctl
 from tests.enroll.conftest import PASSWORD, PIN, Rig
 from tests.enroll.test_batch import _pin_set
+from tests.terminal import TerminalSession
 
 ANN, BEN = "ann@example.com", "ben@example.com"
 
@@ -192,30 +196,71 @@ def test_usb_waits_for_a_key_not_used_yet() -> None:
     assert now[0] >= 10
 
 
-def test_ctrl_c_at_the_pin_prompt_stops_the_batch(
-    rig: Rig, enroll: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from keyctl.cli import enroll as command
-    from keyctl.errors import Canceled
+def _enroll_on_a_terminal(rig: Rig, *args: str) -> TerminalSession:
+    """keyctl enroll as its own process on a pseudo-terminal: PINs come from getpass, as a technician's do."""
+    return TerminalSession(
+        ["enroll", "--server", rig.server.url, "--admin-token-env", "TEST_ADMIN_TOKEN", *args],
+        env={"COLUMNS": "120"},
+    )
 
-    real = command.read_secret
 
-    def at_the_prompt(
-        what: str, env_var: str | None = None, confirm: bool = False, stdin_line: bool = True
-    ) -> str:
-        if what.startswith("new PIN"):  # the technician presses Ctrl-C (getpass's KeyboardInterrupt)
-            raise Canceled(f"no {what} entered, nothing was changed")
-        return real(what, env_var, confirm, stdin_line)
+def _pin_is(spec: str, pin: str) -> bool:
+    device = open_device(spec)
+    try:
+        ClientPin(Ctap2(device)).get_pin_token(pin, ClientPin.PERMISSION.MAKE_CREDENTIAL, "localhost")
+        return True
+    except CtapError:
+        return False
+    finally:
+        device.close()
 
-    monkeypatch.setattr(command, "read_secret", at_the_prompt)
+
+def test_a_new_pin_is_asked_twice_without_echo(rig: Rig, tmp_path: Path) -> None:
+    rig.server.create_user(ANN, PASSWORD)
+    key = rig.key()
+    terminal = _enroll_on_a_terminal(rig, "--user", ANN, "--device", key)
+    terminal.expect(f"New PIN for {ANN}'s key: ")
+    terminal.type("730516\n")
+    terminal.expect(f"Repeat the new PIN for {ANN}'s key: ")
+    terminal.type("730516\n")
+    assert terminal.wait() == 0, terminal.text
+    assert "1 enrolled, 0 already registered, 0 failed, of 1 users" in terminal.text
+    assert "730516" not in terminal.text  # getpass turned the echo off
+    assert _pin_is(key, "730516")
+    assert len(rig.passkeys()[ANN]) == 1
+
+
+def test_a_mismatched_repetition_is_refused_and_changes_nothing(rig: Rig, tmp_path: Path) -> None:
+    rig.server.create_user(ANN, PASSWORD)
+    key = rig.key()
+    log = tmp_path / "log.jsonl"
+    terminal = _enroll_on_a_terminal(rig, "--user", ANN, "--device", key, "--log", str(log))
+    terminal.expect(f"New PIN for {ANN}'s key: ")
+    terminal.type("730516\n")
+    terminal.expect("Repeat the new PIN")
+    terminal.type("730517\n")
+    assert terminal.wait() == ExitCode.INVALID_INPUT, terminal.text
+    assert "the repeated new PIN for ann@example.com's key differs from the first" in terminal.text
+    [line] = log.read_text().splitlines()
+    assert json.loads(line)["result"] == "failed"
+    assert not _pin_set(key)
+    assert rig.passkeys() == {ANN: []}
+
+
+def test_ctrl_c_at_the_pin_prompt_stops_the_batch(rig: Rig, tmp_path: Path) -> None:
     rig.server.create_user(ANN, PASSWORD)
     rig.server.create_user(BEN, PASSWORD)
     first, second = rig.key(), rig.key()
     log = tmp_path / "log.jsonl"
-    result = enroll("--user", ANN, "--user", BEN, "--device", first, "--device", second, "--log", str(log))
-    assert result.exit_code == ExitCode.CANCELED
-    assert "batch stopped: 1 users not attempted" in result.stderr
-    assert [json.loads(line)["user"] for line in log.read_text().splitlines()] == [ANN]
-    assert "user 2 of 2" not in result.stderr
+    terminal = _enroll_on_a_terminal(
+        rig, "--user", ANN, "--user", BEN, "--device", first, "--device", second, "--log", str(log)
+    )
+    terminal.expect(f"New PIN for {ANN}'s key: ")
+    terminal.type("\x03")  # Ctrl-C: the terminal sends SIGINT to the process
+    assert terminal.wait() == ExitCode.INTERRUPTED, terminal.text
+    assert "batch stopped: 1 users not attempted" in terminal.text
+    [line] = log.read_text().splitlines()
+    assert (json.loads(line)["user"], json.loads(line)["detail"]) == (ANN, "interrupted with Ctrl-C")
+    assert "user 2 of 2" not in terminal.text
     assert not _pin_set(first)
     assert rig.passkeys() == {ANN: [], BEN: []}

@@ -92,8 +92,10 @@ class SoftAuthenticator:
         check_exclude: bool = True,
         transports: tuple[str, ...] = ("usb",),
         credential_id: bytes | None = None,
+        cose_key: dict[int, Any] | None = None,
     ) -> dict[str, Any]:
-        """A RegistrationResponseJSON for PublicKeyCredentialCreationOptionsJSON."""
+        """A RegistrationResponseJSON for PublicKeyCredentialCreationOptionsJSON (``cose_key``: send this
+        public key instead of the credential's own)."""
         if check_exclude and any(
             unb64url(d["id"]) in self.credentials for d in options["excludeCredentials"]
         ):
@@ -102,7 +104,8 @@ class SoftAuthenticator:
         key = ec.generate_private_key(ec.SECP256R1())
         numbers = key.public_key().public_numbers()
         cose = cbor(
-            {1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
+            cose_key
+            or {1: 2, 3: -7, -1: 1, -2: numbers.x.to_bytes(32, "big"), -3: numbers.y.to_bytes(32, "big")}
         )
         credential = Credential(
             credential_id or os.urandom(16), key, options["rp"]["id"], unb64url(options["user"]["id"])
@@ -113,10 +116,12 @@ class SoftAuthenticator:
             hashlib.sha256(rp.encode()).digest()
             + bytes([flags])
             + struct.pack(">I", credential.counter)
-            + self.aaguid
-            + struct.pack(">H", len(credential.id))
-            + credential.id
-            + cose
+            # attested credential data only with the AT flag, as the spec lays authData out
+            + (
+                (self.aaguid + struct.pack(">H", len(credential.id)) + credential.id + cose)
+                if flags & AT
+                else b""
+            )
         )
         attestation = cbor({"fmt": "none", "attStmt": {}, "authData": auth_data})
         self.credentials[credential.id] = credential

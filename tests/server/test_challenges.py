@@ -1,13 +1,20 @@
-"""Ceremony challenges (in memory): single use, expiry, kind, the sweep of expired ones, a restart, two
-concurrent verifies of one assertion, and the old challenges table dropped from existing databases."""
+"""Ceremony challenges (in memory): single use (also for threads released together on one challenge),
+expiry, kind, the sweep of expired ones, a restart, four verifies of one assertion in flight at once
+(the server also serialises them: policy work runs under the store's transaction lock), and the old
+challenges table dropped from existing databases."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
+
+import httpx
 
 from keyctl.server import ServerHandle, start
 from keyctl.server.challenges import CHALLENGE_TTL, SWEEP_EVERY, Challenge, Challenges
@@ -26,6 +33,22 @@ def test_a_challenge_is_taken_once() -> None:
     pending.add(challenge)
     assert pending.take(challenge.value, "login", 1001.0) == challenge
     assert pending.take(challenge.value, "login", 1001.0) is None
+
+
+def test_threads_taking_one_challenge_at_once_get_it_once() -> None:
+    """Eight threads released together on one challenge, 50 times: exactly one wins each time."""
+    pending = Challenges()
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(50):
+            challenge = _challenge()
+            pending.add(challenge)
+            start = threading.Barrier(8)
+
+            def take(_: int, value: bytes = challenge.value, start: threading.Barrier = start) -> bool:
+                start.wait()
+                return pending.take(value, "login", 1001.0) is not None
+
+            assert sum(pool.map(take, range(8))) == 1
 
 
 def test_expired_and_other_kinds_are_refused_and_used_up() -> None:
@@ -76,12 +99,26 @@ def test_two_concurrent_verifies_of_one_assertion_sign_in_once(
     register(enroll(server, clock).http, key)
     options = client(server).post("/api/passkeys/login/options", json={"email": EMAIL}).json()
     response = key.get(options)
+    clients = [client(server) for _ in range(4)]
+    for http in clients:  # each on its own open connection, so the four requests leave together
+        assert http.get("/api/me").status_code == 401
+    start = threading.Barrier(4)
+
+    def verify(http: httpx.Client) -> tuple[float, float, httpx.Response]:
+        start.wait()
+        sent = time.monotonic()
+        answer = http.post("/api/passkeys/login/verify", json=response)
+        return sent, time.monotonic(), answer
+
     with ThreadPoolExecutor(4) as pool:
-        results = list(
-            pool.map(lambda _: client(server).post("/api/passkeys/login/verify", json=response), range(4))
-        )
-    assert sorted(r.status_code for r in results) == [200, 401, 401, 401]
-    assert all(error_of(r) == "session_expired" for r in results if r.status_code != 200)
+        results = list(pool.map(verify, clients))
+    assert max(sent for sent, _, _ in results) < min(done for _, done, _ in results)  # all were in flight
+    answers = [answer for _, _, answer in results]
+    assert sorted(r.status_code for r in answers) == [200, 401, 401, 401]
+    assert all(error_of(r) == "session_expired" for r in answers if r.status_code != 200)
+    with closing(sqlite3.connect(server.db_path)) as db:
+        details = [row[0] for row in db.execute("SELECT detail FROM audit WHERE event = 'signin_ok'")]
+    assert sum(json.loads(detail).get("method") == "passkey" for detail in details) == 1
 
 
 def test_a_database_from_before_loses_its_challenges_table(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +63,29 @@ def test_the_fast_path_does_not_import_typer(entry: str) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.stdout.splitlines()[-1] == "0 False False False"
+
+
+@pytest.mark.parametrize("json_mode", [False, True])
+def test_the_installed_keyctl_command_answers_totp_code_without_typer(entry: str, json_mode: bool) -> None:
+    """The console script a user runs (the real entry point), with Python's import log on."""
+    script = Path(sys.executable).with_name("keyctl")
+    before = int(time.time())
+    proc = subprocess.run(
+        [str(script), "totp", "code", "svc", *(["--json"] if json_mode else [])],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"},
+    )
+    after = int(time.time())
+    assert proc.returncode == 0, proc.stderr[-500:]
+    imported = {
+        line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")
+    }
+    assert "keyctl.cli.fast" in imported  # the log is on and shows keyctl's own modules
+    assert not {"typer", "click", "rich", "keyctl.cli.app"} & imported
+    code = json.loads(proc.stdout)["code"] if json_mode else proc.stdout.rstrip("\n")
+    assert code in {oathtool(decode_base32(SECRET), at=at) for at in (before, after)}
 
 
 @pytest.mark.parametrize(

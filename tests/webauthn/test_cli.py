@@ -143,15 +143,22 @@ def test_first_sign_in_enrolls_totp_into_the_vault_and_later_sign_ins_use_it(
     assert answer["recovery_code"]
     listed = cli("totp", "list", "--json")
     assert "gina" in listed.stdout
-    # The code just used for enrollment may not be used again (the server refuses replays) ...
-    replayed = cli(*base, "--totp", "gina")
-    assert replayed.exit_code == 21, replayed.stderr
-    assert "That code was already used" in replayed.stderr, replayed.stderr
-    # ... the next time step's code works (server and vault both read the shifted wall clock).
-    monkeypatch.setattr(time, "time", lambda: real() + start + 30)
+    # The code just used for enrollment is not sent again (the server would refuse the replay and count
+    # it toward its block): keyctl waits for the next step (here a sleep that moves the shared clock).
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        nonlocal start
+        start += seconds
+
+    monkeypatch.setattr(time, "time", lambda: real() + start)
+    monkeypatch.setattr(time, "sleep", sleep)
     later = cli(*base, "--totp", "gina")
     assert later.exit_code == 0, later.stderr
     assert "signed in as gina@example.com with password and totp" in later.stdout
+    assert 15 <= sum(slept) <= 25  # 5 s into the step (plus the time the commands took): up to 25 s
+    assert "already used" not in later.stderr  # silent when stderr is not a terminal
     again = cli(*base, "--save-totp", "gina")
     assert again.exit_code == 5
     assert "TOTP entry 'gina' already exists" in again.stderr
@@ -216,3 +223,29 @@ def test_password_options_need_a_profile_with_password_sign_in(
     assert result.exit_code == 3
     assert "server profile simplewebauthn has no password sign-in" in result.stderr
     assert server.state.verified == []
+
+
+def test_register_refuses_a_reused_session_of_another_account(
+    cli: Cli, reference: Reference, udp_authenticator: Callable[..., str], tmp_path: Path
+) -> None:
+    """--user carol with bob's cookie jar: refused before any ceremony, nothing registered for either."""
+    jar = tmp_path / "bob.jar"
+    with reference.account("bob@example.com") as bob:
+        bob.save_cookies(jar)
+    carol = reference.account("carol@example.com")
+    result = cli(
+        "register", "--server", reference.url, "--user", "carol@example.com", "--cookie-jar", str(jar),
+        "--authenticator", udp_authenticator(authenticator()),
+    )  # fmt: skip
+    assert result.exit_code == 3, result.stderr
+    assert f"the session in {jar} is bob@example.com's, not carol@example.com's" in result.stderr
+    assert "fix: give --user bob@example.com" in result.stderr
+    with carol, reference.session() as again:
+        again.load_cookies(jar)
+        assert again.call("GET", "/api/passkeys")["passkeys"] == []
+        assert carol.call("GET", "/api/passkeys")["passkeys"] == []
+    same_case = cli(
+        "register", "--server", reference.url, "--user", "Bob@Example.com", "--cookie-jar", str(jar),
+        "--authenticator", udp_authenticator(authenticator()),
+    )  # fmt: skip
+    assert same_case.exit_code == 0, same_case.stderr

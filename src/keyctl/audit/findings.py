@@ -225,11 +225,14 @@ def _audit_passkey(
             f"{model} is not in the FIDO metadata",
             "check the model by hand, or run 'keyctl mds update'",
         )
-    if policy.device_bound_only and passkey.backed_up:
+    # Backup eligibility is fixed when the passkey is made: BE=1 is a synced passkey even before its
+    # first backup (BS=0), and a device-bound one never carries it.
+    if policy.device_bound_only and (passkey.backup_eligible or passkey.backed_up):
+        state = "backed up" if passkey.backed_up else "backup-eligible, not yet backed up"
         yield Finding(
             Severity.MEDIUM,
             "policy.synced_passkey",
             subject,
-            "is a synced (backed-up) passkey where policy wants device-bound ones",
+            f"is a synced passkey ({state}) where policy wants device-bound ones",
             "register a security key and delete this passkey",
         )

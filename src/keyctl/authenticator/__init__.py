@@ -1,6 +1,6 @@
 """The virtual CTAP2 authenticator (device side). No I/O of its own: transports live in keyctl.hid."""
 
-from keyctl.authenticator.device import MemoryStore, VirtualAuthenticator, new_state
+from keyctl.authenticator.device import MemoryStore, new_state
 from keyctl.authenticator.ports import (
     FakeClock,
     Policy,
@@ -12,6 +12,7 @@ from keyctl.authenticator.ports import (
     UvMode,
 )
 from keyctl.authenticator.state import AttestationMode, AuthenticatorState, CounterMode
+from keyctl.authenticator.virtual import VirtualAuthenticator
 
 __all__ = [
     "AttestationMode",

@@ -78,6 +78,42 @@ def ca_certificate_pem(state: AuthenticatorState) -> str:
     return x509.load_der_x509_certificate(state.ca_cert).public_bytes(serialization.Encoding.PEM).decode()
 
 
+def _enterprise_identity(state: AuthenticatorState) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+    """The key and certificate of enterprise attestation: unlike the batch certificate, its subject names
+    this one device (a serial number), so an enterprise can tie registrations to the key it handed out.
+    Issued by the same CA on first use and kept in the state."""
+    if state.enterprise_key is None or state.enterprise_cert is None:
+        ca_key = serialization.load_der_private_key(state.ca_key, None)
+        assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+        ca_cert = x509.load_der_x509_certificate(state.ca_cert)
+        key = ec.generate_private_key(ec.SECP256R1())
+        serial = x509.random_serial_number()
+        now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+        subject = x509.Name(
+            [
+                *_name("keyctl virtual authenticator", "Authenticator Attestation"),
+                x509.NameAttribute(NameOID.SERIAL_NUMBER, f"{serial:040x}"),
+            ]
+        )
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(serial)
+            .not_valid_before(now)
+            .not_valid_after(now + _VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.UnrecognizedExtension(AAGUID_OID, b"\x04\x10" + state.aaguid), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        state.enterprise_key = _der(key)
+        state.enterprise_cert = cert.public_bytes(serialization.Encoding.DER)
+    loaded = serialization.load_der_private_key(state.enterprise_key, None)
+    assert isinstance(loaded, ec.EllipticCurvePrivateKey)
+    return loaded, state.enterprise_cert
+
+
 def statement(
     state: AuthenticatorState,
     alg: Alg,
@@ -86,9 +122,12 @@ def statement(
     client_data_hash: bytes,
     enterprise: bool,
 ) -> tuple[str, dict[str, Any]]:
-    """(fmt, attStmt) for a new credential; enterprise attestation always uses the certificate."""
+    """(fmt, attStmt) for a new credential; enterprise attestation uses the device-identifying certificate."""
     signed = auth_data + client_data_hash
-    mode = AttestationMode.X5C if enterprise else state.attestation
+    if enterprise:
+        device_key, device_cert = _enterprise_identity(state)
+        return "packed", {"alg": int(Alg.ES256), "sig": sign(device_key, signed), "x5c": [device_cert]}
+    mode = state.attestation
     if mode is AttestationMode.NONE:
         return "none", {}
     if mode is AttestationMode.SELF:
@@ -96,3 +135,27 @@ def statement(
     key = serialization.load_der_private_key(state.attestation_key, None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     return "packed", {"alg": int(Alg.ES256), "sig": sign(key, signed), "x5c": [state.attestation_cert]}
+
+
+def attestation_key(state: AuthenticatorState) -> ec.EllipticCurvePrivateKey:
+    """The key of the batch attestation certificate (U2F registrations sign with it)."""
+    key = serialization.load_der_private_key(state.attestation_key, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
+def self_signed_certificate(key: ec.EllipticCurvePrivateKey) -> bytes:
+    """A certificate of the credential key signed by itself: U2F's form of self attestation."""
+    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    name = _name("keyctl virtual authenticator (self attestation)", "Authenticator Attestation")
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + _VALIDITY)
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.DER)
+    )

@@ -1,22 +1,24 @@
-"""The virtual authenticator: persistent state behind a store, volatile state, injected ports."""
+"""The authenticator's core: persistent state behind a store, volatile state, injected ports.
+
+Commands depend on this module and never the reverse: the types of per-session (volatile) state live
+here, beside the state itself. ``virtual.VirtualAuthenticator`` adds the command dispatch and the HID
+interface on top.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import uuid
+from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
-from functools import cached_property
-from typing import TYPE_CHECKING, Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from keyctl.authenticator import attestation, credentials, pin
-from keyctl.authenticator.commands.bio_enrollment import Enrollment
-from keyctl.authenticator.commands.credential_management import Enumeration
-from keyctl.authenticator.commands.get_assertion import PendingAssertions
 from keyctl.authenticator.credentials import Alg, PrivateKey, WrappedKey
 from keyctl.authenticator.ports import (
     Clock,
-    DirectLink,
     Link,
     Policy,
     PresenceMode,
@@ -36,16 +38,16 @@ from keyctl.authenticator.state import (
     AttestationMode,
     AuthenticatorState,
     CounterMode,
+    Kind,
+    Protocols,
     ResidentCredential,
 )
 from keyctl.authenticator.status import CtapFailure, Status
 
-if TYPE_CHECKING:
-    from keyctl.authenticator.framing import HidDevice
-
 log = logging.getLogger(__name__)
 
 _KEY_CACHE_SIZE = 256
+RESET_WINDOW_S = 10.0  # authenticatorReset is allowed this long after power-up, as on real keys
 
 
 class StateStore(Protocol):
@@ -67,14 +69,41 @@ class MemoryStore:
 def new_state(
     aaguid: bytes | None = None,
     attestation_mode: AttestationMode = AttestationMode.NONE,
-    counter_mode: CounterMode = CounterMode.GLOBAL,
+    counter_mode: CounterMode | None = None,
     presence: PresenceMode = PresenceMode.AUTO,
     uv: UvMode = UvMode.AUTO,
     presence_timeout_s: float = 30.0,
     rng: Rng | None = None,
+    kind: Kind = Kind.SECURITY_KEY,
+    ep_rp_ids: Sequence[str] = (),
+    protocols: Protocols | None = None,
 ) -> AuthenticatorState:
-    """A factory-fresh authenticator with its own wrapping key and attestation CA."""
-    aaguid = aaguid or uuid.uuid4().bytes
+    """A factory-fresh authenticator with its own wrapping key and attestation CA.
+
+    Platform authenticators and passkey providers verify the user themselves on every ceremony (alwaysUv
+    with built-in UV) and attest with ``none`` (keyctl cannot honestly make a TPM or Apple statement); a
+    provider's counter stays 0, since copies on several devices cannot share one. ValueError names a
+    setting the kind does not allow.
+    """
+    if kind is not Kind.SECURITY_KEY:
+        if attestation_mode is not AttestationMode.NONE:
+            raise ValueError(f"a {kind} authenticator attests with 'none' only")
+        if uv is UvMode.NONE:
+            raise ValueError(f"a {kind} authenticator has user verification built in")
+        if uv is UvMode.FINGERPRINT:
+            raise ValueError(f"a {kind} authenticator enrolls fingers in the operating system: use uv 'auto'")
+        if ep_rp_ids:
+            raise ValueError(f"a {kind} authenticator has no enterprise attestation")
+    if protocols is None:
+        protocols = Protocols.BOTH if kind is Kind.SECURITY_KEY else Protocols.CTAP2
+    if kind is not Kind.SECURITY_KEY and protocols.u2f:
+        raise ValueError(f"a {kind} authenticator does not speak CTAP1/U2F")
+    if counter_mode is None:
+        counter_mode = CounterMode.ZERO if kind is Kind.SYNCED else CounterMode.GLOBAL
+    if kind is Kind.SYNCED and counter_mode is not CounterMode.ZERO:
+        raise ValueError("a synced passkey's signature counter is always 0")
+    provider = kind.provider_aaguid
+    aaguid = aaguid or (uuid.UUID(provider).bytes if provider else uuid.uuid4().bytes)
     ca_key, ca_cert, att_key, att_cert = attestation.make_attestation_pki(aaguid)
     return AuthenticatorState(
         aaguid=aaguid,
@@ -88,6 +117,10 @@ def new_state(
         presence=presence.value,
         presence_timeout_s=presence_timeout_s,
         uv=uv.value,
+        always_uv=kind is not Kind.SECURITY_KEY,
+        kind=kind,
+        ep_rp_ids=list(ep_rp_ids),
+        protocols=protocols,
     )
 
 
@@ -101,8 +134,52 @@ def set_pin(state: AuthenticatorState, new_pin: str) -> None:
     state.pin_retries = PIN_RETRIES
 
 
-class VirtualAuthenticator:
-    """A CTAP 2.1 authenticator in software. ``handle`` takes a CTAPHID CBOR message, never raises."""
+@dataclass(frozen=True)
+class HmacSecretRequest:
+    """Decrypted hmac-secret salts and how to encrypt the output back."""
+
+    protocol: pin.Protocol
+    shared_secret: bytes
+    salts: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class AssertionContext:
+    rp_hash: bytes
+    client_data_hash: bytes
+    up: bool
+    uv: bool
+    hmac_secret: HmacSecretRequest | None
+    get_cred_blob: bool
+
+
+@dataclass
+class PendingAssertions:
+    """What getNextAssertion continues from: the remaining discoverable credentials, by ID."""
+
+    context: AssertionContext
+    remaining: list[bytes]
+    expires: float
+
+
+@dataclass
+class Enumeration:
+    """credentialManagement enumerate*Begin state for the matching getNext subcommand."""
+
+    kind: int  # the getNext subcommand this serves
+    items: list[dict[int, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Enrollment:
+    """The bio enrollment under way: its template and the good samples it still needs."""
+
+    template_id: bytes
+    remaining: int
+
+
+class Device:
+    """A CTAP 2.1 authenticator's state and shared helpers; the commands act on it."""
 
     def __init__(
         self,
@@ -114,8 +191,10 @@ class VirtualAuthenticator:
         clock: Clock | None = None,
         rng: Rng | None = None,
         sensor: Sensor | None = None,
+        reset_window_s: float | None = RESET_WINDOW_S,
     ) -> None:
         self.clock = clock or SystemClock()
+        self.reset_window_s = reset_window_s  # None: reset is allowed at any time (test rigs)
         self.rng = rng or SystemRng()
         self.sensor: Sensor = sensor or ScriptedSensor()
         if store is None:
@@ -133,18 +212,16 @@ class VirtualAuthenticator:
         self.winks = 0
         with self.store.transaction() as state:
             self.may_wait = self.policy(state).presence in (PresenceMode.PROMPT, PresenceMode.TIMEOUT)
+            self.protocols = state.protocols  # fixed at creation
         self.power_cycle()
 
-    @cached_property
-    def hid(self) -> HidDevice:
-        """Its USB HID interface (device-side CTAPHID): every transport feeds reports into this one."""
-        from keyctl.authenticator.framing import HidDevice
-
-        return HidDevice(self, self.clock)
-
     def power_cycle(self) -> None:
-        """Simulate unplugging and re-inserting the key: volatile state is lost."""
+        """Simulate unplugging and re-inserting the key: volatile state is lost, the reset window opens."""
         self.powered_up_at = self.clock.monotonic()
+        self.clear_volatile()
+
+    def clear_volatile(self) -> None:
+        """Forget every per-session state (a power cycle, or authenticatorReset)."""
         self.key_agreement = pin.KeyAgreement()
         self.token: pin.Token | None = None
         self.consecutive_pin_mismatches = 0
@@ -152,11 +229,9 @@ class VirtualAuthenticator:
         self.enumeration: Enumeration | None = None
         self.enrollment: Enrollment | None = None
 
-    def handle(self, message: bytes, link: Link | None = None) -> bytes:
-        """One CTAP2 request (command byte + CBOR) to one response (status byte + CBOR)."""
-        from keyctl.authenticator.dispatch import dispatch
-
-        return dispatch(self, message, link or DirectLink())
+    def may_reset(self) -> bool:
+        window = self.reset_window_s
+        return window is None or self.clock.monotonic() - self.powered_up_at <= window
 
     # helpers shared by the commands
 
@@ -179,18 +254,28 @@ class VirtualAuthenticator:
         confirm_presence(self.policy(state), action, rp_id, link, self.clock)
 
     def has_builtin_uv(self, state: AuthenticatorState) -> bool:
+        """Does it have a built-in user verification method (configured or not)?"""
         return self.policy(state).uv is not UvMode.NONE
 
-    def verify_user(self, state: AuthenticatorState) -> None:
-        """Built-in user verification (a simulated fingerprint), with its retry counter.
+    def has_sensor(self, state: AuthenticatorState) -> bool:
+        """A fingerprint sensor, the only built-in method that needs enrolling (bio enrollment)."""
+        return self.policy(state).uv is UvMode.FINGERPRINT
 
-        Once fingerprints are enrolled the sensor is read too: a good sample is a matching finger. Without
-        any, the policy alone decides (what CI relied on before bio enrollment existed).
+    def uv_configured(self, state: AuthenticatorState) -> bool:
+        """getInfo's ``uv`` option: built-in user verification ready for use (a sensor needs a finger)."""
+        return self.has_builtin_uv(state) and (bool(state.templates) or not self.has_sensor(state))
+
+    def verify_user(self, state: AuthenticatorState) -> None:
+        """Built-in user verification, with its retry counter (callers check ``uv_configured`` first).
+
+        A sensor is read: a good sample is a matching finger. The other methods succeed (``auto``) or
+        fail (``deny``) by policy.
         """
         if state.uv_retries <= 0:
             raise CtapFailure(Status.UV_BLOCKED)
-        if self.policy(state).uv is UvMode.AUTO:
-            sample = self.sensor.capture() if state.templates else SampleStatus.GOOD
+        mode = self.policy(state).uv
+        if mode is not UvMode.DENY:
+            sample = self.sensor.capture() if mode is UvMode.FINGERPRINT else SampleStatus.GOOD
             if sample is None:
                 raise CtapFailure(Status.USER_ACTION_TIMEOUT)
             if sample is SampleStatus.GOOD:
@@ -201,7 +286,7 @@ class VirtualAuthenticator:
 
     def protected(self, state: AuthenticatorState) -> bool:
         """Is the authenticator protected by some form of user verification?"""
-        return state.pin_hash is not None or self.has_builtin_uv(state)
+        return state.pin_hash is not None or self.uv_configured(state)
 
     def private_key(self, alg: Alg, private: bytes) -> PrivateKey:
         key = self._key_cache.get(private)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from keyctl.authenticator import cbor
 from keyctl.authenticator.commands import (
@@ -18,18 +18,14 @@ from keyctl.authenticator.commands import (
     reset,
     selection,
 )
+from keyctl.authenticator.device import Device
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import AuthenticatorState
 from keyctl.authenticator.status import CtapFailure, Status
 
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
-
 log = logging.getLogger(__name__)
 
-Handler = Callable[
-    ["VirtualAuthenticator", AuthenticatorState, dict[Any, Any], Link], "dict[int, Any] | None"
-]
+Handler = Callable[[Device, AuthenticatorState, dict[Any, Any], Link], "dict[int, Any] | None"]
 
 MAKE_CREDENTIAL = 0x01
 GET_ASSERTION = 0x02
@@ -56,7 +52,7 @@ HANDLERS: dict[int, Handler] = {
 }
 
 
-def dispatch(device: VirtualAuthenticator, message: bytes, link: Link) -> bytes:
+def dispatch(device: Device, message: bytes, link: Link) -> bytes:
     if not message:
         return bytes([Status.INVALID_LENGTH])
     handler = HANDLERS.get(message[0])

@@ -3,7 +3,8 @@
 Transports call ``HidDevice.receive(report, reply)`` with each output report of the host and a function
 that delivers the device's input reports back to that host. When the presence policy can make a
 command wait for a person, CBOR requests run on a worker thread so that the device keeps answering INIT,
-CANCEL and CHANNEL_BUSY meanwhile; otherwise they run at once in the transport's thread.
+CANCEL and CHANNEL_BUSY meanwhile; otherwise they run at once in the transport's thread. A watchdog
+thread answers ERR_MSG_TIMEOUT for a message left half-sent, without waiting for the host's next report.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from keyctl.authenticator import u2f
+from keyctl.authenticator.device import Device
+from keyctl.authenticator.dispatch import dispatch
 from keyctl.authenticator.ports import Clock, KeepaliveStatus, SystemClock
 from keyctl.logs import TRAFFIC
-
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +46,10 @@ CANCEL = 0x11
 KEEPALIVE = 0x3B
 ERROR = 0x3F
 
-# capability flags: WINK, CBOR, and NMSG (no CTAP1/U2F MSG)
-CAPABILITIES = 0x01 | 0x04 | 0x08
+# capability flags
+CAPABILITY_WINK = 0x01
+CAPABILITY_CBOR = 0x04
+CAPABILITY_NMSG = 0x08  # no CTAP1/U2F MSG
 
 # CTAPHID error codes
 ERR_INVALID_CMD = 0x01
@@ -112,7 +114,7 @@ class _TransactionLink:
 class HidDevice:
     """One virtual HID device: channel allocation, reassembly, and the command worker."""
 
-    def __init__(self, authenticator: VirtualAuthenticator, clock: Clock | None = None) -> None:
+    def __init__(self, authenticator: Device, clock: Clock | None = None) -> None:
         self.authenticator = authenticator
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
@@ -122,6 +124,13 @@ class HidDevice:
         self._current: _Transaction | None = None
         self._jobs: queue.SimpleQueue[_Transaction] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
+        self._wake = threading.Condition(self._lock)  # a half-sent message for the watchdog
+        self._watchdog: threading.Thread | None = None
+        self._watchdog_idle = False
+        protocols = authenticator.protocols
+        self._commands = {cmd for cmd, on in ((CBOR, protocols.ctap2), (MSG, protocols.u2f)) if on}
+        self.capabilities = CAPABILITY_WINK | (CAPABILITY_CBOR if protocols.ctap2 else 0)
+        self.capabilities |= 0 if protocols.u2f else CAPABILITY_NMSG
 
     def send(self, transaction: _Transaction, cmd: int, data: bytes) -> None:
         if transaction.abandoned:
@@ -175,7 +184,7 @@ class HidDevice:
         length = _LENGTH.unpack_from(report, 5)[0]
         if cmd == INIT:
             return self._init(cid, length, report, reply)
-        if cid == 0 or cid == BROADCAST or cid not in self._channels:
+        if cid not in self._channels:
             return cid, ERROR, bytes([ERR_INVALID_CHANNEL])
         if cmd == CANCEL:
             if current is not None and current.cid == cid and current.processing:
@@ -205,30 +214,47 @@ class HidDevice:
         if length != 8:
             return cid, ERROR, bytes([ERR_INVALID_LEN])
         nonce = report[7:15]
+        if cid == 0:  # reserved (CTAP 2.1 §11.2.3)
+            return cid, ERROR, bytes([ERR_INVALID_CHANNEL])
         if cid == BROADCAST:
             new_cid = self._allocate()
-        elif cid in self._channels:
-            new_cid = cid  # resynchronise: abort whatever this channel was doing
+        else:
+            # Resynchronise: abort whatever this channel was doing. A CID this device never allocated
+            # (or forgot) is adopted, as Solo does: the spec only describes INIT on an allocated CID, and
+            # answering it keeps a host that resynchronises a remembered channel working (README).
+            new_cid = cid
+            self._remember(cid)
             current = self._current
             if current is not None and current.cid == cid:
                 current.abandoned = True
                 self._current = None
-        else:
-            return cid, ERROR, bytes([ERR_INVALID_CHANNEL])
-        payload = nonce + struct.pack(">IBBBBB", new_cid, PROTOCOL_VERSION, *DEVICE_VERSION, CAPABILITIES)
+        payload = nonce + struct.pack(
+            ">IBBBBB", new_cid, PROTOCOL_VERSION, *DEVICE_VERSION, self.capabilities
+        )
         return cid, INIT, payload
 
     def _allocate(self) -> int:
         cid = self._next_cid
-        self._next_cid = self._next_cid % (BROADCAST - 1) + 1
-        self._channels[cid] = None
+        while cid in self._channels:  # adopted by a host's INIT
+            cid = cid % (BROADCAST - 1) + 1
+        self._next_cid = cid % (BROADCAST - 1) + 1
+        self._remember(cid)
+        return cid
+
+    def _remember(self, cid: int) -> None:
+        self._channels.pop(cid, None)
+        self._channels[cid] = None  # newest last
         if len(self._channels) > MAX_CHANNELS:
             del self._channels[next(iter(self._channels))]
-        return cid
 
     def _maybe_complete(self, transaction: _Transaction) -> _Answer:
         if len(transaction.data) < transaction.length:
             self._current = transaction
+            if self._watchdog is None:
+                self._watchdog = threading.Thread(target=self._watch, name="ctaphid-watchdog", daemon=True)
+                self._watchdog.start()
+            elif self._watchdog_idle:
+                self._wake.notify()
             return None
         self._current = None
         cid, cmd, data = transaction.cid, transaction.cmd, bytes(transaction.data)
@@ -237,9 +263,9 @@ class HidDevice:
         if cmd == WINK:
             self.authenticator.winks += 1
             return cid, WINK, b""
-        if cmd != CBOR:  # MSG (CTAP1) is not implemented, as the NMSG capability says
+        if cmd not in self._commands:  # CBOR or MSG, as far as this key speaks CTAP2 or U2F
             return cid, ERROR, bytes([ERR_INVALID_CMD])
-        if not data:
+        if not data and cmd == CBOR:
             return cid, ERROR, bytes([ERR_INVALID_LEN])
         transaction.processing = True
         self._current = transaction
@@ -252,11 +278,15 @@ class HidDevice:
         return None
 
     def _run(self, transaction: _Transaction) -> None:
-        response = self.authenticator.handle(bytes(transaction.data), _TransactionLink(self, transaction))
+        link = _TransactionLink(self, transaction)
+        if transaction.cmd == CBOR:
+            response = dispatch(self.authenticator, bytes(transaction.data), link)
+        else:
+            response = u2f.handle(self.authenticator, bytes(transaction.data), link)
         with self._lock:
             if self._current is transaction:
                 self._current = None
-        self.send(transaction, CBOR, response)
+        self.send(transaction, transaction.cmd, response)
 
     def _work(self) -> None:
         while True:
@@ -269,3 +299,23 @@ class HidDevice:
                         return
                 continue
             self._run(transaction)
+
+    def _watch(self) -> None:
+        """ERR_MSG_TIMEOUT for a message left half-sent (CTAP 2.1 §11.2.5.2 transaction timeout)."""
+        with self._lock:
+            while True:
+                current = self._current
+                if current is not None and not current.processing:
+                    left = current.last_packet_at + TRANSACTION_TIMEOUT_S - self._clock.monotonic()
+                    if left < 0:
+                        self._current = None
+                        self._error(current.reply, current.cid, ERR_MSG_TIMEOUT)
+                    else:
+                        self._wake.wait(left + 0.005)
+                    continue
+                self._watchdog_idle = True
+                woken = self._wake.wait(WORKER_IDLE_S)
+                self._watchdog_idle = False
+                if not woken and (self._current is None or self._current.processing):
+                    self._watchdog = None
+                    return

@@ -115,9 +115,10 @@ class PresenceMode(StrEnum):
 
 
 class UvMode(StrEnum):
-    AUTO = "auto"  # built-in user verification succeeds
-    DENY = "deny"  # built-in user verification fails: UV_INVALID
+    AUTO = "auto"  # built-in user verification needing no enrollment (like on-device PIN entry): succeeds
+    DENY = "deny"  # the same, always failing: UV_INVALID
     NONE = "none"  # no built-in user verification (PIN only)
+    FINGERPRINT = "fingerprint"  # a fingerprint sensor: user verification once a finger is enrolled
 
 
 @dataclass(frozen=True)

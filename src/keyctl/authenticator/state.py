@@ -26,6 +26,45 @@ class CounterMode(StrEnum):
     ZERO = "zero"  # always 0: parallel CI jobs sharing one credential don't look like a cloned key
 
 
+class Protocols(StrEnum):
+    """Which protocols the key speaks over CTAPHID: CTAP2 (CBOR), CTAP1/U2F (MSG), or both."""
+
+    BOTH = "both"  # what every FIDO2 USB key does
+    CTAP2 = "ctap2"
+    U2F = "u2f"  # an old U2F-only key: clients fall back to CTAP1
+
+    @property
+    def ctap2(self) -> bool:
+        return self is not Protocols.U2F
+
+    @property
+    def u2f(self) -> bool:
+        return self is not Protocols.CTAP2
+
+
+class Kind(StrEnum):
+    """What the authenticator stands for, as a relying party sees it."""
+
+    SECURITY_KEY = "security-key"  # device-bound, roaming (USB): today's default
+    SYNCED = "synced"  # a passkey provider (password manager): backup-eligible and backed up
+    PLATFORM = "platform"  # device-bound, built into the computer or phone
+
+    @property
+    def provider_aaguid(self) -> str | None:
+        """The AAGUID of the real provider the kind stands for (named by keyctl.audit.providers' sources):
+        Google Password Manager (synced, in Chrome and Android), Windows Hello's TPM-backed authenticator."""
+        return {
+            Kind.SYNCED: "ea9b8d66-4d01-1d21-3ce4-b6b48cb575d4",
+            Kind.PLATFORM: "08987058-cadc-4b81-b6e1-30de50dcbe96",
+        }.get(self)
+
+    @property
+    def transports(self) -> list[str]:
+        return {Kind.SECURITY_KEY: ["usb"], Kind.SYNCED: ["hybrid", "internal"], Kind.PLATFORM: ["internal"]}[
+            self
+        ]
+
+
 class AttestationMode(StrEnum):
     NONE = "none"
     SELF = "self"  # packed, signed by the credential key
@@ -119,6 +158,16 @@ class AuthenticatorState:
     always_uv: bool = False
     enterprise_attestation: bool = False
     templates: list[Template] = field(default_factory=list)
+    kind: Kind = Kind.SECURITY_KEY
+    # Synced kind: per peer (another device of the same provider account), the IDs of the discoverable
+    # credentials both held after their last sync: what tells a deletion on one side from a creation.
+    sync_bases: dict[str, list[bytes]] = field(default_factory=dict)
+    # Vendor-facilitated enterprise attestation: RP IDs "burned in" at creation, never changed after.
+    ep_rp_ids: list[str] = field(default_factory=list)
+    # The device-identifying certificate (and its key) enterprise attestation uses, made when first needed.
+    enterprise_key: bytes | None = None
+    enterprise_cert: bytes | None = None
+    protocols: Protocols = Protocols.BOTH
 
     def to_bytes(self) -> bytes:
         return cbor.encode(
@@ -149,6 +198,12 @@ class AuthenticatorState:
                 "alwaysUv": self.always_uv,
                 "ep": self.enterprise_attestation,
                 "templates": [[t.template_id, t.name] for t in self.templates],
+                "kind": self.kind.value,
+                "syncBases": self.sync_bases,
+                "epRpIds": self.ep_rp_ids,
+                "epKey": self.enterprise_key,
+                "epCert": self.enterprise_cert,
+                "protocols": self.protocols.value,
             }
         )
 
@@ -184,4 +239,10 @@ class AuthenticatorState:
             always_uv=data["alwaysUv"],
             enterprise_attestation=data["ep"],
             templates=[Template(bytes(i), n) for i, n in data.get("templates", [])],  # absent before bio
+            kind=Kind(data.get("kind", Kind.SECURITY_KEY)),  # absent before kinds
+            sync_bases={str(k): [bytes(i) for i in v] for k, v in data.get("syncBases", {}).items()},
+            ep_rp_ids=list(data.get("epRpIds", [])),  # absent before the enterprise RP ID list
+            enterprise_key=data.get("epKey"),
+            enterprise_cert=data.get("epCert"),
+            protocols=Protocols(data.get("protocols", Protocols.BOTH)),  # absent before U2F
         )

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -26,6 +27,9 @@ from keyctl.authenticator.state import AuthenticatorState
 from keyctl.authenticator.status import CtapFailure
 from keyctl.errors import AlreadyExists, InvalidInput, NotFound, StateError
 from keyctl.fileio import atomic_write
+
+if TYPE_CHECKING:
+    import filelock
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,25 @@ def _state_path(name: str) -> Path:
 
 def _lock_path(name: str) -> Path:
     return virtual_dir() / f".{check_name(name)}.lock"
+
+
+def _lock(name: str) -> filelock.FileLock:
+    """The cross-process lock of one authenticator; its directories are made private (0700) first, since
+    filelock would create them with the umask's mode."""
+    import filelock
+
+    config.data_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+    virtual_dir().mkdir(exist_ok=True, mode=0o700)
+    return filelock.FileLock(_lock_path(name), timeout=LOCK_TIMEOUT_S, mode=0o600)
+
+
+def _remove_stale_temps(name: str) -> None:
+    """Delete what a save killed mid-write left behind (``atomic_write``'s ``.NAME.state.XXXXXXXX.tmp``, a
+    full sealed copy of the state). Call it holding the lock: a live save holds it while its temp exists."""
+    stale = re.compile(rf"\.{re.escape(name)}\.state\.[a-z0-9_]{{8}}\.tmp")
+    for path in virtual_dir().glob(f".{name}.state.*.tmp"):
+        if stale.fullmatch(path.name):
+            path.unlink(missing_ok=True)
 
 
 def _b64decode(text: str) -> bytes:
@@ -97,7 +120,7 @@ def _keyring_key(name: str, create: bool) -> bytes:
         if not create:
             raise StateError(
                 f"the key of virtual authenticator {name!r} is missing from the OS keyring",
-                f"remove it with 'keyctl virtual remove {name}' and create it again, or import a backup",
+                f"remove it with 'keyctl virtual delete {name}' and create it again, or import a backup",
             )
         value = new_ci_key()
         secrets.set_secret(_account(name), value)
@@ -157,12 +180,12 @@ class FileStore:
     """The state of one stored virtual authenticator, one transaction per CTAP command."""
 
     def __init__(self, name: str) -> None:
-        import filelock
-
         self.name = check_name(name)
         self.path = require(name)
-        self._lock = filelock.FileLock(_lock_path(name), timeout=LOCK_TIMEOUT_S)
-        raw = self.path.read_bytes()
+        self._lock = _lock(name)
+        with self._lock:
+            _remove_stale_temps(name)
+            raw = self.path.read_bytes()
         self._source = _source(name, raw)
         self._key = _key_for(name, self._source)
         _unseal(name, raw, self._key)  # fail now, with a KeyctlError, rather than inside a CTAP command
@@ -210,14 +233,12 @@ def exists(name: str) -> bool:
 
 def create(name: str, state: AuthenticatorState, force: bool = False) -> None:
     """Store a new authenticator, encrypted with $KEYCTL_VIRTUAL_KEY if set, else a keyring secret."""
-    import filelock
-
     check_name(name)
-    with filelock.FileLock(_lock_path(name), timeout=LOCK_TIMEOUT_S):
+    with _lock(name):
         if exists(name) and not force:
             raise AlreadyExists(
                 f"a virtual authenticator named {name!r} already exists",
-                "choose another name, or remove it first with 'keyctl virtual remove'",
+                "choose another name, or delete it first with 'keyctl virtual delete'",
             )
         env_key = _env_key()
         if env_key is not None:
@@ -242,7 +263,9 @@ def remove(name: str) -> None:
         from keyctl import secrets
 
         secrets.delete_secret(_account(name))  # first: if the keyring fails, nothing is lost
-    path.unlink()
+    with _lock(name):
+        _remove_stale_temps(name)
+        path.unlink()
     _lock_path(name).unlink(missing_ok=True)
 
 

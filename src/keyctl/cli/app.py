@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 import sys
@@ -15,7 +16,9 @@ from keyctl.errors import ExitCode, KeyctlError
 from keyctl.logs import configure_logging
 
 with rich_hidden():  # typer would import rich at once (see keyctl.cli); the commands import it if needed
+    import click
     import typer
+    from typer.core import TyperGroup
 
 # (command name, module defining ``app``, one-line help). Each module imports heavy libraries inside its
 # commands, never at module level, so that building the whole tree stays cheap.
@@ -24,8 +27,13 @@ SUB_APPS: list[tuple[str, str, str]] = [
     ("key", "keyctl.cli.key", "Manage a security key: PIN, credentials, settings, reset."),
     ("audit", "keyctl.cli.audit", "Audit registered passkeys and connected keys against FIDO metadata."),
     ("virtual", "keyctl.cli.virtual", "Virtual FIDO2 authenticators for CI and tests (CTAP2 over CTAPHID)."),
-    ("totp", "keyctl.cli.totp", "TOTP/HOTP codes from secrets kept in the OS keyring."),
+    ("totp", "keyctl.cli.totp", "TOTP/HOTP codes; secrets in the OS keyring (CI: an encrypted file)."),
     ("server", "keyctl.cli.server", "Run keyctl's reference sign-in server (relying party); add accounts."),
+    (
+        "admin",
+        "keyctl.cli.admin",
+        "A running keyctl server's admin API: users, invites, passkeys, blocks, audit log.",
+    ),
 ]
 # (command name, module, function name): top-level commands such as ``keyctl login``.
 COMMANDS: list[tuple[str, str, str]] = [
@@ -62,6 +70,49 @@ def _root(
     configure_logging(debug=debug, traffic=traffic)
 
 
+GLOBAL_FLAGS = ("--debug", "--traffic")  # root options that may also come after the subcommand
+
+
+class _PipeClosed(Exception):
+    """stdout's reader went away (``| head``): click would turn the BrokenPipeError into exit 1."""
+
+
+class KeyctlGroup(TyperGroup):
+    """Every command group: suggests the closest command for a mistyped one; a closed pipe ends quietly."""
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as error:
+            visible = [name for name, command in self.commands.items() if not command.hidden]
+            close = difflib.get_close_matches(args[0], visible, n=1, cutoff=0.5) if args else []
+            if close:
+                error.message += f" Did you mean '{close[0]}'?"
+            raise
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _PipeClosed() from None
+
+
+def _use_keyctl_group(app: typer.Typer) -> None:
+    for group in app.registered_groups:
+        group.cls = KeyctlGroup
+        if group.typer_instance is not None:
+            _use_keyctl_group(group.typer_instance)
+
+
+def _hoisted(args: Sequence[str]) -> list[str]:
+    """``--debug``/``--traffic`` anywhere before ``--`` move in front, where the root app reads them."""
+    end = list(args).index("--") if "--" in args else len(args)
+    flags = [arg for arg in args[:end] if arg in GLOBAL_FLAGS]
+    return [*flags, *(arg for arg in args[:end] if arg not in GLOBAL_FLAGS), *args[end:]]
+
+
 def _named_command(args: Sequence[str]) -> str | None:
     """The command a command line runs, when only the root's --debug/--traffic come before it.
 
@@ -78,6 +129,7 @@ def build_app(only: str | None = None) -> typer.Typer:
     """The root app with every command, or with just the command named ``only``."""
     app = typer.Typer(
         name="keyctl",
+        cls=KeyctlGroup,
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         add_completion=False,
@@ -92,6 +144,7 @@ def build_app(only: str | None = None) -> typer.Typer:
         if only in (None, name):
             module = importlib.import_module(module_name)
             app.command(name)(getattr(module, function_name))
+    _use_keyctl_group(app)
     return app
 
 
@@ -104,9 +157,21 @@ def report(error: KeyctlError) -> None:
 
 def run(args: Sequence[str]) -> int:
     global _debug
-    _debug = "--debug" in args or "--traffic" in args
+    args = _hoisted(args)
+    _debug = args[:1] in (["--debug"], ["--traffic"])
     try:
-        build_app(_named_command(args))(args=list(args), prog_name="keyctl")
+        command = typer.main.get_command(build_app(_named_command(args)))
+        code = command.main(args=args, prog_name="keyctl", standalone_mode=False)
+    except click.ClickException as error:  # usage errors: click's own message and exit code 2
+        error.show()
+        return error.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C, at a prompt or anywhere else
+        sys.stderr.write("\ncanceled\n")
+        return int(ExitCode.INTERRUPTED)
+    except _PipeClosed:
+        from keyctl.cli.fast import pipe_closed
+
+        return pipe_closed()
     except KeyctlError as error:
         if _debug:
             traceback.print_exc()
@@ -119,4 +184,4 @@ def run(args: Sequence[str]) -> int:
             logging.getLogger(__name__).debug("unexpected error", exc_info=True)
         sys.stderr.write(f"error: unexpected {type(error).__name__}: {error}\n  fix: rerun with --debug\n")
         return int(ExitCode.ERROR)
-    return int(ExitCode.OK)
+    return code if isinstance(code, int) else int(ExitCode.OK)

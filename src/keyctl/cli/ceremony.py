@@ -7,6 +7,7 @@ the response back. Heavy libraries (fido2, httpx) are imported inside the comman
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,11 +15,12 @@ import typer
 
 from keyctl.cli.output import JsonOption, Terminal
 from keyctl.cli.prompt import read_secret
-from keyctl.errors import InvalidInput, NotFound
+from keyctl.errors import InvalidInput, NotFound, PasskeyCanceled
 
 if TYPE_CHECKING:
     from rich.status import Status
 
+    from keyctl.webauthn.ceremony import Account
     from keyctl.webauthn.flows import Client, Result
     from keyctl.webauthn.profile import Profile
     from keyctl.webauthn.session import Session
@@ -73,6 +75,14 @@ PasswordEnvOption = Annotated[
 TotpOption = Annotated[
     str | None, typer.Option("--totp", help="2FA: a code from this keyctl TOTP vault entry.")
 ]
+TotpSecretEnvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--totp-secret-env",
+        metavar="VAR",
+        help="2FA: codes from the TOTP secret (base32 or otpauth URI) in this environment variable.",
+    ),
+]
 RecoveryEnvOption = Annotated[
     str | None,
     typer.Option("--recovery-code-env", help="2FA: the recovery code in this environment variable."),
@@ -104,6 +114,23 @@ class TerminalInteraction:
     def pin(self) -> str | None:
         self.done()
         return read_secret("PIN of your security key", self.pin_env)
+
+    def choose(self, accounts: Sequence[Account]) -> int | None:
+        """Several passkeys fit: the person at the terminal picks one (None without a terminal)."""
+        if not (sys.stdin.isatty() and sys.stderr.isatty()):
+            return None
+        self.done()
+        self.term.status("Several passkeys on this authenticator fit this sign-in:")
+        for number, account in enumerate(accounts, 1):
+            self.term.status(f"  {number}. {account.label()}")
+        while True:
+            sys.stderr.write(f"Choose an account [1-{len(accounts)}]: ")
+            sys.stderr.flush()
+            answer = sys.stdin.readline()
+            if not answer:  # end of input (Ctrl-D)
+                raise PasskeyCanceled("Request canceled", "run the command again to retry")
+            if answer.strip().isdigit() and 1 <= int(answer) <= len(accounts):
+                return int(answer) - 1
 
     def done(self) -> None:
         if self._spinner is not None:
@@ -231,8 +258,23 @@ def _client(
         interaction=interaction,
         timeout_s=timeout,
         insecure=insecure,
+        choose=interaction.choose,
     )
     return client, interaction
+
+
+def _wait_for_next_step(seconds: float) -> None:
+    """The last TOTP code was already sent: wait for the next step, with a countdown on a terminal."""
+    import time
+
+    end = time.time() + seconds
+    while (left := end - time.time()) > 0:
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rthat TOTP code was already used; the next one comes in {left:2.0f} s ")
+            sys.stderr.flush()
+        time.sleep(min(1.0, left))
+    if sys.stderr.isatty():
+        sys.stderr.write("\r\033[K")
 
 
 def _password_sign_in(
@@ -241,20 +283,29 @@ def _password_sign_in(
     user: str,
     password_env: str | None,
     totp: str | None,
+    totp_secret_env: str | None,
     recovery_code_env: str | None,
     save_totp: str | None,
 ) -> SignedIn:
     from keyctl.webauthn import signin
 
-    if totp and recovery_code_env:
-        raise InvalidInput("--totp and --recovery-code-env exclude each other", "give one 2FA method")
+    given = [f for f, v in (("--totp", totp), ("--totp-secret-env", totp_secret_env)) if v]
+    if recovery_code_env:
+        given.append("--recovery-code-env")
+    if len(given) > 1:
+        raise InvalidInput(f"{' and '.join(given)} exclude each other", "give one 2FA method")
+    code = None
+    if totp:
+        code = signin.vault_code(totp, _wait_for_next_step)
+    elif totp_secret_env:
+        code = signin.env_code(totp_secret_env, _wait_for_next_step)
     credentials = signin.Password(
         email=user,
         # stdin may carry the key's PIN, so a password comes from the variable or a terminal prompt only
         password=read_secret("password", password_env, stdin_line=False),
-        totp=signin.vault_code(totp) if totp else None,
+        totp=code,
         recovery_code=read_secret("recovery code", recovery_code_env) if recovery_code_env else None,
-        enroll=signin.vault_enroll(save_totp) if save_totp else None,
+        enroll=signin.vault_enroll(save_totp, _wait_for_next_step) if save_totp else None,
     )
     return signin.password_sign_in(session, credentials, term.status)
 
@@ -285,6 +336,7 @@ def register(
     print_session: PrintSessionOption = False,
     password_env: PasswordEnvOption = None,
     totp: TotpOption = None,
+    totp_secret_env: TotpSecretEnvOption = None,
     recovery_code_env: RecoveryEnvOption = None,
     save_totp: SaveTotpOption = None,
     as_json: JsonOption = False,
@@ -302,12 +354,16 @@ def register(
     with _open_session(server, the_profile, claimed, cookie_jar) as session:
         recovery_code = None
         has_session = bool(the_profile.session_cookie and session.cookie(the_profile.session_cookie))
-        wants_password = bool(password_env or totp or recovery_code_env or save_totp)
+        wants_password = bool(password_env or totp or totp_secret_env or recovery_code_env or save_totp)
         if wants_password or (the_profile.signin and not has_session):
             signed_in = _password_sign_in(
-                term, session, user, password_env, totp, recovery_code_env, save_totp
+                term, session, user, password_env, totp, totp_secret_env, recovery_code_env, save_totp
             )
             recovery_code = signed_in.recovery_code
+        elif has_session:
+            from keyctl.webauthn import signin
+
+            signin.require_account(session, user, str(cookie_jar))
         try:
             result = flows.register(session, client, request)
         finally:
@@ -320,6 +376,13 @@ def login(
     user: Annotated[
         str | None, typer.Option("--user", help="The account (email); without it, a username-less login.")
     ] = None,
+    account: Annotated[
+        str | None,
+        typer.Option("--account", help="Username-less login: the passkey of this user name, if several fit."),
+    ] = None,
+    credential: Annotated[
+        str | None, typer.Option("--credential", help="Login with the passkey of this credential id.")
+    ] = None,
     profile: ProfileOption = "keyctl",
     authenticator: AuthenticatorOption = "usb",
     device: DeviceOption = None,
@@ -331,6 +394,7 @@ def login(
     print_session: PrintSessionOption = False,
     password_env: PasswordEnvOption = None,
     totp: TotpOption = None,
+    totp_secret_env: TotpSecretEnvOption = None,
     recovery_code_env: RecoveryEnvOption = None,
     save_totp: SaveTotpOption = None,
     as_json: JsonOption = False,
@@ -342,11 +406,11 @@ def login(
     spec = _authenticator_spec(authenticator, device)
     the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
     with _open_session(server, the_profile, claimed, cookie_jar) as session:
-        if password_env or totp or recovery_code_env or save_totp:
+        if password_env or totp or totp_secret_env or recovery_code_env or save_totp:
             if user is None:
                 raise InvalidInput("a password sign-in needs --user", "add --user EMAIL")
             signed_in = _password_sign_in(
-                term, session, user, password_env, totp, recovery_code_env, save_totp
+                term, session, user, password_env, totp, totp_secret_env, recovery_code_env, save_totp
             )
             result = flows.Result(
                 ceremony="login",
@@ -363,8 +427,13 @@ def login(
                 term.status(f"the server suggests a passkey: keyctl register --server {server} --user {user}")
             return
         client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
+        request = flows.Request(user=user, account=account, credential=credential)
         try:
-            result = flows.login(session, client, flows.Request(user=user))
+            result = flows.login(session, client, request)
+        except flows.AmbiguousAccount as error:
+            if as_json:
+                term.json({"error": error.message, "candidates": [c.as_json() for c in error.candidates]})
+            raise
         finally:
             interaction.done()
         _finish(term, session, result, cookie_jar, print_session)

@@ -28,6 +28,7 @@ def doctor(
         *checks.environment(),
         *checks.security_keys(nodes, hidraw.scan_usb()),
         checks.secret_store(),
+        *checks.totp_file_vault(),
         checks.platform_authenticator(),
         checks.virtual_attach(uhid_path),
         *checks.simulators([f"udp:{target}" for target in udp or []]),

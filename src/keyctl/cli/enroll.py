@@ -15,7 +15,7 @@ import typer
 from keyctl.cli.ceremony import PinEnvOption, ProfileOption, ServerOption, TimeoutOption
 from keyctl.cli.output import JsonOption, Terminal
 from keyctl.cli.prompt import read_secret
-from keyctl.errors import Canceled, InvalidInput, KeyctlError
+from keyctl.errors import Canceled, Interrupted, InvalidInput, KeyctlError
 
 if TYPE_CHECKING:
     from keyctl.enroll.batch import KeySource
@@ -181,7 +181,7 @@ def enroll(
         if error is not None:
             first_error = first_error or error
             term.err.print(f"  failed: {record.detail}", style="red")
-            if isinstance(error, Canceled):  # Ctrl-C at a prompt stops the batch, not just this user
+            if isinstance(error, (Canceled, Interrupted)):  # Ctrl-C or Ctrl-D at a prompt stops the batch
                 term.warn(f"batch stopped: {len(emails) - index - 1} users not attempted")
                 break
         elif record.result == "already_registered":

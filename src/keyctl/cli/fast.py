@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from keyctl import __version__
-from keyctl.errors import KeyctlError
+from keyctl.errors import ExitCode, KeyctlError
 
 if TYPE_CHECKING:
     from keyctl.totp.codes import Code
@@ -45,6 +45,16 @@ def print_code(name: str, json_mode: bool) -> None:
     sys.stdout.flush()
 
 
+def pipe_closed() -> int:
+    """stdout's reader went away (``keyctl ... | head``): end quietly with 141 (128 + SIGPIPE), as a
+    shell tool killed by SIGPIPE would, without Python's "Exception ignored" at exit."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return int(ExitCode.PIPE_CLOSED)
+
+
 def run_fast(args: Sequence[str]) -> int | None:
     """The exit code of a fast command, or None when ``args`` need the normal (Typer) path."""
     if list(args) == ["--version"]:
@@ -64,6 +74,8 @@ def run_fast(args: Sequence[str]) -> int | None:
 
         report(error)
         return int(error.exit_code)
+    except BrokenPipeError:
+        return pipe_closed()
     except Exception:  # a bug: let the normal path run again and report it the usual way (--debug)
         return None
     return 0

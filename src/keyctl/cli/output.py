@@ -16,13 +16,27 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from keyctl.errors import Canceled
+from keyctl.errors import Canceled, InvalidInput
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+RevealOption = Annotated[
+    bool, typer.Option("--reveal", help="Print the secret even though stdout is a terminal.")
+]
+
+
+def secret_out(value: str, reveal: bool, what: str) -> None:
+    """Secrets go to a pipe or file; to a terminal only when asked for explicitly."""
+    if sys.stdout.isatty() and not reveal:
+        raise InvalidInput(
+            f"refusing to print {what} on a terminal",
+            "redirect stdout to a file or a CI secret store, or pass --reveal",
+        )
+    sys.stdout.write(value + "\n")
+    sys.stdout.flush()
 
 
 class Terminal:

@@ -31,8 +31,8 @@ def read_secret(what: str, env_var: str | None = None, confirm: bool = False, st
     try:
         value = getpass.getpass(f"{what[0].upper()}{what[1:]}: ", stream=sys.stderr)
         if confirm and getpass.getpass(f"Repeat the {what}: ", stream=sys.stderr) != value:
-            raise InvalidInput(f"the two {what}s differ", "type the same value twice")
-    except (EOFError, KeyboardInterrupt):
+            raise InvalidInput(f"the repeated {what} differs from the first", "type the same value twice")
+    except EOFError:  # Ctrl-D; Ctrl-C (KeyboardInterrupt) is exit 130, as everywhere
         raise Canceled(f"no {what} entered, nothing was changed") from None
     if not value:
         raise InvalidInput(f"the {what} is empty", f"type a {what}")

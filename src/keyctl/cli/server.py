@@ -60,6 +60,14 @@ def run(
     rate_limit: Annotated[
         int, typer.Option("--rate-limit", help="Requests a minute per IP on the auth endpoints.", min=1)
     ] = 120,
+    device_bound_only: Annotated[
+        bool,
+        typer.Option(
+            "--device-bound-only",
+            help="Site policy: refuse synced passkeys (backup-eligible), accept security keys and platform "
+            "authenticators only.",
+        ),
+    ] = False,
 ) -> None:
     """Run the server until Ctrl-C or SIGTERM (with no subcommand)."""
     if ctx.invoked_subcommand is not None:
@@ -87,8 +95,11 @@ def run(
         origin=origin,
         admin_token=admin_token,
         rate_limit=rate_limit,
+        device_bound_only=device_bound_only,
     )
     terminal.status(f"keyctl server: {prepared.url} (rpId {rp_id}), database {database}")
+    if device_bound_only:
+        terminal.status("site policy: device-bound passkeys only (synced passkeys are refused)")
     if admin_token is None:
         terminal.status(f"admin token: {prepared.admin_token}")
     terminal.status(f"unblock links go to {prepared.policy.settings.outbox}; Ctrl-C stops the server")

@@ -1,4 +1,5 @@
-"""`keyctl totp`: TOTP/HOTP secrets in the OS keyring (add, import, code, list, rename, remove, show)."""
+"""`keyctl totp`: TOTP/HOTP secrets in the OS keyring, or an encrypted file in CI mode (add, import, code,
+list, rename, delete, show, ci-key)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from keyctl.cli.fast import print_code
-from keyctl.cli.output import JsonOption, Terminal, YesOption
+from keyctl.cli.output import JsonOption, RevealOption, Terminal, YesOption, secret_out
 from keyctl.errors import AlreadyExists, InvalidInput
 
 if TYPE_CHECKING:
@@ -261,9 +262,10 @@ def rename(
     Terminal().success(f"renamed {old} to {new}")
 
 
-@app.command()
-def remove(name: NameArg, yes: YesOption = False) -> None:
-    """Remove an entry and delete its secret from the keyring."""
+@app.command("delete")
+@app.command("remove", hidden=True)  # the old verb, kept for scripts
+def delete(name: NameArg, yes: YesOption = False) -> None:
+    """Delete an entry and its secret."""
     from keyctl.totp import vault
 
     vault.get(name)
@@ -315,3 +317,11 @@ def show(
             )
         for line in lines:
             terminal.line(line)
+
+
+@app.command("ci-key")
+def ci_key(reveal: RevealOption = False) -> None:
+    """Print a fresh value for $KEYCTL_TOTP_KEY (CI mode: secrets in an encrypted file, no OS keyring)."""
+    from keyctl.totp import filevault
+
+    secret_out(filevault.new_key(), reveal, "a key")

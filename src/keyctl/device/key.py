@@ -29,8 +29,11 @@ from fido2.webauthn import (
 
 from keyctl.device.errors import from_ctap, key_errors
 from keyctl.errors import InvalidInput, KeyctlError, NotFound, NotSupported, PinNotSet, PinPolicy
+from keyctl.fido2_fixes import keep_empty_values
 
 log = logging.getLogger(__name__)
+
+keep_empty_values()  # credman.update_user_info sends a user entity with an empty name or display name
 
 MAX_PIN_BYTES = 63
 CRED_PROTECT_NAMES = {

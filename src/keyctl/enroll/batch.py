@@ -15,6 +15,7 @@ from keyctl.enroll import pins
 from keyctl.enroll.log import Outcome, Record
 from keyctl.errors import (
     CredentialExcluded,
+    Interrupted,
     InvalidInput,
     KeyctlError,
     NoDevice,
@@ -271,3 +272,5 @@ def enroll_user(batch: Batch, index: int, user: str) -> tuple[Record, KeyctlErro
     except KeyctlError as error:
         logger.info("enrollment of %s failed: %s", user, error.message)
         return record("failed", error.message), error
+    except KeyboardInterrupt:  # Ctrl-C at a prompt: logged like a failure; the batch stops (exit 130)
+        return record("failed", "interrupted with Ctrl-C"), Interrupted("interrupted with Ctrl-C")

@@ -78,7 +78,7 @@ def append(path: Path, record: Record) -> None:
                 writer.writeheader()
             writer.writerow(record.as_json())
             line = out.getvalue()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, line.encode())

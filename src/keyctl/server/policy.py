@@ -20,12 +20,14 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from cryptography.exceptions import InvalidSignature
+from fido2.cose import CoseKey
 from fido2.server import Fido2Server
 from fido2.utils import websafe_decode, websafe_encode
 from fido2.webauthn import (
@@ -34,6 +36,7 @@ from fido2.webauthn import (
     AuthenticationResponse,
     AuthenticatorTransport,
     PublicKeyCredentialDescriptor,
+    PublicKeyCredentialParameters,
     PublicKeyCredentialRpEntity,
     PublicKeyCredentialType,
     PublicKeyCredentialUserEntity,
@@ -66,8 +69,12 @@ RATE_WINDOW = 60.0
 INVITE_TTL = 7 * 24 * 3600
 MAX_NAME = 64
 LIMIT_MESSAGE = f"Passkey limit reached: at most {MAX_PASSKEYS} passkeys per account, remove one first"
+SYNCED_MESSAGE = (
+    "Verification failed: this site accepts device-bound passkeys only (a security key or a platform "
+    "authenticator), not synced ones"
+)
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,255}")
-_CODE = re.compile(r"\d{6}")
+_CODE = re.compile(r"[0-9]{6}")  # not \d: it matches any Unicode digit ("١٢٣٤٥٦")
 _KNOWN_TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
 
 # Session stages: a sign-in in progress, then a signed-in session.
@@ -108,6 +115,7 @@ class Settings:
     rp_name: str = "keyctl"
     max_failures: int = 5
     rate_limit: int = 120  # requests a minute per IP on the auth endpoints
+    device_bound_only: bool = False  # refuse synced (backup-eligible) passkeys at registration and login
 
 
 @dataclass(frozen=True)
@@ -477,8 +485,10 @@ class Policy:
     def _mail(self, to: str, subject: str, link: str, now: float) -> None:
         line = json.dumps({"time": iso(now), "to": to, "subject": subject, "link": link})
         with self._outbox_lock:
-            self.settings.outbox.parent.mkdir(parents=True, exist_ok=True)
-            with self.settings.outbox.open("a", encoding="utf-8") as out:
+            self.settings.outbox.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # 0600: the links in it let whoever reads them set a password or lift a block.
+            fd = os.open(self.settings.outbox, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a", encoding="utf-8") as out:
                 out.write(line + "\n")
 
     # -- accounts --------------------------------------------------------------------------------------
@@ -563,21 +573,34 @@ class Policy:
 
         def work(db: sqlite3.Connection, now: float) -> PasswordStep:
             self._check_not_blocked(db, email, ip)
-            if row is None or not ok:
+            # Re-read: an admin may have reset 2FA (or a password change landed) during the slow hash.
+            current = self._user_by_email(db, email)
+            if row is None or not ok or current is None or current["password_hash"] != row["password_hash"]:
                 raise self._failure(
                     email, ip, "invalid_credentials", "Incorrect email or password", "signin_failed"
                 )
-            stage = TOTP if row["totp_secret"] is not None else ENROLL
-            token = self._new_session(db, row["id"], stage, now)
+            stage = TOTP if current["totp_secret"] is not None else ENROLL
+            token = self._new_session(db, current["id"], stage, now)
             self._audit(db, "signin_password_ok", email, ip)
             status = "totp_required" if stage == TOTP else "totp_enrollment_required"
             return PasswordStep(token=token, status=status)
 
         return self._run(work)
 
+    def _check_still_unenrolled(self, db: sqlite3.Connection, session: sqlite3.Row) -> None:
+        """An enrollment step of a sign-in that started before another one finished enrolling must not
+        replace the secret and recovery code that sign-in set up."""
+        user = db.execute("SELECT totp_secret FROM users WHERE id = ?", (session["user_id"],)).fetchone()
+        if user["totp_secret"] is not None:
+            raise PolicyError(
+                "session_expired",
+                "Session expired: two-factor authentication was set up meanwhile; sign in again",
+            )
+
     def totp_enroll(self, token: str | None) -> Enrollment:
         def work(db: sqlite3.Connection, now: float) -> Enrollment:
             session = self._session(db, token, ENROLL, now)
+            self._check_still_unenrolled(db, session)
             secret = session["pending_secret"]
             if secret is None:
                 secret = twofactor.new_secret()
@@ -595,6 +618,7 @@ class Policy:
 
         def work(db: sqlite3.Connection, now: float) -> str:
             session = self._session(db, token, ENROLL, now)
+            self._check_still_unenrolled(db, session)
             self._check_not_blocked(db, session["email"], ip)
             secret = session["pending_secret"]
             if secret is None:
@@ -617,6 +641,7 @@ class Policy:
     def recovery_confirm(self, token: str | None, code: str, ip: str) -> SignedIn:
         def work(db: sqlite3.Connection, now: float) -> SignedIn:
             session = self._session(db, token, RECOVERY_CONFIRM, now)
+            self._check_still_unenrolled(db, session)
             if not hmac.compare_digest(twofactor.recovery_hash(code), session["pending_recovery_hash"]):
                 raise PolicyError("invalid_code", "that is not the recovery code shown: type it again")
             # The enrollment code's step counts as used, so that code cannot be replayed at the next sign-in.
@@ -634,12 +659,22 @@ class Policy:
 
         return self._run(work)
 
+    def _enrolled_user(self, db: sqlite3.Connection, session: sqlite3.Row) -> sqlite3.Row:
+        """The account of a 2FA step, read in the step's transaction; an admin reset since the password
+        step leaves it without a secret: that sign-in must start over (and enroll)."""
+        user: sqlite3.Row = db.execute("SELECT * FROM users WHERE id = ?", (session["user_id"],)).fetchone()
+        if user["totp_secret"] is None or user["recovery_hash"] is None:
+            raise PolicyError(
+                "session_expired", "Session expired: two-factor authentication was reset; sign in again"
+            )
+        return user
+
     def signin_totp(self, token: str | None, code: str, ip: str) -> SignedIn:
         def work(db: sqlite3.Connection, now: float) -> SignedIn:
             session = self._session(db, token, TOTP, now)
             email = session["email"]
             self._check_not_blocked(db, email, ip)
-            user = db.execute("SELECT * FROM users WHERE id = ?", (session["user_id"],)).fetchone()
+            user = self._enrolled_user(db, session)
             step = twofactor.matching_step(user["totp_secret"], code, now) if _CODE.fullmatch(code) else None
             if step is None:
                 raise self._failure(email, ip, "invalid_code", "Incorrect code", "signin_failed")
@@ -661,7 +696,7 @@ class Policy:
             session = self._session(db, token, TOTP, now)
             email = session["email"]
             self._check_not_blocked(db, email, ip)
-            user = db.execute("SELECT * FROM users WHERE id = ?", (session["user_id"],)).fetchone()
+            user = self._enrolled_user(db, session)
             if not hmac.compare_digest(twofactor.recovery_hash(code), user["recovery_hash"]):
                 raise self._failure(email, ip, "invalid_code", "Incorrect recovery code", "signin_failed")
             new_code = twofactor.new_recovery_code()
@@ -806,7 +841,12 @@ class Policy:
                 "user_verification": UserVerificationRequirement(challenge.user_verification),
             }
             try:
+                if registration.response.attestation_object.auth_data.credential_data is None:
+                    raise ValueError("no attested credential data (the AT flag is not set)")
                 auth_data = self._fido.register_complete(state, registration)
+                credential = auth_data.credential_data
+                assert credential is not None  # checked above
+                _check_usable_key(credential.public_key, self._fido.allowed_algorithms)
             except ValueError as error:
                 raise self._refuse(
                     "verification_failed",
@@ -815,8 +855,6 @@ class Policy:
                     email,
                     ip,
                 ) from None
-            credential = auth_data.credential_data
-            assert credential is not None  # register_complete guarantees attested credential data
             if db.execute(
                 "SELECT 1 FROM passkeys WHERE credential_id = ?", (credential.credential_id,)
             ).fetchone():
@@ -826,6 +864,16 @@ class Policy:
                     "passkey_register_refused",
                     email,
                     ip,
+                )
+            if self.settings.device_bound_only and auth_data.is_backup_eligible():
+                raise self._refuse(
+                    "verification_failed",
+                    SYNCED_MESSAGE,
+                    "passkey_register_refused",
+                    email,
+                    ip,
+                    policy="device_bound_only",
+                    aaguid=str(credential.aaguid),
                 )
             rows = self._passkeys(db, session["user_id"])
             if len(rows) >= MAX_PASSKEYS:
@@ -989,7 +1037,7 @@ class Policy:
             self._fido.authenticate_complete(
                 state, [AttestedCredentialData(row["credential_data"])], authentication
             )
-        except ValueError as error:
+        except _UNVERIFIABLE as error:  # ValueError: a bad response; the others: a stored key that is broken
             raise self._refuse(
                 "verification_failed",
                 f"Verification failed: {error}",
@@ -999,6 +1047,16 @@ class Policy:
                 credential_id=credential_id,
             ) from None
         auth_data = authentication.response.authenticator_data
+        if self.settings.device_bound_only and auth_data.is_backup_eligible():
+            raise self._refuse(
+                "verification_failed",
+                SYNCED_MESSAGE,
+                "passkey_login_failed",
+                email,
+                ip,
+                credential_id=credential_id,
+                policy="device_bound_only",
+            )
         stored, counter = row["sign_count"], auth_data.counter
         if (stored or counter) and counter <= stored:
             raise self._refuse(
@@ -1015,6 +1073,9 @@ class Policy:
             "UPDATE passkeys SET sign_count = ?, last_used_at = ?, backed_up = ? WHERE credential_id = ?",
             (counter, now, auth_data.is_backed_up(), authentication.raw_id),
         )
+        # Like a complete password sign-in, a passkey one resets the failed-attempt count; a block stays
+        # (the unblock link or an admin lifts it).
+        db.execute("DELETE FROM failures WHERE ip = ? AND email = ? AND blocked_since IS NULL", (ip, email))
         db.execute(
             "UPDATE users SET last_sign_in_at = ?, signins_since_skip = signins_since_skip + 1 WHERE id = ?",
             (now, row["user_id"]),
@@ -1151,6 +1212,26 @@ class Policy:
             db.execute("DELETE FROM sessions WHERE created_at < ?", (now - ABSOLUTE_TTL,))
 
         self._run(work)
+
+
+# What verifying with a stored key raises besides ValueError when the key cannot verify anything (an
+# unsupported algorithm, missing coordinates): registered before the server refused such keys.
+_UNVERIFIABLE = (ValueError, KeyError, TypeError, NotImplementedError)
+
+
+def _check_usable_key(key: CoseKey, allowed: Sequence[PublicKeyCredentialParameters]) -> None:
+    """Refuse (ValueError) a public key that could never verify a login: an algorithm the server did not
+    offer, or a key fido2 cannot use (missing or malformed coordinates, a point off the curve)."""
+    algorithm = key.get(3)
+    if algorithm not in {p.alg for p in allowed}:
+        raise ValueError(f"the credential's algorithm {algorithm!r} was not offered")
+    try:
+        key.verify(b"keyctl key check", b"\0" * 8)  # a usable key rejects the signature, nothing else
+    except InvalidSignature:
+        return
+    except _UNVERIFIABLE as error:
+        raise ValueError(f"the credential's public key is unusable ({type(error).__name__})") from None
+    raise ValueError("the credential's public key accepts any signature")
 
 
 def _enum(kind: type[E], value: str | None, key: str, default: E) -> E:

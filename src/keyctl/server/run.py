@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import secrets
 import signal
 import socket
@@ -15,6 +18,7 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from keyctl.errors import AlreadyExists, InvalidInput, KeyctlError, StateError
 from keyctl.server.policy import Clock, Policy, PolicyError, Settings
@@ -24,6 +28,74 @@ from keyctl.server.web import build_app
 DEFAULT_PORT = 8765
 DEFAULT_RATE_LIMIT = 120
 DEFAULT_MAX_FAILURES = 5
+DEFAULT_REQUEST_TIMEOUT = 10.0
+
+logger = logging.getLogger(__name__)
+
+
+class HttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, with two changes.
+
+    A request must arrive whole, head and body, within ``request_timeout`` seconds of the connection being
+    ready for it; otherwise it is answered 408 and the connection closed (uvicorn has no such timeout: a
+    body that never completes held its connection forever). And what the HTTP parser refuses (a malformed
+    Content-Length...) is answered in the API's JSON error shape instead of uvicorn's plain text.
+    """
+
+    request_timeout = DEFAULT_REQUEST_TIMEOUT
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        self._send_error(400, "invalid_request", "malformed HTTP request (check Content-Length and headers)")
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.request_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        cycle = self.cycle
+        # Waiting for a head (no request yet, or the last one answered) or for the rest of a body; a
+        # pipelined request already complete is being answered, and is left alone.
+        if self.transport.is_closing() or not (cycle is None or cycle.response_complete or cycle.more_body):
+            return
+        logger.debug("dropping %s: no complete request within %s s", self.client, self.request_timeout)
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            self.transport.close()
+            return
+        self._send_error(
+            408, "request_timeout", f"the request did not arrive within {self.request_timeout} s"
+        )
+
+    def _send_error(self, status: int, code: str, message: str) -> None:
+        body = json.dumps({"error": code, "message": message}).encode()
+        head = b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(
+            body
+        )
+        self.transport.write(STATUS_LINE[status] + head + body)
+        self.transport.close()
 
 
 def outbox_path(db_path: Path) -> Path:
@@ -115,6 +187,8 @@ def prepare(
     clock: Clock = time.time,
     rate_limit: int = DEFAULT_RATE_LIMIT,
     max_failures: int = DEFAULT_MAX_FAILURES,
+    device_bound_only: bool = False,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
 ) -> Prepared:
     """Open the database, bind the socket and build the app, without serving yet."""
     if origin is not None:
@@ -134,13 +208,15 @@ def prepare(
             admin_token=token,
             max_failures=max_failures,
             rate_limit=rate_limit,
+            device_bound_only=device_bound_only,
         )
         policy = Policy(Store(db_path), settings, clock)
         policy.cleanup()
         app = build_app(policy, secure_cookie=origin.startswith("https://"))
         # httptools (uvicorn's C parser, a dependency) rather than a silent fallback to h11, which costs
         # about 0.4 ms more server CPU per request.
-        config = uvicorn.Config(app, http="httptools", log_level="warning", access_log=False, lifespan="off")
+        protocol = type("HttpProtocol", (HttpProtocol,), {"request_timeout": request_timeout})
+        config = uvicorn.Config(app, http=protocol, log_level="warning", access_log=False, lifespan="off")
         address = f"[{host}]" if ":" in host else host
         local_url = f"http://{address}:{bound_port}"
         return Prepared(origin, local_url, token, policy, uvicorn.Server(config), sock)
@@ -160,6 +236,8 @@ def start(
     clock: Clock = time.time,
     rate_limit: int = DEFAULT_RATE_LIMIT,
     max_failures: int = DEFAULT_MAX_FAILURES,
+    device_bound_only: bool = False,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
 ) -> ServerHandle:
     """Serve in a background thread; returns once the server accepts connections."""
     prepared = prepare(
@@ -172,6 +250,8 @@ def start(
         clock=clock,
         rate_limit=rate_limit,
         max_failures=max_failures,
+        device_bound_only=device_bound_only,
+        request_timeout=request_timeout,
     )
     thread = threading.Thread(
         target=prepared.server.run, kwargs={"sockets": [prepared.sock]}, name="keyctl-server", daemon=True
@@ -231,7 +311,7 @@ def _translate(action: Callable[[], object]) -> None:
     except PolicyError as error:
         kind: type[KeyctlError] = AlreadyExists if error.code == "user_exists" else InvalidInput
         remedy = {
-            "user_exists": "pick another email, or remove the account first",
+            "user_exists": "pick another email (the account exists: keyctl admin users show EMAIL)",
             "weak_password": "choose a longer, uncommon password (a passphrase of several words works)",
         }.get(error.code, "check the email address")
         raise kind(error.message, remedy) from None

@@ -90,7 +90,8 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            # A directory made here is private; SQLite gives the -wal and -shm files the database's mode.
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)

@@ -18,7 +18,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
@@ -50,6 +50,7 @@ STATUS = {
     "passkey_limit": 409,
     "credential_excluded": 409,
     "payload_too_large": 413,
+    "unsupported_media_type": 415,
     "rate_limited": 429,
 }
 
@@ -86,6 +87,11 @@ def text(body: Mapping[str, Any], key: str, max_len: int = MAX_TEXT) -> str:
         raise PolicyError("invalid_request", f"'{key}' {problem}")
     if len(value) > max_len:
         raise PolicyError("invalid_request", f"'{key}' is longer than {max_len} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone UTF-16 surrogate ("\ud800"), which JSON allows
+            raise PolicyError("invalid_request", f"'{key}' is not valid Unicode text") from None
     return value
 
 
@@ -97,7 +103,8 @@ def number(query: Mapping[str, str], key: str, default: int, low: int, high: int
     raw = query.get(key)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or not low <= int(raw) <= high:
         raise PolicyError("invalid_request", f"'{key}' must be a whole number from {low} to {high}")
     return int(raw)
 
@@ -143,6 +150,8 @@ def _route(policy: Policy, endpoint: Endpoint, secure_cookie: bool) -> Route:
             origin = request.headers.get("origin")
             if endpoint.method != "GET" and origin is not None and origin != policy.settings.origin:
                 raise PolicyError("forbidden_origin", f"requests from {origin[:100]} are not accepted")
+            if endpoint.needs_body:
+                _require_json(request)
             if endpoint.kind == "auth":
                 policy.check_rate(ip)
             if endpoint.kind == "admin":
@@ -162,6 +171,9 @@ def _route(policy: Policy, endpoint: Endpoint, secure_cookie: bool) -> Route:
             )
         except PolicyError as error:
             return error_response(error)
+        except ClientDisconnect:  # the client hung up mid-body: its problem, and nobody reads an answer
+            logger.debug("client %s hung up during %s %s", ip, request.method, request.url.path)
+            return Response(status_code=400)
         response = JSONResponse(dict(reply.body), status_code=reply.status)
         if reply.session == _CLEAR:
             response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=secure_cookie)
@@ -172,6 +184,17 @@ def _route(policy: Policy, endpoint: Endpoint, secure_cookie: bool) -> Route:
         return response
 
     return Route(endpoint.path, handle, methods=[endpoint.method])
+
+
+def _require_json(request: Request) -> None:
+    """A browser cannot send ``Content-Type: application/json`` to another site without a CORS preflight,
+    which this server never grants: with the Origin check, this stops cross-site form posts even from
+    browsers that send no Origin header."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        raise PolicyError(
+            "unsupported_media_type", "send the body as JSON, with 'Content-Type: application/json'"
+        )
 
 
 async def _json_body(request: Request) -> Mapping[str, Any]:
@@ -213,7 +236,7 @@ class Api:
             Endpoint("POST", "/api/signin/totp", self.signin_totp, "auth", inline=True),
             Endpoint("POST", "/api/signin/recovery", self.signin_recovery, "auth", inline=True),
             Endpoint("POST", "/api/invites/accept", self.accept_invite, "auth"),
-            Endpoint("POST", "/api/signout", self.signout, "user", inline=True),
+            Endpoint("POST", "/api/signout", self.signout, "auth", inline=True),
             Endpoint("GET", "/api/me", self.me, "user", inline=True),
             Endpoint("POST", "/api/passkeys/prompt", self.passkey_prompt),
             Endpoint("POST", "/api/passkeys/register/options", self.register_options, "auth"),

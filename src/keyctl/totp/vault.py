@@ -1,4 +1,5 @@
-"""The TOTP vault: each secret is one OS-keyring entry (keyctl.secrets, account ``totp:NAME``); the
+"""The TOTP vault: each secret is one OS-keyring entry (keyctl.secrets, account ``totp:NAME``), or in CI
+mode (``$KEYCTL_TOTP_KEY`` set) one item of the encrypted file vault (keyctl.totp.filevault); the
 non-secret index (names, parameters, HOTP counters) is ``totp.json`` in the data dir.
 
 The index is written atomically under an exclusive lock, mode 0600. Changes are ordered so that a failure
@@ -18,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from keyctl import secrets
 from keyctl.config import data_dir
@@ -32,6 +33,28 @@ INDEX_VERSION = 1
 ACCOUNT_PREFIX = "totp:"
 
 _log = logging.getLogger(__name__)
+
+
+class _Store(Protocol):
+    def get_secret(self, account: str) -> str | None: ...
+    def set_secret(self, account: str, value: str) -> None: ...
+    def delete_secret(self, account: str) -> None: ...
+
+
+def _store() -> _Store:
+    """Where the secrets are: the OS keyring, or the encrypted file vault in CI mode."""
+    from keyctl.totp import filevault
+
+    key = filevault.env_key()
+    return secrets if key is None else filevault.FileSecrets(key)
+
+
+def store_name() -> str:
+    from keyctl.totp import filevault
+
+    return "the OS keyring" if filevault.env_key() is None else filevault.FileSecrets.name
+
+
 _ENTRY_FIELDS = {f.name: f.type for f in fields(Entry)}
 
 
@@ -45,11 +68,11 @@ def index_path() -> Path:
 
 
 @contextmanager
-def _locked() -> Iterator[None]:
+def _locked(lock_file: str = LOCK_FILE) -> Iterator[None]:
     """An exclusive lock on the vault (index and its keyring entries), across processes."""
     directory = data_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(directory / lock_file, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if sys.platform == "win32":
             import msvcrt
@@ -119,9 +142,9 @@ def _not_found(name: str) -> NotFound:
     return NotFound(f"no TOTP entry named {name!r}", "list the names with: keyctl totp list")
 
 
-def _exists(name: str) -> AlreadyExists:
+def _exists(name: str, replace_with: str) -> AlreadyExists:
     return AlreadyExists(
-        f"a TOTP entry named {name!r} already exists", "choose another name, or pass --force to replace it"
+        f"a TOTP entry named {name!r} already exists", f"choose another name, or {replace_with}"
     )
 
 
@@ -137,10 +160,10 @@ def get(name: str) -> Entry:
 
 
 def _secret(entry: Entry) -> bytes:
-    stored = secrets.get_secret(account(entry.name))
+    stored = _store().get_secret(account(entry.name))
     if stored is None:
         raise StateError(
-            f"the secret of TOTP entry {entry.name!r} is missing from the OS keyring",
+            f"the secret of TOTP entry {entry.name!r} is missing from {store_name()}",
             f"add it again with: keyctl totp add {entry.name} --force --secret",
         )
     try:
@@ -161,9 +184,9 @@ def _restore(name: str, previous: str | None) -> None:
     """Put the keyring entry of ``name`` back as it was (best effort: the original error wins)."""
     try:
         if previous is None:
-            secrets.delete_secret(account(name))
+            _store().delete_secret(account(name))
         else:
-            secrets.set_secret(account(name), previous)
+            _store().set_secret(account(name), previous)
     except SecretStoreError:
         _log.warning("could not roll back the keyring entry of %r", name)
 
@@ -174,9 +197,9 @@ def add(credential: Credential, force: bool = False) -> None:
     with _locked():
         index = _read_index()
         if entry.name in index and not force:
-            raise _exists(entry.name)
-        previous = secrets.get_secret(account(entry.name)) if entry.name in index else None
-        secrets.set_secret(account(entry.name), encode_base32(credential.secret))
+            raise _exists(entry.name, "pass --force to replace it")
+        previous = _store().get_secret(account(entry.name)) if entry.name in index else None
+        _store().set_secret(account(entry.name), encode_base32(credential.secret))
         try:
             _write_index({**index, entry.name: entry})
         except BaseException:
@@ -197,7 +220,7 @@ def add_many(credentials: Iterable[Credential]) -> tuple[list[str], list[str]]:
                 if name in index:
                     skipped.append(name)
                     continue
-                secrets.set_secret(account(name), encode_base32(credential.secret))
+                _store().set_secret(account(name), encode_base32(credential.secret))
                 added.append(name)
                 index[name] = credential.entry
             if added:
@@ -217,15 +240,15 @@ def rename(old: str, new: str) -> None:
         if old not in index:
             raise _not_found(old)
         if new in index:
-            raise _exists(new)
+            raise _exists(new, f"delete that entry first: keyctl totp delete {new}")
         value = encode_base32(_secret(index[old]))
         renamed = {(new if name == old else name): entry for name, entry in index.items()}
         renamed[new] = replace(index[old], name=new)
-        secrets.set_secret(account(new), value)
+        _store().set_secret(account(new), value)
         try:
             _write_index(renamed)
             try:
-                secrets.delete_secret(account(old))
+                _store().delete_secret(account(old))
             except BaseException:
                 _write_index(index)
                 raise
@@ -242,7 +265,7 @@ def remove(name: str) -> None:
             raise _not_found(name)
         _write_index({key: entry for key, entry in index.items() if key != name})
         try:
-            secrets.delete_secret(account(name))
+            _store().delete_secret(account(name))
         except BaseException:
             _write_index(index)
             raise

@@ -10,14 +10,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from fido2.client import ClientError, DefaultClientDataCollector, Fido2Client, UserInteraction, WebAuthnClient
 from fido2.ctap import CtapDevice, CtapError
-from fido2.ctap2.base import Ctap2
+from fido2.ctap2.base import AssertionResponse, Ctap2
 from fido2.ctap2.pin import ClientPin
 from fido2.rpid import verify_rp_id
+from fido2.utils import websafe_encode
 from fido2.webauthn import (
     AuthenticationResponse,
     PublicKeyCredentialCreationOptions,
@@ -26,15 +28,17 @@ from fido2.webauthn import (
 )
 
 from keyctl.errors import NoCredential, NoDevice
+from keyctl.fido2_fixes import keep_empty_values
 from keyctl.fido2_speedups import cache_fido2_class_lookups
 from keyctl.platform.device import PlatformDevice
-from keyctl.webauthn import errors
+from keyctl.webauthn import appid, errors
 from keyctl.webauthn.origin import rp_id_fits_host
 
 logger = logging.getLogger(__name__)
 
 
 cache_fido2_class_lookups()
+keep_empty_values()  # every route below (USB, virtual, UDP, platform) builds its requests through fido2
 
 PLATFORM = "platform"
 USB = "usb"
@@ -91,8 +95,12 @@ def open_authenticator(spec: str) -> CtapDevice:
     return device
 
 
-def _client(device: CtapDevice, origin: str, insecure: bool, interaction: Interaction) -> WebAuthnClient:
+def _client(
+    device: CtapDevice, origin: str, insecure: bool, interaction: Interaction, app_id: str | None = None
+) -> WebAuthnClient:
     verify: Callable[[str, str], bool] = rp_id_fits_host if insecure else verify_rp_id
+    if app_id is not None:
+        verify = appid.accepting(verify, app_id)
     collector = DefaultClientDataCollector(origin, verify=verify)
     if isinstance(device, PlatformDevice):  # the OS API is a WebAuthn client of its own
         return device.client(collector)
@@ -110,14 +118,20 @@ def _pin_retries(device: CtapDevice) -> int | None:
     return retries
 
 
-def _run(device: CtapDevice, registering: bool, timeout_s: float, call: Callable[[], T]) -> T:
+def _run(
+    device: CtapDevice,
+    registering: bool,
+    timeout_s: float,
+    call: Callable[[], T],
+    algorithms: Sequence[int] = (),
+) -> T:
     try:
         return call()
     except ClientError as error:
         code = error.cause.code if isinstance(error.cause, CtapError) else None
         retries = _pin_retries(device) if code == CtapError.ERR.PIN_INVALID else None
         logger.debug("fido2 client error %r", error)
-        raise errors.from_client_error(error, registering, timeout_s, retries) from None
+        raise errors.from_client_error(error, registering, timeout_s, retries, algorithms) from None
     except KeyboardInterrupt:
         raise errors.canceled(registering) from None
     except OSError as error:
@@ -138,7 +152,65 @@ def make_credential(
     """Create a credential (``options.rp.id`` is the rpId already checked against ``origin``)."""
     options = dataclasses.replace(options, timeout=int(timeout_s * 1000))
     client = _client(device, origin, insecure, interaction)
-    return _run(device, True, timeout_s, lambda: client.make_credential(options, threading.Event()))
+    algorithms = [p.alg for p in options.pub_key_cred_params]
+    app_id = _app_id(device, options.extensions, "appidExclude", origin)
+    if app_id is not None and options.exclude_credentials:
+        excluded = [c.id for c in options.exclude_credentials]
+        if _run(device, True, timeout_s, lambda: appid.registered_under(device, app_id, excluded)):
+            raise errors.from_ctap(CtapError.ERR.CREDENTIAL_EXCLUDED, True, timeout_s, None)
+    response = _run(
+        device, True, timeout_s, lambda: client.make_credential(options, threading.Event()), algorithms
+    )
+    return response if app_id is None else appid.report(response, "appidExclude", True)
+
+
+def _app_id(
+    device: CtapDevice, extensions: Mapping[str, object] | None, name: str, origin: str
+) -> str | None:
+    """The checked AppID of extension ``name``; an OS platform API handles the extension itself."""
+    return None if isinstance(device, PlatformDevice) else appid.requested(extensions, name, origin)
+
+
+def transports(device: CtapDevice) -> list[str]:
+    """The authenticator's transports (getInfo), which a browser reports with a new credential
+    (``response.transports``) so the RP can hint them at sign-in; [] when the device does not say."""
+    if isinstance(device, PlatformDevice):
+        return []
+    try:
+        return list(Ctap2(device).info.transports)
+    except (CtapError, OSError, ValueError):
+        return []
+
+
+@dataclass(frozen=True)
+class Account:
+    """One discoverable passkey the authenticator offered, as its assertion describes it."""
+
+    name: str | None
+    display_name: str | None
+    user_id: str | None  # base64url
+    credential_id: str  # base64url
+
+    def label(self) -> str:
+        shown = self.name or self.display_name or f"user id {self.user_id}"
+        if self.display_name and self.display_name != shown:
+            shown += f" ({self.display_name})"
+        return f"{shown}, credential {self.credential_id}"
+
+    def as_json(self) -> dict[str, str | None]:
+        return dataclasses.asdict(self)
+
+
+def _account(assertion: AssertionResponse) -> Account:
+    user = assertion.user or {}
+    user_id = user.get("id")
+    name, display_name = user.get("name"), user.get("displayName")
+    return Account(
+        name=name if isinstance(name, str) else None,
+        display_name=display_name if isinstance(display_name, str) else None,
+        user_id=websafe_encode(user_id) if isinstance(user_id, bytes) else None,
+        credential_id=websafe_encode(assertion.credential["id"]),
+    )
 
 
 def get_assertion(
@@ -148,20 +220,24 @@ def get_assertion(
     interaction: Interaction,
     timeout_s: float,
     insecure: bool = False,
-    user_name: str | None = None,
+    pick: Callable[[Sequence[Account]], int] | None = None,
 ) -> AuthenticationResponse:
-    """Get an assertion; with several discoverable passkeys, the one of ``user_name`` (else the first)."""
+    """Get an assertion; when the authenticator offers several passkeys, ``pick`` chooses (else the first)."""
     options = dataclasses.replace(options, timeout=int(timeout_s * 1000))
     client = _client(device, origin, insecure, interaction)
-    selection = _run(device, False, timeout_s, lambda: client.get_assertion(options, threading.Event()))
+    app_id = _app_id(device, options.extensions, "appid", origin)
+    try:
+        selection = _run(device, False, timeout_s, lambda: client.get_assertion(options, threading.Event()))
+    except NoCredential:
+        if app_id is None or not options.allow_credentials:
+            raise
+        legacy = dataclasses.replace(options, rp_id=app_id)  # a U2F credential, scoped to the AppID
+        client = _client(device, origin, insecure, interaction, app_id)
+        selection = _run(device, False, timeout_s, lambda: client.get_assertion(legacy, threading.Event()))
+        return appid.report(selection.get_response(0), "appid", True)
     assertions = selection.get_assertions()
     index = 0
-    if user_name is not None and len(assertions) > 1:
-        names = [(a.user or {}).get("name") for a in assertions]
-        if user_name not in names:
-            raise NoCredential(
-                f"Passkey not found on this device for {user_name}",
-                "sign in with password and 2FA, then 'keyctl register'",
-            )
-        index = names.index(user_name)
-    return selection.get_response(index)
+    if pick is not None and len(assertions) > 1:
+        index = pick([_account(a) for a in assertions])
+    response = selection.get_response(index)
+    return response if app_id is None else appid.report(response, "appid", False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fido2.client import ClientError, PinRequiredError
 from fido2.ctap import CtapError
 
@@ -35,9 +37,28 @@ def timed_out(timeout_s: float) -> PasskeyTimeout:
     )
 
 
-def from_ctap(code: int, registering: bool, timeout_s: float, pin_retries: int | None) -> KeyctlError:
+def algorithm_names(algorithms: Sequence[int]) -> str:
+    """COSE algorithm ids by name (RS256, ES256...), as servers and key datasheets name them."""
+    from fido2.cose import CoseKey, UnsupportedKey
+
+    names = []
+    for alg in algorithms:
+        cls = CoseKey.for_alg(alg)
+        names.append(str(alg) if cls is UnsupportedKey else cls.__name__)
+    return ", ".join(names)
+
+
+def from_ctap(
+    code: int, registering: bool, timeout_s: float, pin_retries: int | None, algorithms: Sequence[int] = ()
+) -> KeyctlError:
     """The catalogue error for a CTAP status: the sign-in page's wording for the ceremony's own outcomes,
-    keyctl.device.errors' catalogue for everything else."""
+    keyctl.device.errors' catalogue for everything else (``algorithms``: what the server accepts)."""
+    if code == ERR.UNSUPPORTED_ALGORITHM and algorithms:
+        return NotSupported(
+            "Passkeys not supported: the authenticator makes none of the key types the server accepts"
+            f" ({algorithm_names(algorithms)})",
+            "use a key that makes one of them, or ask the site to also accept ES256 or EdDSA",
+        )
     if code == ERR.NO_CREDENTIALS:
         return NoCredential(
             "Passkey not found on this device",
@@ -61,7 +82,11 @@ def from_ctap(code: int, registering: bool, timeout_s: float, pin_retries: int |
 
 
 def from_client_error(
-    error: ClientError, registering: bool, timeout_s: float, pin_retries: int | None
+    error: ClientError,
+    registering: bool,
+    timeout_s: float,
+    pin_retries: int | None,
+    algorithms: Sequence[int] = (),
 ) -> KeyctlError:
     """The catalogue error for a failure raised by fido2's Fido2Client."""
     if isinstance(error, PinRequiredError):
@@ -70,7 +95,7 @@ def from_client_error(
             "give the PIN at the prompt, through --pin-env VAR, or on stdin",
         )
     if isinstance(error.cause, CtapError):
-        return from_ctap(error.cause.code, registering, timeout_s, pin_retries)
+        return from_ctap(error.cause.code, registering, timeout_s, pin_retries, algorithms)
     if error.code == ClientError.ERR.TIMEOUT:
         return timed_out(timeout_s)
     if error.code == ClientError.ERR.DEVICE_INELIGIBLE:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,7 +20,7 @@ from fido2.webauthn import (
     UserVerificationRequirement,
 )
 
-from keyctl.errors import NoCredential, ServerUnavailable, VerificationFailed
+from keyctl.errors import InvalidInput, NoCredential, ServerUnavailable, VerificationFailed
 from keyctl.webauthn import ceremony
 from keyctl.webauthn.origin import check_rp_id
 from keyctl.webauthn.profile import Step, bury, dig, fill
@@ -41,6 +41,8 @@ class Client:
     interaction: ceremony.Interaction
     timeout_s: float = 60.0
     insecure: bool = False  # --insecure-origin-override
+    # several passkeys match the login: a person chooses one (the index), or None where nobody can
+    choose: Callable[[Sequence[ceremony.Account]], int | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,8 @@ class Request:
     name: str | None = None  # the passkey's display name (registration)
     resident: bool | None = None  # None: as the server asks
     uv: Literal["required", "preferred", "discouraged"] | None = None  # None: as the server asks
+    account: str | None = None  # login: the discoverable passkey of this user name
+    credential: str | None = None  # login: the passkey with this credential id (base64url)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,53 @@ def _values(request: Request) -> dict[str, Any]:
     }
 
 
+class AmbiguousAccount(InvalidInput):
+    """Several passkeys on the authenticator fit the login and nobody chose one."""
+
+    def __init__(self, message: str, remedy: str, candidates: Sequence[ceremony.Account]) -> None:
+        super().__init__(message, remedy)
+        self.candidates = tuple(candidates)
+
+
+def _listing(accounts: Sequence[ceremony.Account]) -> str:
+    return "; ".join(a.label() for a in accounts)
+
+
+def _picker(request: Request, rp_id: str, client: Client) -> Callable[[Sequence[ceremony.Account]], int]:
+    """How a login chooses among the passkeys the authenticator offers, as a browser does: the asked-for
+    one, the only account, else the person at the terminal; a script without a choice gets the list."""
+
+    def pick(accounts: Sequence[ceremony.Account]) -> int:
+        matches, wanted = list(accounts), "this login"
+        if request.credential is not None:
+            matches = [a for a in accounts if a.credential_id == request.credential.rstrip("=")]
+            wanted = f"credential {request.credential}"
+        elif request.account is not None:
+            named = [a for a in accounts if a.name == request.account]
+            matches = named or [a for a in accounts if a.display_name == request.account]
+            wanted = f"account {request.account}"
+        elif request.user is not None:
+            matches = [a for a in accounts if a.name == request.user]
+            wanted = request.user
+        if not matches:
+            raise NoCredential(
+                f"Passkey not found on this device for {wanted} at {rp_id} (it has: {_listing(accounts)})",
+                "choose one of those with --account NAME or --credential ID",
+            )
+        if len({a.user_id for a in matches}) == 1:  # one account (maybe several of its passkeys)
+            return accounts.index(matches[0])
+        chosen = client.choose(matches) if client.choose is not None else None
+        if chosen is None:
+            raise AmbiguousAccount(
+                f"{len(matches)} passkeys for {rp_id} on this device: {_listing(matches)}",
+                "choose one with --account NAME or --credential ID",
+                matches,
+            )
+        return accounts.index(matches[chosen])
+
+    return pick
+
+
 def _begin(session: Session, step: Step, values: Mapping[str, Any]) -> Any:
     answer = session.call(
         step.method, step.path, fill(step.body, values), fill(step.query, values), step.status
@@ -105,6 +156,16 @@ def _malformed(what: str, error: Exception) -> ServerUnavailable:
     )
 
 
+def _check_user_handle(user_id: bytes) -> None:
+    """WebAuthn requires a user handle of 1 to 64 bytes; authenticators store it with the passkey."""
+    if not 1 <= len(user_id) <= 64:
+        raise ServerUnavailable(
+            f"Passkey unavailable (the server's registration options are invalid: user.id is"
+            f" {len(user_id)} bytes long; WebAuthn requires 1 to 64 bytes)",
+            "the site must give each account a user handle: report it to the site's operator",
+        )
+
+
 def _json(response: Mapping[str, Any]) -> dict[str, Any]:
     """fido2's response objects as plain JSON-ready dicts (WebAuthn Level 3 JSON forms)."""
     return {
@@ -120,6 +181,7 @@ def register(session: Session, client: Client, request: Request) -> Result:
         options = PublicKeyCredentialCreationOptions.from_dict(raw)
     except (TypeError, ValueError, KeyError, AttributeError) as error:
         raise _malformed("registration options", error) from None
+    _check_user_handle(options.user.id)
     rp_id = check_rp_id(options.rp.id, client.origin, client.insecure)
     selection = options.authenticator_selection or AuthenticatorSelectionCriteria()
     if request.resident is not None:
@@ -134,7 +196,9 @@ def register(session: Session, client: Client, request: Request) -> Result:
         response = ceremony.make_credential(
             device, client.origin, options, client.interaction, client.timeout_s, client.insecure
         )
-    verdict = _finish(session, steps.finish, _json(response), values)
+        body = _json(response)
+        body["response"]["transports"] = ceremony.transports(device)
+    verdict = _finish(session, steps.finish, body, values)
     return Result(
         ceremony="register",
         verified=True,
@@ -172,7 +236,7 @@ def login(session: Session, client: Client, request: Request) -> Result:
             client.interaction,
             client.timeout_s,
             client.insecure,
-            request.user,
+            _picker(request, rp_id, client),
         )
     verdict = _finish(session, steps.finish, _json(response), values)
     said = dig(verdict, session.profile.verdict_user) if session.profile.verdict_user else None

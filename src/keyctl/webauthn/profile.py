@@ -73,6 +73,8 @@ class Profile:
     error_message: str = ""  # dotted path of a human-readable error message
     error_codes: Mapping[str, ServerError] = field(default_factory=dict)
     session_cookie: str = ""
+    account: str = ""  # GET path answering with the session's account (checked before reusing a session)
+    account_user: str = ""  # dotted path of the account's name in that answer
     csrf_cookie: str = ""
     csrf_header: str = ""
     signin: Mapping[str, str] = field(default_factory=dict)  # reference-server sign-in endpoints
@@ -220,6 +222,12 @@ def parse(text: str, source: str) -> Profile:
     csrf_header = reader.text(session, "csrf_header", "session.", "")
     if bool(csrf_cookie) != bool(csrf_header):
         raise reader.fail("session.csrf_header", "and session.csrf_cookie must be given together")
+    account = reader.text(session, "account", "session.", "")
+    account_user = reader.text(session, "account_user", "session.", "")
+    if account and not account.startswith("/"):
+        raise reader.fail("session.account", "must be a path starting with '/'")
+    if bool(account) != bool(account_user):
+        raise reader.fail("session.account_user", "and session.account must be given together")
     return Profile(
         name=reader.text(doc, "name", ""),
         description=reader.text(doc, "description", "", ""),
@@ -233,6 +241,8 @@ def parse(text: str, source: str) -> Profile:
         error_message=reader.text(response, "error_message", "response.", ""),
         error_codes=error_codes,
         session_cookie=reader.text(session, "cookie", "session.", ""),
+        account=account,
+        account_user=account_user,
         csrf_cookie=csrf_cookie,
         csrf_header=csrf_header,
         signin=signin,

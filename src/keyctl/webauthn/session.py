@@ -49,7 +49,7 @@ _ERRORS: dict[ServerError, type[PasskeyError]] = {
 _REMEDIES: dict[ServerError, str] = {
     ServerError.NO_CREDENTIAL: "sign in with password and 2FA, then run 'keyctl register'",
     ServerError.CREDENTIAL_EXCLUDED: "this authenticator is already registered for the account",
-    ServerError.PASSKEY_LIMIT: "remove a passkey from the account first",
+    ServerError.PASSKEY_LIMIT: "delete one first (account page, or: keyctl admin passkeys delete EMAIL ID)",
     ServerError.SESSION_EXPIRED: "start again: the server's challenge expired or was already used",
     ServerError.VERIFICATION_FAILED: "check that the authenticator is the one registered for this account",
     ServerError.SIGN_IN_FAILED: "check the user name, password and 2FA code",

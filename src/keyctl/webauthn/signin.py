@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from keyctl.errors import AlreadyExists, InvalidInput, SignInFailed
+from keyctl.webauthn.profile import dig
 from keyctl.webauthn.session import Session
 
 logger = logging.getLogger(__name__)
@@ -99,6 +100,24 @@ def password_sign_in(session: Session, credentials: Password, say: Callable[[str
     return SignedIn(credentials.email, "totp", False, None, signed_in)
 
 
+def session_account(session: Session) -> str | None:
+    """The account a reused session belongs to, or None when the profile has no way to ask."""
+    if not session.profile.account:
+        return None
+    name = dig(session.call("GET", session.profile.account), session.profile.account_user)
+    return name if isinstance(name, str) else None
+
+
+def require_account(session: Session, user: str, where: str) -> None:
+    """Refuse to act for ``user`` in a session that belongs to another account."""
+    account = session_account(session)
+    if account is not None and account.casefold() != user.casefold():
+        raise InvalidInput(
+            f"the session in {where} is {account}'s, not {user}'s: nothing was registered",
+            f"give --user {account}, or a cookie jar of {user}'s session, or sign in with --password-env",
+        )
+
+
 def sign_out(session: Session) -> None:
     _post(session, "signout", {})
 
@@ -111,15 +130,43 @@ def code_from_uri(uri: str) -> CodeSource:
     return lambda: vault.totp_code(credential, time.time()).code
 
 
-def vault_code(name: str) -> CodeSource:
-    """Codes of keyctl's TOTP vault entry ``name`` (NotFound at once if there is none)."""
-    from keyctl.totp import vault
+def vault_code(name: str, wait: Callable[[float], None]) -> CodeSource:
+    """Codes of keyctl's TOTP vault entry ``name`` (NotFound at once if there is none); a TOTP step
+    already sent is not sent again: ``wait`` is called for the seconds until the next one."""
+    from keyctl.totp import used, vault
 
-    vault.get(name)
-    return lambda: vault.current_code(name).code
+    if vault.get(name).kind != "totp":
+        return lambda: vault.current_code(name).code
+    return lambda: used.fresh_code(name, vault.load(name), wait)
 
 
-def vault_enroll(name: str) -> Callable[[str], CodeSource]:
+def env_code(var: str, wait: Callable[[float], None]) -> CodeSource:
+    """Codes of a TOTP secret (base32, or an otpauth URI) in environment variable ``var``, for one
+    command: nothing is stored but the last time step sent (under ``$VAR``)."""
+    import os
+
+    from keyctl.totp import model, used
+
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        raise InvalidInput(
+            f"environment variable {var} is {'empty' if var in os.environ else 'not set'}",
+            f"export {var} with the account's base32 TOTP secret or otpauth:// URI",
+        )
+    label = f"${var}"
+    try:
+        if raw.lower().startswith("otpauth://"):
+            credential = model.parse_uri(raw, name=label)
+        else:
+            credential = model.Credential(model.Entry(name=label), model.decode_base32(raw))
+    except InvalidInput as error:
+        raise InvalidInput(f"${var}: {error.message}", error.remedy) from None
+    if credential.entry.kind != "totp":
+        raise InvalidInput(f"${var} holds an HOTP URI", "give a TOTP secret: HOTP counters need the vault")
+    return lambda: used.fresh_code(label, credential, wait)
+
+
+def vault_enroll(name: str, wait: Callable[[float], None]) -> Callable[[str], CodeSource]:
     """First sign-in: store the enrolled otpauth URI in the vault as ``name``, then give its codes."""
     from keyctl.totp import model, vault
 
@@ -129,6 +176,6 @@ def vault_enroll(name: str) -> Callable[[str], CodeSource]:
 
     def enroll(uri: str) -> CodeSource:
         vault.add(model.parse_uri(uri, name))
-        return vault_code(name)
+        return vault_code(name, wait)
 
     return enroll

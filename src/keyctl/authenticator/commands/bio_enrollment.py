@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from keyctl.authenticator import cbor, params
 from keyctl.authenticator.commands.common import check_pin_uv_auth
+from keyctl.authenticator.device import Device, Enrollment
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import KeepaliveStatus, Link, SampleStatus
 from keyctl.authenticator.state import MAX_TEMPLATES, AuthenticatorState, Template
 from keyctl.authenticator.status import CtapFailure, Status
-
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
 
 FINGERPRINT = 0x01  # the only modality
 TOUCH_SENSOR = 0x01  # fingerprintKind: touch (2 would be swipe)
@@ -36,18 +33,10 @@ AUTHORIZED = (
 )
 
 
-@dataclass
-class Enrollment:
-    """The enrollment under way (volatile): its template and the good samples it still needs."""
-
-    template_id: bytes
-    remaining: int
-
-
 def handle(
-    device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link
+    device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link
 ) -> dict[int, Any] | None:
-    if not device.has_builtin_uv(state):  # no sensor: answer like a key without the command
+    if not device.has_sensor(state):  # no sensor: answer like a key without the command
         raise CtapFailure(Status.INVALID_COMMAND)
     if params.optional(raw, 6, bool):
         return {1: FINGERPRINT}
@@ -84,7 +73,7 @@ def handle(
 
 
 def _authorize(
-    device: VirtualAuthenticator,
+    device: Device,
     sub: int,
     sub_params: dict[Any, Any] | None,
     protocol: int | None,
@@ -101,7 +90,7 @@ def _template(state: AuthenticatorState, template_id: bytes) -> Template:
     raise CtapFailure(Status.INVALID_PARAMETER)
 
 
-def _sample(device: VirtualAuthenticator, link: Link) -> SampleStatus:
+def _sample(device: Device, link: Link) -> SampleStatus:
     """Wait for a finger on the sensor."""
     if link.cancelled():
         raise CtapFailure(Status.KEEPALIVE_CANCEL)
@@ -112,7 +101,7 @@ def _sample(device: VirtualAuthenticator, link: Link) -> SampleStatus:
     return status
 
 
-def _begin(device: VirtualAuthenticator, state: AuthenticatorState, link: Link) -> dict[int, Any]:
+def _begin(device: Device, state: AuthenticatorState, link: Link) -> dict[int, Any]:
     if len(state.templates) >= MAX_TEMPLATES:
         raise CtapFailure(Status.FP_DATABASE_FULL)
     taken = {t.template_id for t in state.templates}
@@ -126,7 +115,7 @@ def _begin(device: VirtualAuthenticator, state: AuthenticatorState, link: Link) 
 
 
 def _capture_next(
-    device: VirtualAuthenticator, state: AuthenticatorState, template_id: bytes, link: Link
+    device: Device, state: AuthenticatorState, template_id: bytes, link: Link
 ) -> dict[int, Any]:
     enrollment = device.enrollment
     if enrollment is None or enrollment.template_id != template_id:
@@ -135,7 +124,7 @@ def _capture_next(
 
 
 def _progress(
-    device: VirtualAuthenticator, state: AuthenticatorState, enrollment: Enrollment, status: SampleStatus
+    device: Device, state: AuthenticatorState, enrollment: Enrollment, status: SampleStatus
 ) -> dict[int, Any]:
     """Count a sample; the last good one stores the template."""
     if status is SampleStatus.GOOD:

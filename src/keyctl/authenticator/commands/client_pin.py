@@ -5,16 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from keyctl.authenticator import params, pin
+from keyctl.authenticator.device import Device
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import PIN_RETRIES, AuthenticatorState
 from keyctl.authenticator.status import CtapFailure, Status
-
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
 
 GET_PIN_RETRIES = 0x01
 GET_KEY_AGREEMENT = 0x02
@@ -59,11 +57,14 @@ def _need(value: Any) -> Any:
 
 
 def handle(
-    device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link
+    device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link
 ) -> dict[int, Any] | None:
     request = parse(raw)
     sub = request.subcommand
     if sub == GET_PIN_RETRIES:
+        # CTAP 2.1 allows either answer without a PIN; real keys (and python-fido2's suite) say PIN_NOT_SET.
+        if state.pin_hash is None:
+            raise CtapFailure(Status.PIN_NOT_SET)
         # powerCycleState: true while PIN_AUTH_BLOCKED lasts (until the key is re-inserted).
         return {3: state.pin_retries, 4: device.consecutive_pin_mismatches >= MAX_CONSECUTIVE_MISMATCHES}
     if sub == GET_UV_RETRIES:
@@ -110,24 +111,25 @@ def _new_pin(state: AuthenticatorState, proto: pin.Protocol, shared: bytes, new_
 
 
 def _set_pin(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     proto: pin.Protocol,
     shared: bytes,
     request: ClientPinRequest,
 ) -> None:
     new_pin_enc = _need(request.new_pin_enc)
-    if not proto.verify(shared, new_pin_enc, _need(request.pin_uv_param)):
+    pin_uv_param = _need(request.pin_uv_param)
+    if state.pin_hash is not None:  # §6.5.5.5 step 3: checked before the pinUvAuthParam
         raise CtapFailure(Status.PIN_AUTH_INVALID)
-    if state.pin_hash is not None:
-        raise CtapFailure(Status.NOT_ALLOWED)
+    if not proto.verify(shared, new_pin_enc, pin_uv_param):
+        raise CtapFailure(Status.PIN_AUTH_INVALID)
     state.pin_hash = _new_pin(state, proto, shared, new_pin_enc)
     state.pin_retries = PIN_RETRIES
     state.force_pin_change = False
 
 
 def _check_pin(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     proto: pin.Protocol,
     shared: bytes,
@@ -154,7 +156,7 @@ def _check_pin(
 
 
 def _change_pin(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     proto: pin.Protocol,
     shared: bytes,
@@ -176,7 +178,7 @@ def _change_pin(
 
 
 def _issue(
-    device: VirtualAuthenticator,
+    device: Device,
     proto: pin.Protocol,
     shared: bytes,
     permissions: Permission,
@@ -191,14 +193,12 @@ def _issue(
     return {2: proto.encrypt(shared, device.token.value, device.rng.random(16))}
 
 
-def _permissions(
-    device: VirtualAuthenticator, state: AuthenticatorState, request: ClientPinRequest
-) -> Permission:
+def _permissions(device: Device, state: AuthenticatorState, request: ClientPinRequest) -> Permission:
     raw = _need(request.permissions)
     if raw == 0:
         raise CtapFailure(Status.INVALID_PARAMETER)
     supported = pin.SUPPORTED_PERMISSIONS
-    if not device.has_builtin_uv(state):  # no fingerprint sensor, so nothing to bio-enroll
+    if not device.has_sensor(state):  # no fingerprint sensor, so nothing to bio-enroll
         supported &= ~Permission.BIO_ENROLL
     if raw & ~supported:
         raise CtapFailure(Status.UNAUTHORIZED_PERMISSION)
@@ -206,7 +206,7 @@ def _permissions(
 
 
 def _token_using_pin(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     proto: pin.Protocol,
     shared: bytes,
@@ -220,12 +220,14 @@ def _token_using_pin(
         permissions = _permissions(device, state, request)
     _check_pin(device, state, proto, shared, _need(request.pin_hash_enc))
     if state.force_pin_change:
-        raise CtapFailure(Status.PIN_POLICY_VIOLATION)
+        # §6.5.5.7.1 step 11: getPinToken answers PIN_INVALID; §6.5.5.7.2 step 11: 0x09 a policy violation.
+        legacy = request.subcommand == GET_PIN_TOKEN
+        raise CtapFailure(Status.PIN_INVALID if legacy else Status.PIN_POLICY_VIOLATION)
     return _issue(device, proto, shared, permissions, request.rp_id)
 
 
 def _token_using_uv(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     proto: pin.Protocol,
     shared: bytes,
@@ -235,6 +237,8 @@ def _token_using_uv(
     if not device.has_builtin_uv(state):
         raise CtapFailure(Status.INVALID_SUBCOMMAND)
     permissions = _permissions(device, state, request)
+    if not device.uv_configured(state):  # §6.5.5.7.3 step 5: supported but not configured
+        raise CtapFailure(Status.NOT_ALLOWED)
     device.confirm_presence(state, "verify it is you", request.rp_id, link)
     device.verify_user(state)
     return _issue(device, proto, shared, permissions, request.rp_id)

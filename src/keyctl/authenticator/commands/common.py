@@ -5,24 +5,24 @@ from __future__ import annotations
 import functools
 import hashlib
 import struct
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from keyctl.authenticator import cbor, pin
 from keyctl.authenticator.credentials import WrappedKey
+from keyctl.authenticator.device import Device
 from keyctl.authenticator.state import AuthenticatorState, ResidentCredential
 from keyctl.authenticator.status import CtapFailure, Status
 
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
-
 FLAG_UP = 0x01
 FLAG_UV = 0x04
+FLAG_BE = 0x08  # backup eligible: the credential may be copied to other devices (a synced passkey)
+FLAG_BS = 0x10  # backup state: it has been
 FLAG_AT = 0x40
 FLAG_ED = 0x80
 
 
 def check_pin_uv_auth(
-    device: VirtualAuthenticator,
+    device: Device,
     protocol: int | None,
     pin_uv_param: bytes | None,
     message: bytes,
@@ -57,8 +57,9 @@ def auth_data(
     counter: int,
     attested: bytes | None = None,
     extensions: dict[str, Any] | None = None,
+    synced: bool = False,
 ) -> bytes:
-    flags = (FLAG_UP if up else 0) | (FLAG_UV if uv else 0)
+    flags = (FLAG_UP if up else 0) | (FLAG_UV if uv else 0) | (FLAG_BE | FLAG_BS if synced else 0)
     flags |= (FLAG_AT if attested is not None else 0) | (FLAG_ED if extensions else 0)
     data = rp_hash + struct.pack(">BI", flags, counter & 0xFFFFFFFF)
     if attested is not None:
@@ -76,7 +77,7 @@ def find_resident(state: AuthenticatorState, credential_id: bytes) -> ResidentCr
 
 
 def lookup(
-    device: VirtualAuthenticator, state: AuthenticatorState, credential_id: bytes, rp_id: str
+    device: Device, state: AuthenticatorState, credential_id: bytes, rp_id: str
 ) -> tuple[WrappedKey, ResidentCredential | None] | None:
     """A credential of ours for this RP: (key, resident record or None), or None when it is not ours.
 

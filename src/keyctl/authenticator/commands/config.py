@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from keyctl.authenticator import cbor, params
 from keyctl.authenticator.commands.common import check_pin_uv_auth
+from keyctl.authenticator.device import Device
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import AuthenticatorState
 from keyctl.authenticator.status import CtapFailure, Status
-
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
 
 ENABLE_ENTERPRISE_ATTESTATION = 0x01
 TOGGLE_ALWAYS_UV = 0x02
@@ -20,7 +18,7 @@ SET_MIN_PIN_LENGTH = 0x03
 MAX_RP_IDS = 8
 
 
-def handle(device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> None:
+def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> None:
     sub = params.required(raw, 1, int)
     sub_params = params.optional(raw, 2, dict)
     protocol = params.optional(raw, 3, int)

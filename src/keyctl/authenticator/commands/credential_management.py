@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from keyctl.authenticator import cbor, credentials, params, pin
 from keyctl.authenticator.commands.common import check_pin_uv_auth, find_resident
+from keyctl.authenticator.device import Device, Enumeration
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import MAX_RESIDENT, AuthenticatorState, ResidentCredential
 from keyctl.authenticator.status import CtapFailure, Status
-
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
 
 GET_CREDS_METADATA = 0x01
 ENUMERATE_RPS_BEGIN = 0x02
@@ -25,16 +22,8 @@ DELETE_CREDENTIAL = 0x06
 UPDATE_USER_INFORMATION = 0x07
 
 
-@dataclass
-class Enumeration:
-    """enumerate*Begin state for the matching getNext subcommand."""
-
-    kind: int  # the getNext subcommand this serves
-    items: list[dict[int, Any]] = field(default_factory=list)
-
-
 def _authorize(
-    device: VirtualAuthenticator,
+    device: Device,
     sub: int,
     sub_params: dict[Any, Any] | None,
     protocol: int | None,
@@ -50,7 +39,7 @@ def _bound_to(token: pin.Token, rp_id: str) -> None:
 
 
 def handle(
-    device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link
+    device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link
 ) -> dict[int, Any] | None:
     sub = params.required(raw, 1, int)
     sub_params = params.optional(raw, 2, dict)
@@ -103,7 +92,7 @@ def _record(state: AuthenticatorState, sub_params: dict[Any, Any]) -> ResidentCr
     return record
 
 
-def _enumerate_rps(device: VirtualAuthenticator, state: AuthenticatorState) -> dict[int, Any]:
+def _enumerate_rps(device: Device, state: AuthenticatorState) -> dict[int, Any]:
     rps: dict[str, str | None] = {}
     for record in state.credentials:
         rps.setdefault(record.rp_id, record.rp_name)
@@ -121,7 +110,7 @@ def _enumerate_rps(device: VirtualAuthenticator, state: AuthenticatorState) -> d
 
 
 def _enumerate_credentials(
-    device: VirtualAuthenticator, state: AuthenticatorState, token: pin.Token, rp_hash: bytes
+    device: Device, state: AuthenticatorState, token: pin.Token, rp_hash: bytes
 ) -> dict[int, Any]:
     records = [c for c in state.credentials if hashlib.sha256(c.rp_id.encode()).digest() == rp_hash]
     if not records:

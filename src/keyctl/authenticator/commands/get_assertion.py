@@ -5,19 +5,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from keyctl.authenticator import credentials, params, pin
 from keyctl.authenticator.commands.common import auth_data, find_resident, lookup, rp_id_hash
 from keyctl.authenticator.commands.user_verification import authorize
 from keyctl.authenticator.credentials import WrappedKey
+from keyctl.authenticator.device import AssertionContext, Device, HmacSecretRequest, PendingAssertions
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
-from keyctl.authenticator.state import AuthenticatorState, ResidentCredential
+from keyctl.authenticator.state import AuthenticatorState, Kind, ResidentCredential
 from keyctl.authenticator.status import CtapFailure, Status
-
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
 
 NEXT_ASSERTION_WINDOW_S = 30.0
 
@@ -45,35 +43,7 @@ def parse(raw: dict[Any, Any]) -> GetAssertionRequest:
     )
 
 
-@dataclass(frozen=True)
-class HmacSecretRequest:
-    """Decrypted hmac-secret salts and how to encrypt the output back."""
-
-    protocol: pin.Protocol
-    shared_secret: bytes
-    salts: tuple[bytes, ...]
-
-
-@dataclass(frozen=True)
-class AssertionContext:
-    rp_hash: bytes
-    client_data_hash: bytes
-    up: bool
-    uv: bool
-    hmac_secret: HmacSecretRequest | None
-    get_cred_blob: bool
-
-
-@dataclass
-class PendingAssertions:
-    """What getNextAssertion continues from: the remaining discoverable credentials, by ID."""
-
-    context: AssertionContext
-    remaining: list[bytes]
-    expires: float
-
-
-def _hmac_secret(device: VirtualAuthenticator, value: Any) -> HmacSecretRequest:
+def _hmac_secret(device: Device, value: Any) -> HmacSecretRequest:
     if not isinstance(value, dict):
         raise CtapFailure(Status.CBOR_UNEXPECTED_TYPE)
     key_agreement = params.required(value, 1, dict)
@@ -89,9 +59,7 @@ def _hmac_secret(device: VirtualAuthenticator, value: Any) -> HmacSecretRequest:
     return HmacSecretRequest(proto, shared, (salts[:32], salts[32:]) if len(salts) == 64 else (salts,))
 
 
-def handle(
-    device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link
-) -> dict[int, Any]:
+def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> dict[int, Any]:
     request = parse(raw)
     if "rk" in request.options:
         raise CtapFailure(Status.UNSUPPORTED_OPTION)
@@ -156,9 +124,7 @@ def handle(
     return response
 
 
-def handle_next(
-    device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link
-) -> dict[int, Any]:
+def handle_next(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> dict[int, Any]:
     pending = device.pending_assertions
     if not isinstance(pending, PendingAssertions) or device.clock.monotonic() > pending.expires:
         device.pending_assertions = None
@@ -176,7 +142,7 @@ def handle_next(
 
 
 def _assertion(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     context: AssertionContext,
     credential_id: bytes,
@@ -199,6 +165,7 @@ def _assertion(
         uv=context.uv,
         counter=device.next_counter(state, credential_id, record),
         extensions=extensions,
+        synced=state.kind is Kind.SYNCED,
     )
     key = device.private_key(wrapped.alg, wrapped.private)
     response: dict[int, Any] = {

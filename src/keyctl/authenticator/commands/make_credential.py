@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from keyctl.authenticator import attestation, cbor, credentials, params
 from keyctl.authenticator.commands.common import auth_data, lookup, rp_id_hash
 from keyctl.authenticator.commands.user_verification import authorize
 from keyctl.authenticator.credentials import MAX_CRED_BLOB, Alg, WrappedKey
+from keyctl.authenticator.device import Device
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
-from keyctl.authenticator.state import MAX_RESIDENT, AuthenticatorState, ResidentCredential
+from keyctl.authenticator.state import MAX_RESIDENT, AuthenticatorState, Kind, ResidentCredential
 from keyctl.authenticator.status import CtapFailure, Status
-
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
 
 
 @dataclass(frozen=True)
@@ -64,9 +62,23 @@ def parse(raw: dict[Any, Any]) -> MakeCredentialRequest:
     )
 
 
-def handle(
-    device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link
-) -> dict[int, Any]:
+def _enterprise(state: AuthenticatorState, request: MakeCredentialRequest) -> bool:
+    """CTAP 2.1 §6.1.2 step 9: may this credential get an enterprise attestation?
+
+    Value 1 (vendor-facilitated) only for an RP ID on the list set at creation; value 2 (platform-managed)
+    for any RP ID, the platform having vetted it. Otherwise the request is treated as if it had not asked.
+    """
+    value = request.enterprise_attestation
+    if value is None:
+        return False
+    if not state.enterprise_attestation:
+        raise CtapFailure(Status.INVALID_PARAMETER)
+    if value not in (1, 2):
+        raise CtapFailure(Status.INVALID_OPTION)
+    return value == 2 or request.rp_id in state.ep_rp_ids
+
+
+def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> dict[int, Any]:
     request = parse(raw)
     if len(request.user_id) > 64:
         raise CtapFailure(Status.INVALID_LENGTH)
@@ -77,12 +89,8 @@ def handle(
     if request.options.get("up") is False:
         raise CtapFailure(Status.INVALID_OPTION)
     rk = request.options.get("rk", False)
-    enterprise = request.enterprise_attestation is not None
-    if enterprise:
-        if not state.enterprise_attestation:
-            raise CtapFailure(Status.INVALID_PARAMETER)
-        if request.enterprise_attestation not in (1, 2):
-            raise CtapFailure(Status.INVALID_OPTION)
+    resident = rk or state.kind is not Kind.SECURITY_KEY  # platforms and providers store every passkey
+    enterprise = _enterprise(state, request)
     uv = authorize(
         device,
         state,
@@ -107,7 +115,7 @@ def handle(
     cred_protect = ext_in.get("credProtect")
     if not isinstance(cred_protect, int) or cred_protect not in (1, 2, 3):
         cred_protect = 1
-    elif cred_protect > 1:
+    else:  # the applied policy is reported whenever one was asked for, level 1 included
         ext_out["credProtect"] = cred_protect
     hmac_secret = ext_in.get("hmac-secret") is True
     if hmac_secret:
@@ -122,10 +130,10 @@ def handle(
 
     rp_hash = rp_id_hash(request.rp_id)
     private = credentials.generate_private(alg, device.rng.random(32))
-    wrapped = WrappedKey(alg, private, rp_hash, rk, cred_protect, hmac_secret, cred_blob)
+    wrapped = WrappedKey(alg, private, rp_hash, resident, cred_protect, hmac_secret, cred_blob)
     credential_id = credentials.wrap(state.wrap_key, device.rng.random(credentials.NONCE_SIZE), wrapped)
     record = None
-    if rk:
+    if resident:
         state.credentials = [
             c for c in state.credentials if not (c.rp_id == request.rp_id and c.user_id == request.user_id)
         ]
@@ -158,6 +166,7 @@ def handle(
         counter=device.next_counter(state, credential_id, record),
         attested=attested,
         extensions=ext_out,
+        synced=state.kind is Kind.SYNCED,
     )
     fmt, statement = attestation.statement(state, alg, key, data, request.client_data_hash, enterprise)
     response: dict[int, Any] = {1: fmt, 2: data, 3: statement}

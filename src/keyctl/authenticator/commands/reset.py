@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from keyctl.authenticator.device import Device
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import DEFAULT_MIN_PIN_LENGTH, PIN_RETRIES, UV_RETRIES, AuthenticatorState
 from keyctl.authenticator.status import CtapFailure, Status
 
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
 
-RESET_WINDOW_S = 10.0
-
-
-def handle(device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> None:
-    if device.clock.monotonic() - device.powered_up_at > RESET_WINDOW_S:
+def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> None:
+    if not device.may_reset():
         raise CtapFailure(Status.NOT_ALLOWED)
     device.confirm_presence(state, "reset this key (deletes every passkey on it)", None, link)
     # Identity (AAGUID, attestation certificate) and the global counter survive, as on real keys;
@@ -33,5 +29,4 @@ def handle(device: VirtualAuthenticator, state: AuthenticatorState, raw: dict[An
     state.always_uv = False
     state.enterprise_attestation = False
     state.templates = []
-    device.enrollment = None
-    device.token = None
+    device.clear_volatile()  # the consecutive-mismatch count (PIN_AUTH_BLOCKED) included

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from keyctl.authenticator import pin
 from keyctl.authenticator.commands.common import check_pin_uv_auth
+from keyctl.authenticator.device import Device
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import AuthenticatorState
 from keyctl.authenticator.status import CtapFailure, Status
 
-if TYPE_CHECKING:
-    from keyctl.authenticator.device import VirtualAuthenticator
-
 
 def authorize(
-    device: VirtualAuthenticator,
+    device: Device,
     state: AuthenticatorState,
     link: Link,
     *,
@@ -40,12 +36,12 @@ def authorize(
         check_pin_uv_auth(device, pin_uv_protocol, pin_uv_param, client_data_hash, permission, rp_id)
         return True
     if uv_option:
-        if not device.has_builtin_uv(state):
+        if not device.uv_configured(state):  # §6.1.2 step 5: absent, or not yet enabled (no finger)
             raise CtapFailure(Status.INVALID_OPTION)
         device.verify_user(state)
         return True
     if state.always_uv or (needs_uv and device.protected(state)):
-        if state.always_uv and device.has_builtin_uv(state):
+        if state.always_uv and device.uv_configured(state):
             device.verify_user(state)
             return True
         raise CtapFailure(Status.PUAT_REQUIRED if device.protected(state) else Status.PIN_NOT_SET)

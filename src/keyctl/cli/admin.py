@@ -1,0 +1,367 @@
+"""`keyctl admin`: the admin API of a running keyctl server (users, invites, passkeys, blocks, audit log).
+
+A top-level group, not `keyctl server admin`: `keyctl server` runs a server on this machine's database,
+while these commands talk HTTP to any deployed server, like `gh api` or `kubectl`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from keyctl.cli.output import JsonOption, Terminal, YesOption
+from keyctl.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from keyctl.admin import AdminApi
+
+app = typer.Typer(no_args_is_help=True)
+users_app = typer.Typer(no_args_is_help=True, help="Accounts: list, show, add, reset-2fa.")
+invites_app = typer.Typer(no_args_is_help=True, help="Invite links for new accounts.")
+passkeys_app = typer.Typer(no_args_is_help=True, help="A user's passkeys: list, delete.")
+blocks_app = typer.Typer(no_args_is_help=True, help="Brute-force blocks: list, lift.")
+app.add_typer(users_app, name="users")
+app.add_typer(invites_app, name="invites")
+app.add_typer(passkeys_app, name="passkeys")
+app.add_typer(blocks_app, name="blocks")
+
+ID_WIDTH = 12  # credential ids in tables; --json has them in full
+
+ServerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--server",
+        metavar="URL",
+        help="The server's URL (else $KEYCTL_ADMIN_SERVER, else the one 'keyctl admin login' stored).",
+    ),
+]
+TokenEnvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--token-env",
+        metavar="VAR",
+        help="The admin token's environment variable (else $KEYCTL_ADMIN_TOKEN, else the keyring).",
+    ),
+]
+EmailArg = Annotated[str, typer.Argument(metavar="EMAIL", help="The account's email address.")]
+
+
+def _api(server: str | None, token_env: str | None) -> AdminApi:
+    from keyctl.admin import AdminApi, resolve
+
+    return AdminApi(*resolve(server, token_env))
+
+
+def _short(credential_id: str) -> str:
+    return credential_id if len(credential_id) <= ID_WIDTH else credential_id[: ID_WIDTH - 1] + "…"
+
+
+def _day(stamp: object) -> str:
+    """An ISO time as 'YYYY-MM-DD HH:MM' (tables), '-' when absent."""
+    return str(stamp)[:16].replace("T", " ") if stamp else "-"
+
+
+@app.command()
+def login(
+    server: Annotated[
+        str, typer.Option("--server", metavar="URL", help="The server's URL.", show_envvar=False)
+    ],
+    token_env: TokenEnvOption = None,
+) -> None:
+    """Store a server and its admin token (token in the OS keyring) for the other admin commands."""
+    from keyctl.admin import AdminApi, check_url, store_profile
+    from keyctl.cli.prompt import read_secret
+
+    url = check_url(server)
+    token = read_secret("admin token", token_env)
+    with AdminApi(url, token) as api:
+        api.blocks()  # proves URL and token before anything is stored
+    store_profile(url, token)
+    Terminal().success(f"admin commands now go to {url} (token in the OS keyring)")
+
+
+@app.command()
+def logout() -> None:
+    """Forget the stored server and delete its token from the OS keyring."""
+    from keyctl.admin import forget_profile
+
+    server = forget_profile()
+    Terminal().status(f"forgot {server}" if server else "no admin server was stored")
+
+
+@users_app.command("list")
+def users_list(
+    server: ServerOption = None, token_env: TokenEnvOption = None, as_json: JsonOption = False
+) -> None:
+    """List the accounts: 2FA, passkey count, last sign-in."""
+    term = Terminal(as_json)
+    with _api(server, token_env) as api:
+        users = list(api.users())
+    if as_json:
+        term.json(users)
+        return
+    rows = [
+        (
+            u["email"],
+            "yes" if u.get("totp_enrolled") else "no",
+            len(u.get("passkeys", [])),
+            _day(u.get("last_sign_in_at")),
+        )
+        for u in users
+    ]
+    term.table(["email", "2fa", "passkeys", "last sign-in"], rows)
+
+
+@users_app.command("show")
+def users_show(
+    email: EmailArg,
+    server: ServerOption = None,
+    token_env: TokenEnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one account and its passkeys."""
+    term = Terminal(as_json)
+    with _api(server, token_env) as api:
+        user = api.user(email)
+    if as_json:
+        term.json(user)
+        return
+    term.line(f"email         {user['email']}")
+    term.line(f"created       {_day(user.get('created_at'))}")
+    term.line(f"2fa           {'TOTP enrolled' if user.get('totp_enrolled') else 'not enrolled'}")
+    term.line(f"last sign-in  {_day(user.get('last_sign_in_at'))}")
+    _passkey_table(term, user.get("passkeys", []))
+
+
+@users_app.command("add")
+def users_add(
+    email: EmailArg,
+    password_env: Annotated[
+        str | None,
+        typer.Option(
+            "--password-env", metavar="VAR", help="Take the password from this environment variable."
+        ),
+    ] = None,
+    server: ServerOption = None,
+    token_env: TokenEnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an account (password from --password-env VAR, a prompt, or one line of stdin)."""
+    from keyctl.cli.prompt import read_secret
+
+    password = read_secret("password", password_env, confirm=sys.stdin.isatty())
+    term = Terminal(as_json)
+    with _api(server, token_env) as api:
+        user = api.add_user(email, password)
+    if as_json:
+        term.json(user)
+    else:
+        term.success(f"account {user['email']} created on {api.server}")
+
+
+@users_app.command("reset-2fa")
+def users_reset_2fa(
+    email: EmailArg,
+    yes: YesOption = False,
+    server: ServerOption = None,
+    token_env: TokenEnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Remove an account's TOTP and recovery code: it enrolls 2FA again at its next sign-in."""
+    term = Terminal(as_json)
+    with _api(server, token_env) as api:
+        api.user(email)
+        term.confirm(f"Reset the 2FA of {email} on {api.server}?", yes)
+        user = api.reset_2fa(email)
+    if as_json:
+        term.json(user)
+    else:
+        term.success(f"2FA of {user['email']} reset: it enrolls TOTP again at the next sign-in")
+
+
+@invites_app.command("create")
+def invites_create(
+    email: EmailArg,
+    server: ServerOption = None,
+    token_env: TokenEnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an invite link for a new account (the person sets a password and 2FA there)."""
+    term = Terminal(as_json)
+    with _api(server, token_env) as api:
+        invite = api.invite(email)
+    if as_json:
+        term.json(invite)
+    else:
+        term.line(str(invite["invite_url"]))
+        term.status(
+            f"expires {_day(invite.get('expires_at'))} UTC; the link is a secret: send it to {email} only"
+        )
+
+
+def _passkey_table(term: Terminal, passkeys: list[dict[str, Any]]) -> None:
+    if not passkeys:
+        term.status("no passkeys")
+        return
+    rows = [
+        (
+            _short(p["id"]),
+            p.get("name") or "-",
+            "synced" if p.get("backed_up") else "device",
+            _day(p.get("last_used_at")),
+        )
+        for p in passkeys
+    ]
+    term.table(["id", "name", "kind", "last used"], rows)
+
+
+@passkeys_app.command("list")
+def passkeys_list(
+    email: EmailArg,
+    server: ServerOption = None,
+    token_env: TokenEnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List a user's passkeys (ids shortened; in full with --json)."""
+    term = Terminal(as_json)
+    with _api(server, token_env) as api:
+        passkeys = api.user(email).get("passkeys", [])
+    if as_json:
+        term.json(passkeys)
+    else:
+        _passkey_table(term, passkeys)
+
+
+@passkeys_app.command("delete")
+def passkeys_delete(
+    email: EmailArg,
+    credential_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The passkey's id, or a unique start of it.")
+    ],
+    yes: YesOption = False,
+    server: ServerOption = None,
+    token_env: TokenEnvOption = None,
+) -> None:
+    """Delete one of a user's passkeys."""
+    from keyctl.errors import NotFound
+
+    term = Terminal()
+    with _api(server, token_env) as api:
+        passkeys = api.user(email).get("passkeys", [])
+        prefix = credential_id.rstrip("…")
+        matches = [p for p in passkeys if p["id"] == prefix] or [
+            p for p in passkeys if p["id"].startswith(prefix)
+        ]
+        if not matches:
+            raise NotFound(
+                f"{email} has no passkey {credential_id}",
+                f"list them with: keyctl admin passkeys list {email}",
+            )
+        if len(matches) > 1:
+            raise InvalidInput(
+                f"{credential_id} starts {len(matches)} passkey ids of {email}", "give more of the id"
+            )
+        passkey = matches[0]
+        term.confirm(f"Delete passkey {passkey.get('name') or _short(passkey['id'])} of {email}?", yes)
+        api.delete_passkey(email, passkey["id"])
+    term.success(f"deleted passkey {_short(passkey['id'])} of {email}")
+
+
+@blocks_app.command("list")
+def blocks_list(
+    server: ServerOption = None, token_env: TokenEnvOption = None, as_json: JsonOption = False
+) -> None:
+    """List the brute-force blocks (IP address, account, since when)."""
+    term = Terminal(as_json)
+    with _api(server, token_env) as api:
+        blocks = api.blocks()
+    if as_json:
+        term.json(blocks)
+    elif not blocks:
+        term.status("no blocks")
+    else:
+        term.table(
+            ["ip", "account", "since"],
+            [(b["ip"], b.get("email") or "-", _day(b.get("since"))) for b in blocks],
+        )
+
+
+@blocks_app.command("lift")
+def blocks_lift(
+    ip: Annotated[str, typer.Argument(metavar="IP", help="The blocked IP address.")],
+    email: Annotated[
+        str | None, typer.Option("--email", metavar="EMAIL", help="Only this account's block from that IP.")
+    ] = None,
+    server: ServerOption = None,
+    token_env: TokenEnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Lift the blocks of an IP address (all accounts, or --email's only)."""
+    from keyctl.errors import NotFound
+
+    term = Terminal(as_json)
+    with _api(server, token_env) as api:
+        count = api.unblock(ip, email)
+    if as_json:
+        term.json({"unblocked": count})
+    elif count == 0:
+        raise NotFound(
+            f"no block for {ip}{f' and {email}' if email else ''}", "list them with: keyctl admin blocks list"
+        )
+    else:
+        term.success(f"lifted {count} block(s) of {ip}")
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    detail = " ".join(f"{k}={v}" for k, v in (event.get("detail") or {}).items())
+    fields = (_day(event.get("time")), event.get("event"), event.get("email") or "-", event.get("ip") or "-")
+    return "  ".join(str(field) for field in (*fields, detail)).rstrip()
+
+
+@app.command()
+def audit(
+    user: Annotated[
+        str | None, typer.Option("--user", metavar="EMAIL", help="Only this account's events.")
+    ] = None,
+    event: Annotated[
+        str | None, typer.Option("--event", metavar="NAME", help="Only this event (e.g. signin_blocked).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option("--since", metavar="WHEN", help="Only events since: 30m, 12h, 7d or an ISO date."),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new events until Ctrl-C.")
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option("--interval", min=0.2, help="With --follow: seconds between polls.", show_default=True),
+    ] = 2.0,
+    server: ServerOption = None,
+    token_env: TokenEnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the server's audit log, filtered by account, event and time; --follow for new events."""
+    import json
+    import time
+
+    from keyctl.admin import AuditQuery, since_iso
+
+    query = AuditQuery(user, event, since_iso(since, time.time()) if since else None)
+    term = Terminal(as_json)
+    with _api(server, token_env) as api:
+        events, after = api.audit(query)
+        if not follow:
+            if as_json:
+                term.json(events)
+            else:
+                for item in events:
+                    term.line(_event_line(item))
+            return
+        while True:  # one JSON object a line (JSON Lines) or one text line per event
+            for item in events:
+                term.line(json.dumps(item) if as_json else _event_line(item))
+            time.sleep(interval)
+            events, after = api.audit(query, after)

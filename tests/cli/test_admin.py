@@ -1,0 +1,192 @@
+"""`keyctl admin` against a real reference server on loopback: every command, the token's three sources,
+80-column tables with short ids (full with --json), confirmations, and refusals that change nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from keyctl.hid.inprocess import connect
+from keyctl.server import ServerHandle, start
+from keyctl.webauthn import flows, profile
+from keyctl.webauthn.session import Session
+from tests.conftest import Result
+from tests.webauthn.conftest import PASSWORD, authenticator, client, sign_up
+
+Cli = Callable[..., Result]
+TOKEN = "admin-token-for-tests-0123456789"
+
+
+@pytest.fixture
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerHandle]:
+    with start(tmp_path / "rp.sqlite3", admin_token=TOKEN, max_failures=3, rate_limit=100_000) as handle:
+        monkeypatch.setenv("ADMIN_TOKEN", TOKEN)
+        monkeypatch.setenv("KEYCTL_ADMIN_SERVER", handle.url)
+        yield handle
+
+
+def with_passkeys(server: ServerHandle, email: str, count: int) -> Session:
+    server.create_user(email, PASSWORD)
+    session = Session(server.url, profile.load("keyctl"), server.url)
+    sign_up(session, email, time.time)
+    for number in range(count):
+        key = authenticator()
+        request = flows.Request(user=email, name=f"key {number}", resident=True)
+        flows.register(session, client(server.url, lambda key=key: connect(key)), request)
+    return session
+
+
+def admin(cli: Cli, *args: str) -> Result:
+    return cli("admin", *args, "--token-env", "ADMIN_TOKEN")
+
+
+def test_users_add_list_show(cli: Cli, server: ServerHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEW_PW", PASSWORD)
+    added = admin(cli, "users", "add", "Ann@Example.com", "--password-env", "NEW_PW", "--json")
+    assert added.exit_code == 0, added.stderr
+    assert json.loads(added.stdout)["email"] == "ann@example.com"
+    again = admin(cli, "users", "add", "ann@example.com", "--password-env", "NEW_PW")
+    assert again.exit_code == 5, again.stderr
+    with_passkeys(server, "a-rather-long-address.for-the-table@example.com", 2).close()
+    listed = admin(cli, "users", "list", "--json")
+    assert [u["email"] for u in json.loads(listed.stdout)] == [
+        "ann@example.com",
+        "a-rather-long-address.for-the-table@example.com",
+    ]
+    monkeypatch.setenv("COLUMNS", "80")
+    table = admin(cli, "users", "list")
+    assert table.exit_code == 0, table.stderr
+    assert "ann@example.com" in table.stdout  # a longer address folds inside its cell
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    shown = admin(cli, "users", "show", "a-rather-long-address.for-the-table@example.com")
+    assert "TOTP enrolled" in shown.stdout
+    assert "key 1" in shown.stdout
+    assert max(len(line) for line in shown.stdout.splitlines()) <= 80
+    missing = admin(cli, "users", "show", "nobody@example.com")
+    assert missing.exit_code == 4
+    assert "fix: list the accounts with: keyctl admin users list" in missing.stderr
+
+
+def test_passkeys_list_short_ids_and_delete_after_confirmation(cli: Cli, server: ServerHandle) -> None:
+    session = with_passkeys(server, "bea@example.com", 2)
+    full = json.loads(admin(cli, "passkeys", "list", "bea@example.com", "--json").stdout)
+    ids = [p["id"] for p in full]
+    assert len(ids) == 2
+    assert all(len(i) > 40 for i in ids)
+    table = admin(cli, "passkeys", "list", "bea@example.com")
+    assert ids[0][:11] + "…" in table.stdout
+    assert ids[0] not in table.stdout
+    # No terminal to ask on and no --yes: refused, nothing deleted.
+    refused = admin(cli, "passkeys", "delete", "bea@example.com", ids[0][:11] + "…")
+    assert refused.exit_code == 8, refused.stderr
+    assert "pass --yes" in refused.stderr
+    assert len(session.call("GET", "/api/passkeys")["passkeys"]) == 2
+    unknown = admin(cli, "passkeys", "delete", "bea@example.com", "zzzz", "--yes")
+    assert unknown.exit_code == 4
+    deleted = admin(cli, "passkeys", "delete", "bea@example.com", ids[0][:11], "--yes")
+    assert deleted.exit_code == 0, deleted.stderr
+    assert [p["id"] for p in session.call("GET", "/api/passkeys")["passkeys"]] == ids[1:]
+    session.close()
+
+
+def test_blocks_list_and_lift(cli: Cli, server: ServerHandle) -> None:
+    server.create_user("cid@example.com", PASSWORD)
+    for _ in range(3):
+        httpx.post(
+            f"{server.url}/api/signin/password",
+            json={"email": "cid@example.com", "password": "wrong password"},
+            headers={"Origin": server.url},
+        )
+    blocks = json.loads(admin(cli, "blocks", "list", "--json").stdout)
+    assert [(b["ip"], b["email"]) for b in blocks] == [("127.0.0.1", "cid@example.com")]
+    assert "cid@example.com" in admin(cli, "blocks", "list").stdout
+    lifted = admin(cli, "blocks", "lift", "127.0.0.1", "--email", "cid@example.com")
+    assert lifted.exit_code == 0, lifted.stderr
+    assert json.loads(admin(cli, "blocks", "list", "--json").stdout) == []
+    nothing = admin(cli, "blocks", "lift", "127.0.0.1")
+    assert nothing.exit_code == 4
+    answer = httpx.post(
+        f"{server.url}/api/signin/password",
+        json={"email": "cid@example.com", "password": PASSWORD},
+        headers={"Origin": server.url},
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def test_reset_2fa_invites_and_the_audit_log(cli: Cli, server: ServerHandle) -> None:
+    with_passkeys(server, "dov@example.com", 0).close()
+    reset = admin(cli, "users", "reset-2fa", "dov@example.com", "--yes")
+    assert reset.exit_code == 0, reset.stderr
+    assert (
+        json.loads(admin(cli, "users", "show", "dov@example.com", "--json").stdout)["totp_enrolled"] is False
+    )
+    invite = admin(cli, "invites", "create", "eve@example.com")
+    assert invite.exit_code == 0, invite.stderr
+    assert httpx.get(invite.stdout.strip().replace(server.url, server.local_url)).status_code == 200
+    events = json.loads(admin(cli, "audit", "--user", "dov@example.com", "--json").stdout)
+    assert {"user_created", "totp_enrolled", "totp_reset"} <= {e["event"] for e in events}
+    assert {e["email"] for e in events} == {"dov@example.com"}
+    only = json.loads(admin(cli, "audit", "--event", "invite_created", "--json").stdout)
+    assert [e["email"] for e in only] == ["eve@example.com"]
+    assert json.loads(admin(cli, "audit", "--since", "2999-01-01", "--json").stdout) == []
+    assert len(json.loads(admin(cli, "audit", "--since", "10m", "--json").stdout)) >= 4
+    text = admin(cli, "audit", "--event", "totp_reset")
+    assert "totp_reset  dov@example.com" in text.stdout
+    assert "by=admin" in text.stdout
+    bad = admin(cli, "audit", "--since", "yesterday")
+    assert bad.exit_code == 3
+    assert "--since 'yesterday'" in bad.stderr
+
+
+def test_audit_follow_prints_new_events(server: ServerHandle) -> None:
+    env = {**os.environ, "COLUMNS": "80"}
+    args = ["admin", "audit", "--follow", "--interval", "0.2", "--token-env", "ADMIN_TOKEN", "--json"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "keyctl", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        time.sleep(2)
+        server.create_user("fay@example.com", PASSWORD)
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert json.loads(line)["email"] == "fay@example.com"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+
+
+def test_the_token_from_a_stored_profile_and_refusals(
+    cli: Cli, server: ServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KEYCTL_ADMIN_SERVER")
+    nowhere = cli("admin", "users", "list")
+    assert nowhere.exit_code == 3
+    assert "keyctl admin login --server URL" in nowhere.stderr
+    monkeypatch.setenv("WRONG", "not-the-token")
+    wrong = cli("admin", "login", "--server", server.url, "--token-env", "WRONG")
+    assert wrong.exit_code == 21, wrong.stderr
+    assert "refused the admin token" in wrong.stderr
+    stored = cli("admin", "login", "--server", server.url, "--token-env", "ADMIN_TOKEN")
+    assert stored.exit_code == 0, stored.stderr
+    config = Path(os.environ["KEYCTL_CONFIG_DIR"])
+    assert TOKEN not in "".join(p.read_text() for p in config.rglob("*") if p.is_file())
+    listed = cli("admin", "users", "list", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout) == []
+    assert cli("admin", "logout").exit_code == 0
+    assert cli("admin", "users", "list").exit_code == 3
