@@ -258,6 +258,13 @@ def test_two_attached_authenticators_are_two_keys_and_leave_cleanly(key1: Attach
     assert hidraw_of("k1") == key1.path
 
 
+def test_power_cycle_reaches_the_attached_key(key1: Attached) -> None:
+    cycled = keyctl("virtual", "power-cycle", "k1")
+    assert cycled.returncode == 0, cycled.stderr
+    assert f"pid {key1.process.pid}" in cycled.stderr + cycled.stdout
+    assert hidraw_of("k1") == key1.path  # still attached
+
+
 @pytest.fixture(scope="module")
 def server(home: Path) -> Iterator[str]:
     """`keyctl server` as its own process on a loopback port."""
