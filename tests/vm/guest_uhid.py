@@ -326,6 +326,58 @@ def test_register_and_login_with_usb_against_keyctl_server(key1: Attached, serve
     )
 
 
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
+
+
+def test_chromium_registers_and_signs_in_with_the_attached_key(
+    key1: Attached, server: str, home: Path
+) -> None:
+    """Debian's Chromium, no CDP virtual authenticator: it finds the key through the kernel like any USB key.
+    Before the PIN test: with a PIN set, Chromium would ask for it in UI that headless mode does not have."""
+    from playwright.sync_api import expect, sync_playwright
+
+    email, password = "bea@example.com", "correct horse battery staple"
+    added = keyctl("server", "user", "add", email, "--db", str(home / "rp.sqlite3"), "--password-env", "PW",
+                   env={"PW": password})  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(180_000)  # software emulation
+            expect.set_options(timeout=180_000)
+            page.goto(server)
+            page.fill("#email", email)
+            page.fill("#password", password)
+            page.click("#signin-btn")
+            expect(page.locator("#enroll")).to_be_visible()
+            secret = page.inner_text("#enroll-secret")
+            page.fill("#enroll-code", tool("oathtool", "--totp", "-b", secret).stdout.strip())
+            page.click("#enroll-btn")
+            expect(page.locator("#recovery")).to_be_visible()
+            page.fill("#recovery-confirm", page.inner_text("#recovery-shown"))
+            page.click("#recovery-confirm-btn")
+            expect(page.locator("#whoami")).to_have_text(email)
+            page.fill("#register-name", "attached key")
+            page.click("#register-btn")
+            expect(page.locator("#message")).to_have_text('Passkey "attached key" registered')
+            page.click("#logout-btn")
+            expect(page.locator("#message")).to_have_text("Logged out")
+            page.fill("#email", email)  # username-first: the key also holds uma's passkey for localhost
+            with page.expect_response("**/api/passkeys/login/verify") as verified:
+                page.click("#passkey-btn")
+            assert verified.value.status == 200, verified.value.text()
+            expect(page.locator("#message")).to_have_text("Signed in with a passkey")
+            expect(page.locator("#whoami")).to_have_text(email)
+        finally:
+            browser.close()
+    # The passkey Chromium registered is on the attached key, not in the browser.
+    from keyctl.authenticator import store
+
+    assert email in [c.user_name for c in store.FileStore("k1").load().credentials]
+
+
 def test_a_pin_set_by_libfido2_guards_both_clients(key1: Attached, tmp_path: Path) -> None:
     set_pin = tool("fido2-token", "-S", str(key1.path), stdin=f"{PIN}\n{PIN}\n")
     assert set_pin.returncode == 0, set_pin.stderr
@@ -338,7 +390,7 @@ def test_a_pin_set_by_libfido2_guards_both_clients(key1: Attached, tmp_path: Pat
     listed = keyctl("key", "creds", "list", "--device", "usb", "--pin-env", "PIN", "--json", env={"PIN": PIN})
     assert listed.returncode == 0, listed.stderr
     rps = sorted(c["rp_id"] for c in json.loads(listed.stdout))
-    assert rps == ["fido.example", "localhost"]
+    assert rps == ["fido.example", "localhost", "localhost"]  # libfido2's, keyctl register's, Chromium's
     wrong = keyctl("key", "creds", "list", "--device", "usb", "--pin-env", "PIN", env={"PIN": "9999"})
     assert wrong.returncode == 15, wrong.stderr  # "We could not verify you"
 

@@ -31,18 +31,22 @@ GUEST_TIMEOUT_S = 900
 class Outcome:
     kind: str  # passed, failed, error, skipped
     text: str
+    seconds: float
 
 
 def _outcomes(junit: Path) -> dict[str, Outcome]:
     outcomes = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         found = [child for child in case if child.tag in ("failure", "error", "skipped")]
+        seconds = float(case.attrib.get("time", 0))
         if not found:
-            outcomes[case.attrib["name"]] = Outcome("passed", "")
+            outcomes[case.attrib["name"]] = Outcome("passed", "", seconds)
             continue
         child = found[0]
         text = f"{child.attrib.get('message', '')}\n{child.text or ''}"
-        outcomes[case.attrib["name"]] = Outcome({"failure": "failed"}.get(child.tag, child.tag), text)
+        outcomes[case.attrib["name"]] = Outcome(
+            {"failure": "failed"}.get(child.tag, child.tag), text, seconds
+        )
     return outcomes
 
 
@@ -66,10 +70,14 @@ def guest(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
         f"--junitxml=/tmp/vm/junit.xml {GUEST_TESTS.relative_to(ROOT)}\n"
     )
     result = qemu.run_guest(script, shared, timeout_s=GUEST_TIMEOUT_S)
-    sys.stderr.write(f"\nQEMU guest: {len(NAMES)} checks in {result.seconds:.0f} s (boot included)\n")
     junit = shared / "junit.xml"
     assert junit.exists(), f"the guest wrote no results (exit {result.exit_code}):\n{result.output[-4000:]}"
-    return _outcomes(junit)
+    outcomes = _outcomes(junit)
+    times = ", ".join(f"{name.removeprefix('test_')[:40]} {o.seconds:.0f} s" for name, o in outcomes.items())
+    sys.stderr.write(
+        f"\nQEMU guest: {len(NAMES)} checks in {result.seconds:.0f} s, boot included ({times})\n"
+    )
+    return outcomes
 
 
 @pytest.mark.slow
