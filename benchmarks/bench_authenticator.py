@@ -7,7 +7,8 @@ getAssertion round trip is measured twice: ``Ctap2.send_cbor`` (fido2 encodes th
 over CTAPHID, decodes the CBOR answer) and ``Ctap2.get_assertion`` (the same plus fido2 building its
 AssertionResponse dataclasses, which costs fido2 more than the whole round trip). A last line measures
 fido2's client side alone: ``Ctap2.send_cbor`` against a connection that answers instantly with a
-recorded response, the floor any authenticator behind fido2 adds its own time to.
+recorded response, the floor any authenticator behind fido2 adds its own time to. U2F authenticate goes
+through fido2's ``Ctap1`` (an APDU over CTAPHID_MSG) with a key handle from U2F_REGISTER.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from fido2 import cbor
+from fido2.ctap1 import Ctap1
 from fido2.ctap2 import Ctap2
 from fido2.hid import CtapHidDevice
 from fido2.hid.base import CtapHidConnection
@@ -100,6 +102,10 @@ def main() -> None:
         return {1: "example.com", 2: CDH, 3: [credential]}
 
     local_args, remote_args = assertion_args(local), assertion_args(remote)
+    local_u2f, remote_u2f = Ctap1(local.device), Ctap1(remote.device)
+    app = hashlib.sha256(b"example.com").digest()
+    local_handle = local_u2f.register(CDH, app).key_handle
+    remote_handle = remote_u2f.register(CDH, app).key_handle
     allow = local_args[3]
     request = bytes([Ctap2.CMD.GET_ASSERTION]) + cbor.encode(local_args)
     recorded = RecordedAnswer(
@@ -120,6 +126,12 @@ def main() -> None:
         ),
         "getAssertion over UDP, Ctap2.send_cbor": lambda: remote.send_cbor(
             Ctap2.CMD.GET_ASSERTION, remote_args
+        ),
+        "U2F authenticate in-process, Ctap1.authenticate": lambda: local_u2f.authenticate(
+            CDH, app, local_handle
+        ),
+        "U2F authenticate over UDP, Ctap1.authenticate": lambda: remote_u2f.authenticate(
+            CDH, app, remote_handle
         ),
         "makeCredential in-process, Ctap2.make_credential": lambda: local.make_credential(
             CDH, RP, {"id": b"bench"}, ES256

@@ -13,5 +13,7 @@ def configure_logging(debug: bool, traffic: bool) -> None:
         return
     level = TRAFFIC if traffic else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpcore's debug trace holds every response's headers, Set-Cookie (a session) included: traffic.
+    logging.getLogger("httpcore").setLevel(level if traffic else logging.INFO)
     if traffic:
         logging.getLogger(__name__).warning("--traffic logs raw frames and may show PINs and secrets")

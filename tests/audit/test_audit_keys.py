@@ -259,7 +259,10 @@ def test_no_key_plugged_in(cli: Any) -> None:
     # Output options are checked before any key is touched.
     refused = cli("audit", "keys", "--device", "udp:127.0.0.1:9", "--fail-on", "severe")
     assert refused.exit_code == ExitCode.INVALID_INPUT
-    assert "unknown severity 'severe'" in refused.stderr
+    assert (
+        "error: --fail-on: 'severe' is not one of 'info', 'low', 'medium', 'high', 'critical'"
+        in refused.stderr
+    )
 
 
 def _info(**changes: Any) -> KeyInfo:
@@ -314,7 +317,9 @@ def test_plugged_in_keys_are_audited_with_the_given_ones(
     state = new_state(attestation_mode=AttestationMode.X5C)
     publish(state, [_der_b64(ca_certificate_pem(state))])
     spec = serve(state)
-    result = cli("audit", "keys", "--device", spec, "--json")
+    plugged_in = _report(cli("audit", "keys", "--json"))  # without -d: every USB key plugged in
+    assert [f["subject"] for f in plugged_in["findings"]] == ["usb:/dev/hidraw-keyctl-test"]
+    result = cli("audit", "keys", "--device", "usb:/dev/hidraw-keyctl-test", "--device", spec, "--json")
     assert result.exit_code == ExitCode.AUDIT_FINDINGS, result.stderr
     report = _report(result)
     assert report["summary"]["keys"] == 2

@@ -56,13 +56,14 @@ def register(
     tamper: Callable[[dict[str, Any]], None] | None = None,
     origin: str = ORIGIN,
     rp_id: str = RP_ID,
+    request_rp_id: str = RP_ID,
 ) -> Registered:
-    """Create a credential through Fido2Client and verify it with py_webauthn (expecting ``origin``,
-    ``rp_id``), after ``tamper`` had its way with the response."""
+    """Create a credential for ``request_rp_id`` through Fido2Client (at ``origin``) and verify it with
+    py_webauthn (expecting ``origin``, ``rp_id``), after ``tamper`` had its way with the response."""
     from webauthn.helpers.cose import COSEAlgorithmIdentifier
 
     options = generate_registration_options(
-        rp_id=RP_ID,
+        rp_id=request_rp_id,
         rp_name="Example",
         user_name=user_name,
         user_id=user_name.encode(),
@@ -76,7 +77,9 @@ def register(
     public_key = json.loads(options_to_json(options))
     if extensions:
         public_key["extensions"] = extensions
-    response = client(device).make_credential(PublicKeyCredentialCreationOptions.from_dict(public_key))
+    response = client(device, origin).make_credential(
+        PublicKeyCredentialCreationOptions.from_dict(public_key)
+    )
     credential = dict(response)
     if tamper is not None:
         tamper(credential)

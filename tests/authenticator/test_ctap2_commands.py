@@ -40,7 +40,15 @@ def make(ctap: Ctap2, user: bytes = b"user-1", *, rp_id: str = "example.com", **
 def test_get_info_describes_a_ctap21_key(device: CtapHidDevice, authenticator: VirtualAuthenticator) -> None:
     info = Ctap2(device).get_info()
     assert info.versions == ["U2F_V2", "FIDO_2_0", "FIDO_2_1"]
-    assert set(info.extensions) == {"credProtect", "hmac-secret", "minPinLength", "credBlob"}
+    assert set(info.extensions) == {
+        "credProtect",
+        "hmac-secret",
+        "minPinLength",
+        "credBlob",
+        "hmac-secret-mc",
+        "largeBlobKey",
+        "thirdPartyPayment",
+    }
     for option in ("rk", "up", "uv", "pinUvAuthToken", "credMgmt", "makeCredUvNotRqd"):
         assert info.options[option] is True, option
     assert info.options["clientPin"] is False
@@ -277,3 +285,18 @@ def test_get_next_assertion_expires(transport: Transport) -> None:
     with pytest.raises(CtapError) as raised:
         ctap.get_next_assertion()
     assert raised.value.code == ERR.NOT_ALLOWED
+
+
+def test_a_credential_made_without_rk_is_not_discoverable_and_its_id_fits_get_info(
+    device: CtapHidDevice,
+) -> None:
+    """A security key stores nothing for a non-discoverable credential, and the ID it hands out is no
+    longer than the maxCredentialIdLength it advertises (hosts drop longer IDs from allow lists)."""
+    ctap = Ctap2(device)
+    made = make(ctap)
+    with pytest.raises(CtapError) as nothing_stored:
+        ctap.get_assertion("example.com", CDH)
+    assert nothing_stored.value.code == ERR.NO_CREDENTIALS
+    credential_id = made.auth_data.credential_data.credential_id
+    assert ctap.get_info().max_cred_id_length is not None
+    assert len(credential_id) <= ctap.get_info().max_cred_id_length

@@ -62,9 +62,9 @@ def test_the_next_load_deletes_a_killed_save_s_temp_file() -> None:
     assert counter == 0  # the killed save never landed: the old state is the state
 
 
-def test_remove_deletes_the_temp_files_too() -> None:
+def test_delete_removes_the_temp_files_too() -> None:
     store.create("ci", new_state())
     kill_mid_save("ci")
-    removed = run_keyctl(["virtual", "remove", "ci", "--yes"])
+    removed = run_keyctl(["virtual", "delete", "ci", "--yes"])
     assert removed.exit_code == 0, removed.stderr
     assert list(store.virtual_dir().iterdir()) == []

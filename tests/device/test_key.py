@@ -351,3 +351,102 @@ def test_key_removed_mid_operation(authenticator: VirtualAuthenticator) -> None:
 def test_unknown_device_spec(cli: Any) -> None:
     result = cli("key", "info", "--device", "bluetooth:xyz")
     assert result.exit_code == ExitCode.INVALID_INPUT
+
+
+def _credentials_by_fido2(spec: str) -> dict[str, tuple[str, str]]:
+    """Each resident credential's (user name, display name), read with python-fido2's own credMgmt."""
+    from fido2.ctap2 import ClientPin, CredentialManagement
+
+    from keyctl.hid import open_device
+
+    device = open_device(spec)
+    try:
+        ctap = Ctap2(device)
+        pin = ClientPin(ctap)
+        token = pin.get_pin_token(PIN, ClientPin.PERMISSION.CREDENTIAL_MGMT)
+        credman = CredentialManagement(ctap, pin.protocol, token)
+        found = {}
+        for rp in credman.enumerate_rps():
+            for cred in credman.enumerate_creds(rp[CredentialManagement.RESULT.RP_ID_HASH]):
+                user = cred[CredentialManagement.RESULT.USER]
+                found[user["id"].decode()] = (user.get("name", ""), user.get("displayName", ""))
+        return found
+    finally:
+        device.close()
+
+
+def test_update_user_sets_the_display_name_and_keeps_the_name(cli: Any, spec: str, pin_env: Any) -> None:
+    pin_env(PIN)
+    cli("key", "pin", "set", "--device", spec, "--pin-env", "TEST_PIN")
+    _register(spec, "example.com", "bob")
+    _register(spec, "example.com", "alice")
+    (bob,) = [
+        c
+        for c in json.loads(
+            cli("key", "creds", "list", "--device", spec, "--pin-env", "TEST_PIN", "--json").stdout
+        )
+        if c["user_name"] == "bob"
+    ]
+    updated = cli(
+        "key", "creds", "update-user", bob["credential_id"], "--display-name", "Robert Smith",
+        "--device", spec, "--pin-env", "TEST_PIN",
+    )  # fmt: skip
+    assert updated.exit_code == 0, updated.stderr
+    assert _credentials_by_fido2(spec) == {"bob": ("bob", "Robert Smith"), "alice": ("alice", "Alice")}
+
+
+def _min_pin_length_reported(spec: str, rp_id: str) -> int | None:
+    """The minPinLength extension output a registration for ``rp_id`` gets (None when not given)."""
+    from fido2.ctap2.extensions import MinPinLengthExtension
+
+    from keyctl.hid import open_device
+
+    client = Fido2Client(
+        open_device(spec),
+        DefaultClientDataCollector(f"https://{rp_id}"),
+        user_interaction=_Pin(),
+        extensions=[MinPinLengthExtension()],
+    )
+    result = client.make_credential(
+        PublicKeyCredentialCreationOptions(
+            rp=PublicKeyCredentialRpEntity(id=rp_id, name=rp_id),
+            user=PublicKeyCredentialUserEntity(id=b"u", name="u", display_name="U"),
+            challenge=os.urandom(32),
+            pub_key_cred_params=[
+                PublicKeyCredentialParameters(type=PublicKeyCredentialType.PUBLIC_KEY, alg=-7)
+            ],
+            extensions={"minPinLength": True},
+        )
+    )
+    extensions = result.response.attestation_object.auth_data.extensions or {}
+    length = extensions.get("minPinLength")
+    return None if length is None else int(length)
+
+
+def test_min_pin_length_rp_ids_are_told_the_length(cli: Any, spec: str, pin_env: Any) -> None:
+    pin_env(PIN)
+    cli("key", "pin", "set", "--device", spec, "--pin-env", "TEST_PIN")
+    assert _min_pin_length_reported(spec, "corp.example.com") is None  # no RP may read it yet
+    configured = cli(
+        "key", "config", "min-pin-length", "8", "--rp", "corp.example.com", "--rp", "sso.example.com",
+        "--device", spec, "--pin-env", "TEST_PIN",
+    )  # fmt: skip
+    assert configured.exit_code == 0, configured.stderr
+    assert _min_pin_length_reported(spec, "corp.example.com") == 8
+    assert _min_pin_length_reported(spec, "sso.example.com") == 8
+    assert _min_pin_length_reported(spec, "other.example.com") is None
+
+
+def test_keyctl_device_is_the_default_device(
+    cli: Any, device_spec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    aaguid = json.loads(cli("key", "info", "--json", "--device", device_spec).stdout)["aaguid"]
+    monkeypatch.setenv("KEYCTL_DEVICE", device_spec)
+    from_env = cli("key", "info", "--json")
+    assert from_env.exit_code == 0, from_env.stderr
+    assert json.loads(from_env.stdout)["aaguid"] == aaguid
+    store.create("other", new_state())
+    monkeypatch.setenv("KEYCTL_VIRTUAL_KEY", store.new_ci_key())
+    explicit = cli("key", "info", "--json", "--device", "virtual:other")  # --device wins over the variable
+    assert explicit.exit_code == 0, explicit.stderr
+    assert json.loads(explicit.stdout)["aaguid"] != aaguid

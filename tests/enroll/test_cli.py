@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +265,15 @@ def test_ctrl_c_at_the_pin_prompt_stops_the_batch(rig: Rig, tmp_path: Path) -> N
     assert "user 2 of 2" not in terminal.text
     assert not _pin_set(first)
     assert rig.passkeys() == {ANN: [], BEN: []}
+
+
+def test_insert_timeout_bounds_the_wait_for_a_usb_key(rig: Rig, enroll: Any) -> None:
+    """No security key is plugged into this machine: the wait for one ends after --insert-timeout."""
+    rig.server.create_user(ANN, PASSWORD)
+    started = time.monotonic()
+    result = enroll("--user", ANN, "--device", "usb", "--insert-timeout", "2", "--pin-env", "TEST_PIN")
+    waited = time.monotonic() - started
+    assert result.exit_code == ExitCode.TIMEOUT, result.stderr
+    assert "no new security key was inserted within 2 s" in result.stderr
+    assert 2 <= waited < 30  # the default is 300 s
+    assert rig.passkeys() == {ANN: []}

@@ -125,4 +125,10 @@ def test_permission_denied_names_the_udev_rule(monkeypatch: pytest.MonkeyPatch, 
     with pytest.raises(NotSupported) as raised:
         uhid.open_uhid(str(tmp_path / "uhid"))
     assert "may not open" in raised.value.message
-    assert "scripts/udev/71-keyctl-uhid.rules" in raised.value.remedy
+    assert "/etc/udev/rules.d/71-keyctl-uhid.rules" in raised.value.remedy
+
+
+def test_the_rule_in_the_remedy_is_the_shipped_rules_file() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "scripts" / "udev" / "71-keyctl-uhid.rules"
+    rules = [line for line in shipped.read_text().splitlines() if line and not line.startswith("#")]
+    assert rules == [uhid.UDEV_RULE]

@@ -46,20 +46,11 @@ def _versions() -> dict[str, str]:
         check=True,
     ).stdout
     return {
-        "simplewebauthn": f"@simplewebauthn/server {package['version']} (Node {_node_version()})",
+        "simplewebauthn": f"@simplewebauthn/server {package['version']}",
         "py_webauthn": f"webauthn (py_webauthn) {version('webauthn')}",
         "fido2": f"python-fido2 Fido2Server {version('fido2')}",
-        "ruby": f"webauthn-ruby {ruby} (Debian ruby-webauthn, Ruby {_ruby_version()})",
+        "ruby": f"webauthn-ruby {ruby} (Debian ruby-webauthn)",
     }
-
-
-def _node_version() -> str:
-    return subprocess.run(["node", "--version"], capture_output=True, text=True, check=True).stdout.strip()
-
-
-def _ruby_version() -> str:
-    out = subprocess.run(["ruby", "-e", "print RUBY_VERSION"], capture_output=True, text=True, check=True)
-    return out.stdout
 
 
 COMMANDS: dict[str, list[str]] = {

@@ -40,6 +40,7 @@ VARIANTS = (
     "credProps",
     "prf",
     "largeBlob",
+    "largeBlob required",
     "credProtect",
     "excludeCredentials",
     "RS256 only",
@@ -89,6 +90,7 @@ class Run:
     def __init__(self, rp: RelyingParty) -> None:
         self.rp = rp
         self.profile = profile.load(str(PROFILE))
+        self.last_login: dict[str, Any] = {}  # the finish body of the last verified login
 
     @contextmanager
     def session(self) -> Iterator[Tampering]:
@@ -110,10 +112,15 @@ class Run:
         with self.session() as session:
             return flows.register(session, self.client(authenticator), request).server
 
-    def login(self, authenticator: VirtualAuthenticator, request: flows.Request, **how: Any) -> Any:
-        origin = how.pop("origin", None)
+    def login(
+        self,
+        authenticator: VirtualAuthenticator,
+        request: flows.Request,
+        origin: str | None = None,
+        rewrite: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> Any:
         with self.session() as session:
-            session.rewrite = how.pop("rewrite", None)
+            session.rewrite = rewrite
             result = flows.login(session, self.client(authenticator, origin), request)
             self.last_login = session.sent[-1]
             return result.server
@@ -206,6 +213,9 @@ def variants(run: Run) -> dict[str, Cell]:
         ),
         "prf": register({"extensions": {"prf": {}}}, lambda a: "ok"),
         "largeBlob": register({"extensions": {"largeBlob": {"support": "preferred"}}}, lambda a: "ok"),
+        "largeBlob required": register(
+            {"extensions": {"largeBlob": {"support": "required"}}}, lambda a: "ok", resident=True
+        ),
         "credProtect": register(
             {
                 "extensions": {
@@ -239,7 +249,8 @@ def output(run: Run) -> dict[str, Cell]:
             run,
             {"attestation": "direct"},
             lambda mode=mode: attempt(  # type: ignore[misc]
-                lambda: run.register(key(mode), flows.Request(user=user())), lambda a: f"ok ({a['fmt']})"
+                lambda: run.register(key(mode), flows.Request(user=user())),
+                lambda a: f"ok ({a['fmt']})" if a["attestationChecked"] else f"ok ({a['fmt']}, not checked)",
             ),
         )
     authenticator, name = key(), user()

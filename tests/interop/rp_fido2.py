@@ -88,6 +88,7 @@ def register_verify(body: dict[str, Any], session: dict[str, Any]) -> Answer:
         **_flags(auth_data),
         "username": session["username"],
         "fmt": response.response.attestation_object.fmt,
+        "attestationChecked": False,  # Fido2Server ignores attestation unless given verify_attestation
         "aaguid": str(credential.aaguid),
         "credProps": (body.get("clientExtensionResults") or {}).get("credProps"),
     }

@@ -108,6 +108,7 @@ def register_verify(body: dict[str, Any], session: dict[str, Any]) -> Answer:
         **flags,
         "username": session["username"],
         "fmt": verified.fmt,
+        "attestationChecked": True,
         "aaguid": verified.aaguid,
         "credProps": (body.get("clientExtensionResults") or {}).get("credProps"),
     }

@@ -85,7 +85,7 @@ CASES: list[tuple[str, list[str], str | None, ExitCode, str]] = [
         ["add", "x", "--secret", "--algorithm", "MD5"],
         OTHER + "\n",
         ExitCode.INVALID_INPUT,
-        "unsupported algorithm 'MD5'",
+        "--algorithm: 'MD5' is not one of 'sha1', 'sha256', 'sha512'",
     ),
     (
         "digits",

@@ -16,7 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from keyctl.authenticator import Policy, PresenceMode, PresenceRequest, UvMode, VirtualAuthenticator
 from keyctl.errors import ExitCode, SessionExpired
@@ -225,32 +230,52 @@ def test_platform_and_missing_usb_keys(cli: Cli, reference: Reference) -> None:
     result = _login(cli, reference, "platform", "--user", "u@example.com")
     assert result.exit_code == ExitCode.NOT_SUPPORTED
     assert "Passkeys not supported on this device" in result.stderr
-    result = _login(cli, reference, "usb", "--device", "/dev/hidraw-none", "--user", "u@example.com")
+    result = _login(cli, reference, "/dev/hidraw-none", "--user", "u@example.com")
     assert result.exit_code == ExitCode.NO_DEVICE
     assert "No compatible device found" in result.stderr
+
+
+def _relay(target: str, claimed_origin: str) -> Callable[[Any], Starlette]:
+    """A look-alike host relaying every request to the real server, with the Origin header the real server
+    expects, as a phishing proxy does: the real server's options (its rpId) reach keyctl unchanged."""
+
+    async def forward(request: Request) -> Response:
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "origin", "content-length")
+        }
+        if "origin" in request.headers:
+            headers["origin"] = claimed_origin
+        async with httpx.AsyncClient() as upstream:
+            answer = await upstream.request(
+                request.method, target + request.url.path, content=await request.body(), headers=headers
+            )
+        kept = {k: v for k, v in answer.headers.items() if k.lower() in ("content-type", "set-cookie")}
+        return Response(answer.content, status_code=answer.status_code, headers=kept)
+
+    route = Route("/{path:path}", forward, methods=["GET", "POST"])
+    return lambda _state: Starlette(routes=[route])
 
 
 def test_a_server_for_another_site_is_refused_before_the_key_is_touched(cli: Cli, tmp_path: Path) -> None:
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     listener.bind(("127.0.0.1", 0))
     listener.setblocking(False)
-    # The real login.example.com relayed by a look-alike host.
+    real_origin = "https://login.example.com"
     port = free_port()
-    with start(
-        tmp_path / "other.sqlite3", port=port, rp_id="example.com", origin="https://login.example.com"
+    with (
+        start(tmp_path / "other.sqlite3", port=port, rp_id="example.com", origin=real_origin) as real,
+        serve(_relay(f"http://localhost:{port}", real_origin)) as look_alike,
     ):
+        real.create_user("u@example.com", PASSWORD)
         result = cli(
-            "login",
-            "--server",
-            f"http://localhost:{port}",
-            "--authenticator",
-            f"udp:127.0.0.1:{listener.getsockname()[1]}",
-        )
-    # The server's own CSRF guard refuses the look-alike origin first; keyctl reports it as such.
+            "login", "--server", look_alike.url, "--user", "u@example.com",
+            "--authenticator", f"udp:127.0.0.1:{listener.getsockname()[1]}",
+        )  # fmt: skip
     assert result.exit_code == ExitCode.PHISHING, result.stderr
-    assert "are not accepted" in result.stderr
+    # keyctl's own rpId check: the relayed options passed the real server's guards.
+    assert f"the server at {look_alike.url} asked for passkeys of 'example.com'" in result.stderr
     with pytest.raises(BlockingIOError):
-        listener.recv(64)
+        listener.recv(64)  # nothing reached the authenticator
     listener.close()
 
 

@@ -70,6 +70,7 @@ class MetadataEntry:
     attestation_roots: tuple[str, ...]  # base64 DER certificates, as in the metadata statement
     authenticator_version: int | None
     key_identifiers: tuple[str, ...] = ()  # U2F attestation certificate key identifiers
+    get_info: dict[str, Any] | None = None  # the statement's authenticatorGetInfo (FIDO2 models)
 
     @property
     def latest_status(self) -> str | None:
@@ -121,6 +122,20 @@ class MetadataBlob:
     def model_name(self, aaguid: str) -> str | None:
         entry = self.find(aaguid)
         return entry.description if entry else None
+
+    def models(self, query: str) -> list[MetadataEntry]:
+        """Entries matching an AAGUID, else a description: an exact match (any case) wins over the
+        descriptions containing ``query``."""
+        try:
+            entry = self.find(query)
+        except InvalidInput:
+            entry = None
+        if entry is not None:
+            return [entry]
+        wanted = query.strip().casefold()
+        named = [e for e in self.entries if e.aaguid]
+        exact = [e for e in named if e.description.casefold() == wanted]
+        return exact or [e for e in named if wanted in e.description.casefold()]
 
 
 def normalize_aaguid(value: str) -> str:
@@ -257,6 +272,7 @@ def _parse_entry(raw: dict[str, Any]) -> MetadataEntry:
     key_ids = raw.get("attestationCertificateKeyIdentifiers", [])
     if not all(isinstance(x, str) for x in [*roots, *key_ids]):
         raise TypeError("attestationRootCertificates/keyIdentifiers must be strings")
+    get_info = statement.get("authenticatorGetInfo")
     return MetadataEntry(
         aaguid=aaguid,
         description=description,
@@ -264,6 +280,7 @@ def _parse_entry(raw: dict[str, Any]) -> MetadataEntry:
         attestation_roots=tuple(roots),
         authenticator_version=_optional_int(statement.get("authenticatorVersion")),
         key_identifiers=tuple(key_ids),
+        get_info=get_info if isinstance(get_info, dict) else None,
     )
 
 
@@ -296,6 +313,7 @@ def load_cache() -> MetadataBlob | None:
                 attestation_roots=tuple(e["attestation_roots"]),
                 authenticator_version=e["authenticator_version"],
                 key_identifiers=tuple(e["key_identifiers"]),
+                get_info=e.get("get_info"),  # absent in caches written before --model
             )
             for e in data["entries"]
         )

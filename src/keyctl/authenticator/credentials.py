@@ -67,6 +67,11 @@ def sign(key: PrivateKey, data: bytes) -> bytes:
     return key.sign(data)
 
 
+def large_blob_key(wrap_key: bytes, credential_id: bytes) -> bytes:
+    """The largeBlobKey of a credential, derived so no record has to carry it; a reset replaces it."""
+    return hmac.new(wrap_key, b"largeBlobKey" + credential_id, hashlib.sha256).digest()
+
+
 def cred_random(wrap_key: bytes, private: bytes, uv: bool) -> bytes:
     """The hmac-secret CredRandom of a credential, derived so no ID or record has to carry it."""
     label = b"hmac-secret-uv" if uv else b"hmac-secret"
@@ -84,10 +89,13 @@ class WrappedKey:
     cred_protect: int
     hmac_secret: bool
     cred_blob: bytes
+    large_blob_key: bool = False  # made with the largeBlobKey extension
+    third_party_payment: bool = False
 
 
 def wrap(wrap_key: bytes, nonce: bytes, item: WrappedKey) -> bytes:
     flags = (1 if item.resident else 0) | (item.cred_protect & 0x3) << 1 | (0x8 if item.hmac_secret else 0)
+    flags |= (0x10 if item.large_blob_key else 0) | (0x20 if item.third_party_payment else 0)
     alg_byte = 1 if item.alg is Alg.ES256 else 2
     payload = bytes([alg_byte, flags]) + item.private + item.rp_id_hash + bytes([len(item.cred_blob)])
     payload += item.cred_blob
@@ -116,4 +124,6 @@ def unwrap(wrap_key: bytes, credential_id: bytes, rp_id_hash: bytes) -> WrappedK
         cred_protect=(flags >> 1) & 0x3,
         hmac_secret=bool(flags & 0x8),
         cred_blob=payload[67:],
+        large_blob_key=bool(flags & 0x10),
+        third_party_payment=bool(flags & 0x20),
     )

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from keyctl.authenticator import attestation, credentials, pin
 from keyctl.authenticator.credentials import Alg, PrivateKey, WrappedKey
+from keyctl.authenticator.model import ModelProfile
 from keyctl.authenticator.ports import (
     Clock,
     Link,
@@ -33,6 +34,7 @@ from keyctl.authenticator.ports import (
     confirm_presence,
 )
 from keyctl.authenticator.state import (
+    DEFAULT_MIN_PIN_LENGTH,
     PIN_RETRIES,
     UV_RETRIES,
     AttestationMode,
@@ -77,6 +79,7 @@ def new_state(
     kind: Kind = Kind.SECURITY_KEY,
     ep_rp_ids: Sequence[str] = (),
     protocols: Protocols | None = None,
+    model: ModelProfile | None = None,
 ) -> AuthenticatorState:
     """A factory-fresh authenticator with its own wrapping key and attestation CA.
 
@@ -94,6 +97,12 @@ def new_state(
             raise ValueError(f"a {kind} authenticator enrolls fingers in the operating system: use uv 'auto'")
         if ep_rp_ids:
             raise ValueError(f"a {kind} authenticator has no enterprise attestation")
+    if model is not None:  # the model decides what it speaks and whether it has built-in UV
+        if kind is not Kind.SECURITY_KEY or protocols is not None:
+            raise ValueError("a model of a real key decides its kind and protocols")
+        protocols = Protocols.BOTH if "U2F_V2" in model.versions else Protocols.CTAP2
+        if "uv" not in model.options:
+            uv = UvMode.NONE
     if protocols is None:
         protocols = Protocols.BOTH if kind is Kind.SECURITY_KEY else Protocols.CTAP2
     if kind is not Kind.SECURITY_KEY and protocols.u2f:
@@ -121,6 +130,8 @@ def new_state(
         kind=kind,
         ep_rp_ids=list(ep_rp_ids),
         protocols=protocols,
+        model=model,
+        min_pin_length=model.min_pin_length if model and model.min_pin_length else DEFAULT_MIN_PIN_LENGTH,
     )
 
 
@@ -151,6 +162,8 @@ class AssertionContext:
     uv: bool
     hmac_secret: HmacSecretRequest | None
     get_cred_blob: bool
+    large_blob_key: bool = False
+    third_party_payment: bool = False
 
 
 @dataclass
@@ -176,6 +189,14 @@ class Enrollment:
 
     template_id: bytes
     remaining: int
+
+
+@dataclass
+class LargeBlobWrite:
+    """An authenticatorLargeBlobs set under way: the fragments so far of an array of ``length`` bytes."""
+
+    length: int
+    received: bytearray = field(default_factory=bytearray)
 
 
 class Device:
@@ -228,6 +249,7 @@ class Device:
         self.pending_assertions: PendingAssertions | None = None
         self.enumeration: Enumeration | None = None
         self.enrollment: Enrollment | None = None
+        self.large_blob_write: LargeBlobWrite | None = None
 
     def may_reset(self) -> bool:
         window = self.reset_window_s

@@ -14,6 +14,7 @@ from keyctl.authenticator.commands import (
     credential_management,
     get_assertion,
     get_info,
+    large_blobs,
     make_credential,
     reset,
     selection,
@@ -36,6 +37,7 @@ GET_NEXT_ASSERTION = 0x08
 BIO_ENROLLMENT = 0x09
 CREDENTIAL_MANAGEMENT = 0x0A
 SELECTION = 0x0B
+LARGE_BLOBS = 0x0C
 CONFIG = 0x0D
 
 HANDLERS: dict[int, Handler] = {
@@ -48,6 +50,7 @@ HANDLERS: dict[int, Handler] = {
     BIO_ENROLLMENT: bio_enrollment.handle,
     CREDENTIAL_MANAGEMENT: credential_management.handle,
     SELECTION: selection.handle,
+    LARGE_BLOBS: large_blobs.handle,
     CONFIG: config.handle,
 }
 

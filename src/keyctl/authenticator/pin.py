@@ -34,6 +34,7 @@ SUPPORTED_PERMISSIONS = (
     | Permission.GET_ASSERTION
     | Permission.CREDENTIAL_MGMT
     | Permission.BIO_ENROLL
+    | Permission.LARGE_BLOB_WRITE
     | Permission.AUTHENTICATOR_CFG
 )
 

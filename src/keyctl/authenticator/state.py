@@ -11,6 +11,7 @@ from typing import Any
 
 from keyctl.authenticator import cbor
 from keyctl.authenticator.credentials import Alg
+from keyctl.authenticator.model import ModelProfile
 
 STATE_VERSION = 1
 PIN_RETRIES = 8
@@ -18,6 +19,8 @@ UV_RETRIES = 8
 DEFAULT_MIN_PIN_LENGTH = 4
 MAX_RESIDENT = 100
 MAX_TEMPLATES = 5  # enrolled fingerprints
+# An empty serialized large-blob array: CBOR [] and the first 16 bytes of its SHA-256 (CTAP 2.1 §6.10.2).
+EMPTY_LARGE_BLOB_ARRAY = bytes.fromhex("8076be8b528d0075f7aae98d6fa57a6d3c")
 
 
 class CounterMode(StrEnum):
@@ -168,6 +171,8 @@ class AuthenticatorState:
     enterprise_key: bytes | None = None
     enterprise_cert: bytes | None = None
     protocols: Protocols = Protocols.BOTH
+    large_blob_array: bytes = EMPTY_LARGE_BLOB_ARRAY  # authenticatorLargeBlobs' serialized array
+    model: ModelProfile | None = None  # a real key's getInfo, from its FIDO metadata statement
 
     def to_bytes(self) -> bytes:
         return cbor.encode(
@@ -204,6 +209,8 @@ class AuthenticatorState:
                 "epKey": self.enterprise_key,
                 "epCert": self.enterprise_cert,
                 "protocols": self.protocols.value,
+                "largeBlobs": self.large_blob_array,
+                "model": self.model.to_cbor() if self.model is not None else None,
             }
         )
 
@@ -245,4 +252,6 @@ class AuthenticatorState:
             enterprise_key=data.get("epKey"),
             enterprise_cert=data.get("epCert"),
             protocols=Protocols(data.get("protocols", Protocols.BOTH)),  # absent before U2F
+            large_blob_array=data.get("largeBlobs", EMPTY_LARGE_BLOB_ARRAY),
+            model=ModelProfile.from_cbor(data["model"]) if data.get("model") else None,
         )

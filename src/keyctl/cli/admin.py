@@ -70,7 +70,9 @@ def login(
     ],
     token_env: TokenEnvOption = None,
 ) -> None:
-    """Store a server and its admin token (token in the OS keyring) for the other admin commands."""
+    """Store a server and its token for the other admin commands.
+
+    The URL goes to admin.json in the config dir, the token to the OS keyring."""
     from keyctl.admin import AdminApi, check_url, store_profile
     from keyctl.cli.prompt import read_secret
 
@@ -148,7 +150,9 @@ def users_add(
     token_env: TokenEnvOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an account (password from --password-env VAR, a prompt, or one line of stdin)."""
+    """Create an account.
+
+    The password comes from --password-env VAR, a prompt, or one line of stdin."""
     from keyctl.cli.prompt import read_secret
 
     password = read_secret("password", password_env, confirm=sys.stdin.isatty())
@@ -169,7 +173,9 @@ def users_reset_2fa(
     token_env: TokenEnvOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Remove an account's TOTP and recovery code: it enrolls 2FA again at its next sign-in."""
+    """Reset an account's 2FA (TOTP and recovery code).
+
+    The account enrolls TOTP again at its next sign-in; its passkeys stay."""
     term = Terminal(as_json)
     with _api(server, token_env) as api:
         api.user(email)
@@ -188,7 +194,9 @@ def invites_create(
     token_env: TokenEnvOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create an invite link for a new account (the person sets a password and 2FA there)."""
+    """Create an invite link for a new account.
+
+    The person sets a password and 2FA there."""
     term = Terminal(as_json)
     with _api(server, token_env) as api:
         invite = api.invite(email)
@@ -273,7 +281,9 @@ def passkeys_delete(
 def blocks_list(
     server: ServerOption = None, token_env: TokenEnvOption = None, as_json: JsonOption = False
 ) -> None:
-    """List the brute-force blocks (IP address, account, since when)."""
+    """List the brute-force blocks.
+
+    An account's block from one IP, or a whole IP's (with when its allowance has refilled)."""
     term = Terminal(as_json)
     with _api(server, token_env) as api:
         blocks = api.blocks()
@@ -283,8 +293,11 @@ def blocks_list(
         term.status("no blocks")
     else:
         term.table(
-            ["ip", "account", "since"],
-            [(b["ip"], b.get("email") or "-", _day(b.get("since"))) for b in blocks],
+            ["ip", "account", "since", "until"],
+            [
+                (b["ip"], b.get("email") or "(the whole IP)", _day(b.get("since")), _day(b.get("until")))
+                for b in blocks
+            ],
         )
 
 
@@ -298,20 +311,24 @@ def blocks_lift(
     token_env: TokenEnvOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Lift the blocks of an IP address (all accounts, or --email's only)."""
+    """Lift the blocks of an IP address.
+
+    The whole IP's block and its accounts' blocks, or with --email that account's only."""
     from keyctl.errors import NotFound
 
     term = Terminal(as_json)
     with _api(server, token_env) as api:
+        ip_blocked = email is None and any(b["kind"] == "ip" and b["ip"] == ip for b in api.blocks())
         count = api.unblock(ip, email)
     if as_json:
-        term.json({"unblocked": count})
-    elif count == 0:
+        term.json({"unblocked": count, "ip_block_lifted": ip_blocked})
+    elif count == 0 and not ip_blocked:
         raise NotFound(
             f"no block for {ip}{f' and {email}' if email else ''}", "list them with: keyctl admin blocks list"
         )
     else:
-        term.success(f"lifted {count} block(s) of {ip}")
+        whole = " and the block of the whole IP" if ip_blocked else ""
+        term.success(f"lifted {count} account block(s) from {ip}{whole}")
 
 
 def _event_line(event: dict[str, Any]) -> str:
@@ -343,7 +360,9 @@ def audit(
     token_env: TokenEnvOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Print the server's audit log, filtered by account, event and time; --follow for new events."""
+    """Print the audit log, filtered by account, event and time.
+
+    With --follow, keep printing new events until Ctrl-C."""
     import json
     import time
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import logging
 import sys
@@ -12,7 +11,7 @@ from typing import Annotated
 
 from keyctl import __version__
 from keyctl.cli import rich_hidden
-from keyctl.errors import ExitCode, KeyctlError
+from keyctl.errors import ExitCode, InvalidInput, KeyctlError
 from keyctl.logs import configure_logging
 
 with rich_hidden():  # typer would import rich at once (see keyctl.cli); the commands import it if needed
@@ -24,24 +23,31 @@ with rich_hidden():  # typer would import rich at once (see keyctl.cli); the com
 # commands, never at module level, so that building the whole tree stays cheap.
 SUB_APPS: list[tuple[str, str, str]] = [
     ("mds", "keyctl.cli.mds", "FIDO metadata: model names, certification, security alerts."),
-    ("key", "keyctl.cli.key", "Manage a security key: PIN, credentials, settings, reset."),
-    ("audit", "keyctl.cli.audit", "Audit registered passkeys and connected keys against FIDO metadata."),
-    ("virtual", "keyctl.cli.virtual", "Virtual FIDO2 authenticators for CI and tests (CTAP2 over CTAPHID)."),
-    ("totp", "keyctl.cli.totp", "TOTP/HOTP codes; secrets in the OS keyring (CI: an encrypted file)."),
-    ("server", "keyctl.cli.server", "Run keyctl's reference sign-in server (relying party); add accounts."),
-    (
-        "admin",
-        "keyctl.cli.admin",
-        "A running keyctl server's admin API: users, invites, passkeys, blocks, audit log.",
-    ),
+    ("key", "keyctl.cli.key", "A security key: PIN, credentials, fingerprints, settings, reset."),
+    ("audit", "keyctl.cli.audit", "Audit passkeys and keys against FIDO metadata."),
+    ("virtual", "keyctl.cli.virtual", "Virtual FIDO2 authenticators for CI and tests."),
+    ("totp", "keyctl.cli.totp", "TOTP/HOTP codes (secrets in the OS keyring, or a file in CI)."),
+    ("server", "keyctl.cli.server", "Run the reference sign-in server (no subcommand), add accounts."),
+    ("admin", "keyctl.cli.admin", "A running server's admin API: users, passkeys, blocks, audit."),
 ]
-# (command name, module, function name): top-level commands such as ``keyctl login``.
-COMMANDS: list[tuple[str, str, str]] = [
-    ("doctor", "keyctl.cli.doctor", "doctor"),
-    ("register", "keyctl.cli.ceremony", "register"),
-    ("login", "keyctl.cli.ceremony", "login"),
-    ("demo", "keyctl.cli.ceremony", "demo"),
-    ("enroll", "keyctl.cli.enroll", "enroll"),
+# (command name, module, function name, one-line summary): top-level commands such as ``keyctl login``.
+# Summaries fit the command list of an 80-column help (click cuts longer ones with "...").
+COMMANDS: list[tuple[str, str, str, str]] = [
+    (
+        "doctor",
+        "keyctl.cli.doctor",
+        "doctor",
+        "What stops keyctl from reaching keys or the keyring, and fixes.",
+    ),
+    (
+        "register",
+        "keyctl.cli.ceremony",
+        "register",
+        "Register a passkey for an account (password and 2FA if needed).",
+    ),
+    ("login", "keyctl.cli.ceremony", "login", "Sign in with a passkey, or with a password and 2FA."),
+    ("demo", "keyctl.cli.ceremony", "demo", "The whole sign-in journey against a throwaway server."),
+    ("enroll", "keyctl.cli.enroll", "enroll", "Enroll security keys for a batch of users."),
 ]
 
 _debug = False
@@ -86,6 +92,8 @@ class KeyctlGroup(TyperGroup):
         try:
             return super().resolve_command(ctx, args)
         except click.UsageError as error:
+            import difflib  # only for a mistyped command: not on every start-up
+
             visible = [name for name, command in self.commands.items() if not command.hidden]
             close = difflib.get_close_matches(args[0], visible, n=1, cutoff=0.5) if args else []
             if close:
@@ -140,10 +148,10 @@ def build_app(only: str | None = None) -> typer.Typer:
         if only in (None, name):
             module = importlib.import_module(module_name)
             app.add_typer(module.app, name=name, help=help_text)
-    for name, module_name, function_name in COMMANDS:
+    for name, module_name, function_name, summary in COMMANDS:
         if only in (None, name):
             module = importlib.import_module(module_name)
-            app.command(name)(getattr(module, function_name))
+            app.command(name, short_help=summary)(getattr(module, function_name))
     _use_keyctl_group(app)
     return app
 
@@ -162,6 +170,14 @@ def run(args: Sequence[str]) -> int:
     try:
         command = typer.main.get_command(build_app(_named_command(args)))
         code = command.main(args=args, prog_name="keyctl", standalone_mode=False)
+    except click.MissingParameter as error:  # a usage error (exit 2), though click files it as a bad value
+        error.show()
+        return error.exit_code
+    except click.BadParameter as error:  # a malformed option value: reported as keyctl's own checks are
+        where = error.param.opts[0] if error.param is not None and error.param.opts else "a value"
+        path = error.ctx.command_path if error.ctx is not None else "keyctl"
+        report(InvalidInput(f"{where}: {error.message.rstrip('.')}", f"see: {path} --help"))
+        return int(ExitCode.INVALID_INPUT)
     except click.ClickException as error:  # usage errors: click's own message and exit code 2
         error.show()
         return error.exit_code

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
 
-from keyctl.cli.output import JsonOption, Terminal
+from keyctl.cli.output import DevicesOption, JsonOption, Terminal
 from keyctl.cli.prompt import read_secret
 
 if TYPE_CHECKING:
@@ -20,7 +21,12 @@ app = typer.Typer(no_args_is_help=True)
 TERMINAL_ROWS = 100  # findings per severity in the table; a terminal cannot show 20,000 rows usefully
 
 FailOnOption = Annotated[
-    str, typer.Option("--fail-on", help="Exit 9 when a finding is at least this severe (info..critical).")
+    str,
+    typer.Option(
+        "--fail-on",
+        click_type=click.Choice(["info", "low", "medium", "high", "critical"], case_sensitive=False),
+        help="Exit 9 when a finding is at least this severe.",
+    ),
 ]
 CsvOption = Annotated[bool, typer.Option("--csv", help="Print the findings as CSV on stdout.")]
 HtmlOption = Annotated[Path | None, typer.Option("--html", help="Also write a self-contained HTML report.")]
@@ -110,7 +116,13 @@ def server(
         Path | None, typer.Option("--policy", help="Policy TOML: allowed models, levels...")
     ] = None,
     stale_days: Annotated[
-        int | None, typer.Option("--stale-days", help="Passkeys unused this long are stale.")
+        int | None,
+        typer.Option(
+            "--stale-days",
+            min=1,
+            help="Passkeys unused this long are stale.",
+            show_default="90, or the policy file's stale_days",
+        ),
     ] = None,
     profile: Annotated[
         str, typer.Option("--profile", help="Server profile (NAME or FILE) naming its admin endpoints.")
@@ -159,12 +171,7 @@ def server(
 
 @app.command()
 def keys(
-    device: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--device", "-d", help="Also audit this key (repeatable); every USB key plugged in is audited."
-        ),
-    ] = None,
+    device: DevicesOption = None,
     pin_env: Annotated[
         str | None, typer.Option("--pin-env", metavar="VAR", help="The keys' PIN: also lists their passkeys.")
     ] = None,
@@ -192,7 +199,7 @@ def keys(
     threshold = _threshold(fail_on, as_json, as_csv)
     rules = load_policy(policy)
     pin = read_secret("PIN", pin_env) if pin_env else None
-    specs = list(dict.fromkeys([*_usb_key_paths(), *(device or [])]))
+    specs = list(dict.fromkeys(device)) if device else _usb_key_paths()
     if not specs:
         raise NoDevice(
             "No compatible device found: no security key is plugged in", "insert a key, or give --device"

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import click
 import typer
 
-from keyctl.cli.output import JsonOption, Terminal
+from keyctl.cli.output import ENV_DEVICE, JsonOption, Terminal, check_device
 from keyctl.cli.prompt import read_secret
 from keyctl.errors import InvalidInput, NotFound, PasskeyCanceled
 
@@ -35,19 +36,30 @@ ProfileOption = Annotated[
     str,
     typer.Option("--profile", help="How the server exposes the ceremonies: a built-in name or a TOML file."),
 ]
-AuthenticatorOption = Annotated[
-    str,
-    typer.Option("--authenticator", help="usb, virtual:NAME, udp:HOST:PORT or platform.", show_default=True),
-]
-DeviceOption = Annotated[
+CeremonyDeviceOption = Annotated[
     str | None,
     typer.Option(
-        "--device", help="A device spec (virtual:NAME, udp:HOST:PORT, usb:PATH) or a USB key's path."
+        "--device",
+        "-d",
+        metavar="SPEC",
+        envvar=ENV_DEVICE,
+        show_envvar=False,
+        show_default="usb",
+        callback=check_device,
+        help=f"The authenticator: usb[:PATH], udp:HOST:PORT, virtual:NAME or platform (else ${ENV_DEVICE}).",
     ),
+]
+# The name --device had before it was one option everywhere; hidden, kept for scripts.
+AuthenticatorAlias = Annotated[
+    str | None, typer.Option("--authenticator", hidden=True, callback=check_device)
 ]
 PinEnvOption = Annotated[
     str | None,
-    typer.Option("--pin-env", help="Read the key's PIN from this environment variable (else stdin/prompt)."),
+    typer.Option(
+        "--pin-env",
+        metavar="VAR",
+        help="Read the key's PIN from this environment variable (else stdin/prompt).",
+    ),
 ]
 TimeoutOption = Annotated[
     float, typer.Option("--timeout", min=1, help="Seconds to wait for a touch before giving up.")
@@ -70,7 +82,10 @@ PrintSessionOption = Annotated[
     bool, typer.Option("--print-session", help="Print only the session cookie's value on stdout.")
 ]
 PasswordEnvOption = Annotated[
-    str | None, typer.Option("--password-env", help="Sign in with the password in this environment variable.")
+    str | None,
+    typer.Option(
+        "--password-env", metavar="VAR", help="Sign in with the password in this environment variable."
+    ),
 ]
 TotpOption = Annotated[
     str | None, typer.Option("--totp", help="2FA: a code from this keyctl TOTP vault entry.")
@@ -85,7 +100,9 @@ TotpSecretEnvOption = Annotated[
 ]
 RecoveryEnvOption = Annotated[
     str | None,
-    typer.Option("--recovery-code-env", help="2FA: the recovery code in this environment variable."),
+    typer.Option(
+        "--recovery-code-env", metavar="VAR", help="2FA: the recovery code in this environment variable."
+    ),
 ]
 SaveTotpOption = Annotated[
     str | None,
@@ -100,9 +117,16 @@ class TerminalInteraction:
         self.term = term
         self.pin_env = pin_env
         self._spinner: Status | None = None
+        self._asking = False
+
+    def asking(self, open_question: bool) -> None:
+        """A virtual key's [y/N] question (``--presence prompt``) is on the terminal: no spinner over it."""
+        self._asking = open_question
+        if open_question:
+            self.done()
 
     def touch(self) -> None:
-        if self._spinner is not None:
+        if self._spinner is not None or self._asking:
             return
         message = "Touch your authenticator to continue…"
         if sys.stderr.isatty():  # a spinner; else one line (without importing rich)
@@ -138,18 +162,13 @@ class TerminalInteraction:
             self._spinner = None
 
 
-def _authenticator_spec(authenticator: str, device: str | None) -> str:
-    """``--device`` takes a full device spec (as everywhere in keyctl) or a USB key's path/serial."""
-    if device is None:
-        return authenticator
-    if device == "usb" or device.split(":", 1)[0] in ("usb", "virtual", "udp"):
-        return device
-    if authenticator != "usb":
+def _device_spec(device: str | None, authenticator: str | None) -> str:
+    if device and authenticator and device != authenticator:
         raise InvalidInput(
-            f"--device {device} picks a USB key, but --authenticator is {authenticator}",
-            "drop one of them, or give --device as virtual:NAME / udp:HOST:PORT",
+            f"--device {device} and --authenticator {authenticator} disagree",
+            "give --device only (--authenticator is its old name)",
         )
-    return f"usb:{device}"
+    return device or authenticator or "usb"
 
 
 def _prepare(
@@ -260,6 +279,10 @@ def _client(
         insecure=insecure,
         choose=interaction.choose,
     )
+    if spec.startswith("virtual:"):  # an in-process virtual key may ask its [y/N] here (--presence prompt)
+        from keyctl.hid import prompt
+
+        prompt.question_hook = interaction.asking
     return client, interaction
 
 
@@ -306,6 +329,7 @@ def _password_sign_in(
         totp=code,
         recovery_code=read_secret("recovery code", recovery_code_env) if recovery_code_env else None,
         enroll=signin.vault_enroll(save_totp, _wait_for_next_step) if save_totp else None,
+        new_password=lambda: read_secret("new password", confirm=True, stdin_line=False),
     )
     return signin.password_sign_in(session, credentials, term.status)
 
@@ -323,11 +347,16 @@ def register(
         ),
     ] = None,
     uv: Annotated[
-        str | None, typer.Option("--uv", help="User verification: required, preferred or discouraged.")
+        str | None,
+        typer.Option(
+            "--uv",
+            click_type=click.Choice(["required", "preferred", "discouraged"]),
+            help="User verification to ask for (default: the server's).",
+        ),
     ] = None,
     profile: ProfileOption = "keyctl",
-    authenticator: AuthenticatorOption = "usb",
-    device: DeviceOption = None,
+    device: CeremonyDeviceOption = None,
+    authenticator: AuthenticatorAlias = None,
     pin_env: PinEnvOption = None,
     timeout: TimeoutOption = 60.0,
     origin: OriginOption = None,
@@ -345,9 +374,7 @@ def register(
     from keyctl.webauthn import flows
 
     term = Terminal(as_json)
-    if uv is not None and uv not in flows.UV_CHOICES:
-        raise InvalidInput(f"--uv {uv!r} is not one of {', '.join(flows.UV_CHOICES)}", "e.g. --uv preferred")
-    spec = _authenticator_spec(authenticator, device)
+    spec = _device_spec(device, authenticator)
     the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
     client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
     request = flows.Request(user=user, name=name, resident=resident, uv=uv)  # type: ignore[arg-type]
@@ -384,8 +411,8 @@ def login(
         str | None, typer.Option("--credential", help="Login with the passkey of this credential id.")
     ] = None,
     profile: ProfileOption = "keyctl",
-    authenticator: AuthenticatorOption = "usb",
-    device: DeviceOption = None,
+    device: CeremonyDeviceOption = None,
+    authenticator: AuthenticatorAlias = None,
     pin_env: PinEnvOption = None,
     timeout: TimeoutOption = 60.0,
     origin: OriginOption = None,
@@ -403,7 +430,7 @@ def login(
     from keyctl.webauthn import flows
 
     term = Terminal(as_json)
-    spec = _authenticator_spec(authenticator, device)
+    spec = _device_spec(device, authenticator)
     the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
     with _open_session(server, the_profile, claimed, cookie_jar) as session:
         if password_env or totp or totp_secret_env or recovery_code_env or save_totp:

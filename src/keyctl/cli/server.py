@@ -12,22 +12,40 @@ import typer
 
 from keyctl.errors import InvalidInput
 
-app = typer.Typer(no_args_is_help=False, help="Run keyctl's reference relying party (the sign-in server).")
+app = typer.Typer(
+    no_args_is_help=False,
+    subcommand_metavar="[COMMAND [ARGS]...]",
+    help="Run keyctl's reference relying party (the sign-in server).",
+)
 user_app = typer.Typer(no_args_is_help=True, help="Manage the server's accounts.")
 app.add_typer(user_app, name="user")
 
 DbOption = Annotated[
     Path | None,
-    typer.Option("--db", help="SQLite database file (default: $KEYCTL_DATA_DIR/server.sqlite3)."),
+    typer.Option(
+        "--db", metavar="FILE", help="SQLite database file (default: $KEYCTL_DATA_DIR/server.sqlite3)."
+    ),
+]
+CreateOption = Annotated[
+    bool, typer.Option("--create", help="With --db: create the file's directory if it does not exist.")
 ]
 
 
-def _db(path: Path | None) -> Path:
-    if path is not None:
-        return path
-    from keyctl.config import data_dir
+def _db(path: Path | None, create: bool) -> Path:
+    """The database file; a --db whose directory is missing is a typo unless --create says otherwise
+    (a new empty database would silently stand in for the real one)."""
+    if path is None:
+        from keyctl.config import data_dir
 
-    return data_dir() / "server.sqlite3"
+        return data_dir() / "server.sqlite3"
+    if not path.parent.is_dir():
+        if not create:
+            raise InvalidInput(
+                f"--db {path}: the directory {path.parent} does not exist",
+                "check the path, or add --create to start a new database there",
+            )
+        path.parent.mkdir(parents=True, mode=0o700)
+    return path
 
 
 def _is_loopback(host: str) -> bool:
@@ -49,13 +67,18 @@ def run(
         int, typer.Option("--port", help="TCP port (0 picks a free one).", min=0, max=65535)
     ] = 8765,
     db: DbOption = None,
+    create: CreateOption = False,
     rp_id: Annotated[str, typer.Option("--rp-id", help="WebAuthn relying party id.")] = "localhost",
     origin: Annotated[
         str | None, typer.Option("--origin", help="The origin browsers use (default: http://localhost:PORT).")
     ] = None,
     admin_token_env: Annotated[
         str | None,
-        typer.Option("--admin-token-env", help="Take the admin API token from this environment variable."),
+        typer.Option(
+            "--admin-token-env",
+            metavar="VAR",
+            help="Take the admin API token from this environment variable.",
+        ),
     ] = None,
     rate_limit: Annotated[
         int, typer.Option("--rate-limit", help="Requests a minute per IP on the auth endpoints.", min=1)
@@ -69,7 +92,7 @@ def run(
         ),
     ] = False,
 ) -> None:
-    """Run the server until Ctrl-C or SIGTERM (with no subcommand)."""
+    """Run the server until Ctrl-C or SIGTERM (without a subcommand); `user add` adds accounts."""
     if ctx.invoked_subcommand is not None:
         return
     from keyctl.cli.output import Terminal
@@ -86,7 +109,7 @@ def run(
     terminal = Terminal()
     if not _is_loopback(host):
         terminal.warn(f"listening on {host}: reachable from other machines; put TLS in front of it")
-    database = _db(db)
+    database = _db(db, create)
     prepared = prepare(
         database,
         host=host,
@@ -111,9 +134,12 @@ def run(
 def user_add(
     email: Annotated[str, typer.Argument(help="The account's email address.")],
     db: DbOption = None,
+    create: CreateOption = False,
     password_env: Annotated[
         str | None,
-        typer.Option("--password-env", help="Take the password from this environment variable."),
+        typer.Option(
+            "--password-env", metavar="VAR", help="Take the password from this environment variable."
+        ),
     ] = None,
 ) -> None:
     """Create an account (password from a prompt, --password-env VAR, or one line of stdin)."""
@@ -121,7 +147,7 @@ def user_add(
     from keyctl.cli.prompt import read_secret
     from keyctl.server.run import create_user
 
+    database = _db(db, create)  # a --db typo is refused before the password is asked for
     password = read_secret("password", password_env, confirm=sys.stdin.isatty())
-    database = _db(db)
     create_user(database, email, password)
     Terminal().success(f"account {email.strip().lower()} created in {database}")

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
 
 from keyctl.cli.fast import print_code
@@ -80,7 +81,12 @@ def add(
         int | None, typer.Option("--period", help="With --secret: seconds (default 30).")
     ] = None,
     algorithm: Annotated[
-        str | None, typer.Option("--algorithm", metavar="SHA1|SHA256|SHA512", help="With --secret.")
+        str | None,
+        typer.Option(
+            "--algorithm",
+            click_type=click.Choice(["SHA1", "SHA256", "SHA512"], case_sensitive=False),
+            help="With --secret (default SHA1).",
+        ),
     ] = None,
     hotp: Annotated[bool, typer.Option("--hotp", help="With --secret: counter-based (HOTP).")] = False,
     counter: Annotated[
@@ -205,19 +211,63 @@ def _watch(name: str, terminal: Terminal) -> None:
 
 @app.command()
 def code(
-    name: NameArg,
+    name: Annotated[
+        str | None, typer.Argument(help="Name of the entry (without: every TOTP entry's code).")
+    ] = None,
     as_json: JsonOption = False,
     watch: Annotated[
         bool, typer.Option("--watch", help="Keep showing the current code until Ctrl-C.")
     ] = False,
 ) -> None:
-    """Print the current code (HOTP: the next one; its counter is saved first)."""
+    """Print the current code (HOTP: the next one; its counter is saved first); without NAME, all codes."""
     if watch:
         if as_json:
             raise InvalidInput("--watch and --json do not go together", "drop one of them")
+        if name is None:
+            raise InvalidInput("--watch needs the NAME of one entry", "e.g. keyctl totp code NAME --watch")
         _watch(name, Terminal())
         return
+    if name is None:
+        _all_codes(Terminal(as_json))
+        return
     print_code(name, as_json)
+
+
+def _all_codes(terminal: Terminal) -> None:
+    """Every TOTP entry's current code; HOTP entries are listed without one (a code would use up a
+    counter value: ask for it by name)."""
+    from keyctl.totp import vault
+
+    now = time.time()
+    rows: list[dict[str, Any]] = []
+    for entry in vault.entries():
+        current = vault.totp_code(vault.load(entry.name), now) if entry.kind == "totp" else None
+        rows.append(
+            {
+                "name": entry.name,
+                "issuer": entry.issuer,
+                "type": entry.kind,
+                "code": current.code if current else None,
+                "remaining": current.remaining if current else None,
+            }
+        )
+    if terminal.json_mode:
+        terminal.json(rows)
+    elif not rows:
+        terminal.status("no TOTP entries yet: add one with 'keyctl totp add NAME --secret'")
+    else:
+        terminal.table(
+            ("name", "issuer", "code", "left"),
+            [
+                (
+                    r["name"],
+                    r["issuer"] or "-",
+                    r["code"] or "(HOTP: by name)",
+                    f"{r['remaining']} s" if r["code"] else "-",
+                )
+                for r in rows
+            ],
+        )
 
 
 def _row(entry: Entry) -> dict[str, Any]:

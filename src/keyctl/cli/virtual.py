@@ -148,6 +148,15 @@ def create(
             show_default=False,
         ),
     ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model",
+            metavar="AAGUID|NAME",
+            help="Be a real model: its AAGUID, name and getInfo (versions, extensions, options, algorithms, "
+            "limits) from its FIDO metadata statement ('keyctl mds update'), less what keyctl lacks.",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing one of that name.")] = False,
 ) -> None:
     """Create a stored virtual authenticator (encrypted; key in the OS keyring or $KEYCTL_VIRTUAL_KEY)."""
@@ -160,6 +169,11 @@ def create(
     from keyctl.authenticator.state import Protocols
 
     store.check_name(name)
+    profile = None
+    if model is not None:
+        if aaguid is not None:
+            raise InvalidInput("--model sets the AAGUID", "drop --aaguid or --model")
+        profile, aaguid = _model_profile(model)
     aaguid_bytes = None
     if aaguid is not None:
         try:
@@ -190,6 +204,7 @@ def create(
             kind=AuthenticatorKind(kind.value),
             ep_rp_ids=ep_rp_ids,
             protocols=None if protocol is None else Protocols(protocol.value),
+            model=profile,
         )
     except ValueError as error:
         raise InvalidInput(f"--kind {kind.value}: {error}", "drop the conflicting option") from None
@@ -207,7 +222,44 @@ def create(
 
         named = providers.name_of(str(uuid.UUID(bytes=state.aaguid)), mds.current())
         what = f" ({kind.value}: {named.name}, named by the {named.source})" if named else f" ({kind.value})"
+    if profile is not None:
+        what = f" (model: {profile.name})"
+        for dropped in profile.dropped:
+            Terminal().warn(f"left out, {dropped}")
     Terminal().success(f"created virtual authenticator {name!r}{what}: use --device virtual:{name}")
+
+
+def _model_profile(query: str) -> tuple[Any, str]:
+    """(profile, AAGUID) of the model ``query`` names in the FIDO metadata."""
+    from keyctl.audit import mds
+    from keyctl.authenticator import model as models
+    from keyctl.errors import NotFound
+
+    blob = mds.current()
+    if blob is None:
+        raise NotFound("no FIDO metadata to take the model from", "run 'keyctl mds update'")
+    matches = blob.models(query)
+    if not matches:
+        raise NotFound(
+            f"no model {query!r} in the FIDO metadata ({blob.source})",
+            "give its AAGUID or part of its name; 'keyctl mds update' fetches the latest metadata",
+        )
+    if len(matches) > 1:
+        names = "; ".join(sorted(e.description for e in matches)[:5])
+        raise InvalidInput(
+            f"--model {query!r} names {len(matches)} models ({names}{'; ...' if len(matches) > 5 else ''})",
+            "give the AAGUID or the full name",
+        )
+    entry = matches[0]
+    if entry.get_info is None or entry.aaguid is None:
+        raise InvalidInput(
+            f"the metadata statement of {entry.description} has no authenticatorGetInfo (not a FIDO2 model)",
+            "pick a FIDO2 model",
+        )
+    try:
+        return models.profile(entry.description, entry.get_info), entry.aaguid
+    except ValueError as error:
+        raise InvalidInput(str(error), "pick another model") from None
 
 
 @app.command()
@@ -312,6 +364,9 @@ def info(
     named = name_of(summary["aaguid"], mds.current())
     summary["model"] = named.name if named else None
     summary["model_source"] = named.source if named else None
+    if state.model is not None:  # what of the real model's getInfo it reports, and what keyctl left out
+        summary["model_kept"] = state.model.kept
+        summary["model_dropped"] = state.model.dropped
     summary["state_key"] = file_store.key_source
     if as_json or ca:
         summary["attestation_ca_pem"] = ca_certificate_pem(state)

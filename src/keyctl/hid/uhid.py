@@ -65,10 +65,11 @@ MODULE_REMEDY = (
     "load the kernel module: sudo modprobe uhid "
     "(at every boot: echo uhid | sudo tee /etc/modules-load.d/uhid.conf)"
 )
+UDEV_RULE = 'KERNEL=="uhid", SUBSYSTEM=="misc", TAG+="uaccess"'  # scripts/udev/71-keyctl-uhid.rules
 PERMISSION_REMEDY = (
-    "at a desktop, install the udev rule: sudo cp scripts/udev/71-keyctl-uhid.rules /etc/udev/rules.d/ "
-    "&& sudo udevadm control --reload && sudo udevadm trigger --action=add /sys/devices/virtual/misc/uhid; "
-    "over SSH or in CI, run attach as root"
+    f"at a desktop, give the seat's user access: echo '{UDEV_RULE}' | sudo tee "
+    "/etc/udev/rules.d/71-keyctl-uhid.rules && sudo udevadm control --reload && "
+    "sudo udevadm trigger --action=add /sys/devices/virtual/misc/uhid; over SSH or in CI, run attach as root"
 )
 
 

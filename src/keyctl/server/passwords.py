@@ -34,11 +34,17 @@ def weakness(password: str) -> str | None:
         return f"a password needs at least {MIN_LENGTH} characters"
     if len(password) > MAX_LENGTH:
         return f"a password may have at most {MAX_LENGTH} characters"
-    lowered = password.lower()
-    core = lowered.strip(string.digits + string.punctuation + " ")
-    if lowered in _common() or (len(core) >= 4 and core in _common()):
+    if breached(password):
         return "this password is in the list of common or breached passwords"
     return None
+
+
+def breached(password: str) -> bool:
+    """Whether the password, lowercased, is on the list, or is a listed word of 4+ characters with only
+    digits and punctuation around it. Checked at account creation and at every password sign-in."""
+    lowered = password.lower()
+    core = lowered.strip(string.digits + string.punctuation + " ")
+    return lowered in _common() or (len(core) >= 4 and core in _common())
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:

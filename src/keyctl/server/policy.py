@@ -67,6 +67,7 @@ SKIP_TTL = 7 * 24 * 3600
 SNOOZE_TTL = 30 * 24 * 3600
 RATE_WINDOW = 60.0
 INVITE_TTL = 7 * 24 * 3600
+IP_REFILL_PERIOD = 24 * 3600  # an IP's failure allowance refills fully over a day
 MAX_NAME = 64
 LIMIT_MESSAGE = f"Passkey limit reached: at most {MAX_PASSKEYS} passkeys per account, remove one first"
 SYNCED_MESSAGE = (
@@ -79,6 +80,8 @@ _KNOWN_TRANSPORTS = frozenset(t.value for t in AuthenticatorTransport)
 
 # Session stages: a sign-in in progress, then a signed-in session.
 ENROLL, RECOVERY_CONFIRM, TOTP, ACTIVE = "enroll", "recovery_confirm", "totp", "active"
+# A password sign-in whose password is on the breach list: a new password comes before the 2FA step.
+PASSWORD_CHANGE = "password_change"
 # A technician's enrollment session (admin API): registers one passkey for one account, nothing else.
 PASSKEY_ENROLLMENT = "passkey_enrollment"
 
@@ -115,6 +118,7 @@ class Settings:
     rp_name: str = "keyctl"
     max_failures: int = 5
     rate_limit: int = 120  # requests a minute per IP on the auth endpoints
+    ip_max_failures: int = 100  # failed sign-ins a day from one IP, any accounts, before the IP is blocked
     device_bound_only: bool = False  # refuse synced (backup-eligible) passkeys at registration and login
 
 
@@ -213,6 +217,13 @@ class Block:
     ip: str
     email: str
     since: float
+
+
+@dataclass(frozen=True)
+class IpBlock:
+    ip: str
+    since: float
+    until: float  # when enough of the allowance has refilled for one more attempt
 
 
 @dataclass(frozen=True)
@@ -403,6 +414,11 @@ class Policy:
                 raise PolicyError("not_signed_in", "an enrollment session can only register a passkey")
             if row["stage"] == TOTP:
                 raise PolicyError("totp_required", "enter the code from your authenticator app first")
+            if row["stage"] == PASSWORD_CHANGE:
+                raise PolicyError(
+                    "password_change_required",
+                    "choose a new password first: this one is in a list of breached passwords",
+                )
             if row["stage"] in (ENROLL, RECOVERY_CONFIRM):
                 raise PolicyError("totp_enrollment_required", "finish setting up two-factor authentication")
             raise PolicyError("invalid_request", "already signed in")
@@ -448,6 +464,7 @@ class Policy:
                 "ON CONFLICT (ip, email) DO UPDATE SET count = count + 1",
                 (ip, email),
             )
+            self._spend_ip_allowance(db, ip, now)
             count = db.execute(
                 "SELECT count FROM failures WHERE ip = ? AND email = ?", (ip, email)
             ).fetchone()["count"]
@@ -469,7 +486,57 @@ class Policy:
 
         return PolicyError(code, message, record)
 
+    def _ip_allowance(self, row: sqlite3.Row | None, now: float) -> float:
+        """Failed sign-ins the IP may still make: a bucket of ``ip_max_failures`` refilled over a day."""
+        full = float(self.settings.ip_max_failures)
+        if row is None:
+            return full
+        refilled: float = row["allowance"] + (now - row["updated_at"]) * full / IP_REFILL_PERIOD
+        return min(full, refilled)
+
+    def _spend_ip_allowance(self, db: sqlite3.Connection, ip: str, now: float) -> None:
+        """Suspicious-IP throttling (as Auth0 defines it): failed sign-ins from one IP, whatever the
+        accounts, use up its allowance; when it is empty the IP is blocked until it refills or an admin
+        lifts the block. Independent of the per-account block and of the request rate limit."""
+        row = db.execute("SELECT * FROM ip_failures WHERE ip = ?", (ip,)).fetchone()
+        allowance = self._ip_allowance(row, now) - 1
+        blocked_since = row["blocked_since"] if row is not None else None
+        if allowance < 1 and blocked_since is None:
+            blocked_since = now
+            self._audit(db, "ip_blocked", None, ip, failures=self.settings.ip_max_failures)
+        db.execute(
+            "INSERT INTO ip_failures (ip, allowance, updated_at, blocked_since) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (ip) DO UPDATE SET allowance = excluded.allowance, "
+            "updated_at = excluded.updated_at, blocked_since = excluded.blocked_since",
+            (ip, allowance, now, blocked_since),
+        )
+
+    def _ip_block_until(self, row: sqlite3.Row, now: float) -> float:
+        missing = 1 - self._ip_allowance(row, now)
+        return now + max(0.0, missing) * IP_REFILL_PERIOD / self.settings.ip_max_failures
+
+    def _check_ip_not_blocked(self, db: sqlite3.Connection, ip: str, now: float) -> None:
+        row = db.execute("SELECT * FROM ip_failures WHERE ip = ?", (ip,)).fetchone()
+        if row is None or row["blocked_since"] is None:
+            return
+        until = self._ip_block_until(row, now)
+        if until <= now:  # refilled enough for another attempt: the block lapses
+            db.execute("UPDATE ip_failures SET blocked_since = NULL WHERE ip = ?", (ip,))
+            return
+        retry = max(1, math.ceil(until - now))
+
+        def record(db: sqlite3.Connection) -> None:
+            self._audit(db, "signin_refused_ip_blocked", None, ip)
+
+        raise PolicyError(
+            "ip_blocked",
+            f"too many failed sign-ins from this address: try again in {math.ceil(retry / 60)} min",
+            record,
+            retry_after=retry,
+        )
+
     def _check_not_blocked(self, db: sqlite3.Connection, email: str, ip: str) -> None:
+        self._check_ip_not_blocked(db, ip, self.clock())
         row = db.execute(
             "SELECT blocked_since FROM failures WHERE ip = ? AND email = ?", (ip, email)
         ).fetchone()
@@ -570,6 +637,7 @@ class Policy:
             row = self._user_by_email(db, email)
         # The slow hash runs outside the lock, and as slowly for an unknown email as for a wrong password.
         ok = passwords.verify_password(password, row["password_hash"] if row else passwords.dummy_hash())
+        breached = ok and passwords.breached(password)
 
         def work(db: sqlite3.Connection, now: float) -> PasswordStep:
             self._check_not_blocked(db, email, ip)
@@ -579,11 +647,38 @@ class Policy:
                 raise self._failure(
                     email, ip, "invalid_credentials", "Incorrect email or password", "signin_failed"
                 )
-            stage = TOTP if current["totp_secret"] is not None else ENROLL
-            token = self._new_session(db, current["id"], stage, now)
+            if breached:
+                token = self._new_session(db, current["id"], PASSWORD_CHANGE, now)
+                self._audit(db, "signin_password_breached", email, ip)
+                return PasswordStep(token=token, status="password_change_required")
             self._audit(db, "signin_password_ok", email, ip)
-            status = "totp_required" if stage == TOTP else "totp_enrollment_required"
-            return PasswordStep(token=token, status=status)
+            return self._second_factor_step(db, current, now)
+
+        return self._run(work)
+
+    def _second_factor_step(self, db: sqlite3.Connection, user: sqlite3.Row, now: float) -> PasswordStep:
+        stage = TOTP if user["totp_secret"] is not None else ENROLL
+        token = self._new_session(db, user["id"], stage, now)
+        status = "totp_required" if stage == TOTP else "totp_enrollment_required"
+        return PasswordStep(token=token, status=status)
+
+    def change_password(self, token: str | None, new_password: str, ip: str) -> PasswordStep:
+        """The step after a password sign-in with a breached password: a new password, then the 2FA step.
+        The account's other sessions end; this sign-in continues under a new token."""
+        weak = passwords.weakness(new_password)
+        if weak is not None:
+            raise PolicyError("weak_password", weak)
+        with self.store.transaction() as db:
+            self._session(db, token, PASSWORD_CHANGE, self.clock())  # before spending a slow hash on it
+        hashed = passwords.hash_password(new_password)
+
+        def work(db: sqlite3.Connection, now: float) -> PasswordStep:
+            session = self._session(db, token, PASSWORD_CHANGE, now)
+            db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, session["user_id"]))
+            db.execute("DELETE FROM sessions WHERE user_id = ?", (session["user_id"],))
+            self._audit(db, "password_changed", session["email"], ip, reason="breached")
+            user = db.execute("SELECT * FROM users WHERE id = ?", (session["user_id"],)).fetchone()
+            return self._second_factor_step(db, user, now)
 
         return self._run(work)
 
@@ -1174,9 +1269,24 @@ class Policy:
 
         return self._run(work)
 
+    def admin_ip_blocks(self) -> list[IpBlock]:
+        def work(db: sqlite3.Connection, now: float) -> list[IpBlock]:
+            rows = db.execute(
+                "SELECT * FROM ip_failures WHERE blocked_since IS NOT NULL ORDER BY blocked_since"
+            ).fetchall()
+            blocks = [IpBlock(r["ip"], r["blocked_since"], self._ip_block_until(r, now)) for r in rows]
+            return [b for b in blocks if b.until > now]
+
+        return self._run(work)
+
     def admin_unblock(self, ip: str, email: str | None) -> int:
         def work(db: sqlite3.Connection, now: float) -> int:
             if email is None:
+                # All of that IP's blocks: its accounts', and the suspicious-IP block (its allowance refills).
+                if db.execute(
+                    "DELETE FROM ip_failures WHERE ip = ? AND blocked_since IS NOT NULL", (ip,)
+                ).rowcount:
+                    self._audit(db, "ip_unblocked", None, ip, by="admin")
                 count = db.execute(
                     "DELETE FROM failures WHERE ip = ? AND blocked_since IS NOT NULL", (ip,)
                 ).rowcount

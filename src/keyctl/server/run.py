@@ -29,6 +29,7 @@ DEFAULT_PORT = 8765
 DEFAULT_RATE_LIMIT = 120
 DEFAULT_MAX_FAILURES = 5
 DEFAULT_REQUEST_TIMEOUT = 10.0
+DEFAULT_IP_MAX_FAILURES = 100
 
 logger = logging.getLogger(__name__)
 
@@ -189,12 +190,13 @@ def prepare(
     max_failures: int = DEFAULT_MAX_FAILURES,
     device_bound_only: bool = False,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    ip_max_failures: int = DEFAULT_IP_MAX_FAILURES,
 ) -> Prepared:
     """Open the database, bind the socket and build the app, without serving yet."""
     if origin is not None:
         _check_origin(origin, rp_id)
-    if rate_limit < 1 or max_failures < 1:
-        raise InvalidInput("--rate-limit and the failure limit must be at least 1", "pass a positive number")
+    if rate_limit < 1 or max_failures < 1 or ip_max_failures < 1:
+        raise InvalidInput("--rate-limit and the failure limits must be at least 1", "pass a positive number")
     sock = _bind(host, port)
     try:
         bound_port = sock.getsockname()[1]
@@ -209,6 +211,7 @@ def prepare(
             max_failures=max_failures,
             rate_limit=rate_limit,
             device_bound_only=device_bound_only,
+            ip_max_failures=ip_max_failures,
         )
         policy = Policy(Store(db_path), settings, clock)
         policy.cleanup()
@@ -238,6 +241,7 @@ def start(
     max_failures: int = DEFAULT_MAX_FAILURES,
     device_bound_only: bool = False,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+    ip_max_failures: int = DEFAULT_IP_MAX_FAILURES,
 ) -> ServerHandle:
     """Serve in a background thread; returns once the server accepts connections."""
     prepared = prepare(
@@ -252,6 +256,7 @@ def start(
         max_failures=max_failures,
         device_bound_only=device_bound_only,
         request_timeout=request_timeout,
+        ip_max_failures=ip_max_failures,
     )
     thread = threading.Thread(
         target=prepared.server.run, kwargs={"sockets": [prepared.sock]}, name="keyctl-server", daemon=True

@@ -71,6 +71,12 @@ CREATE TABLE IF NOT EXISTS failures (
     unblock_hash TEXT,
     PRIMARY KEY (ip, email)
 );
+CREATE TABLE IF NOT EXISTS ip_failures (
+    ip TEXT PRIMARY KEY,
+    allowance REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    blocked_since REAL
+);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,

@@ -39,6 +39,7 @@ STATUS = {
     "invalid_code": 401,
     "totp_required": 401,
     "totp_enrollment_required": 401,
+    "password_change_required": 401,
     "not_signed_in": 401,
     "session_expired": 401,
     "unauthorized": 401,
@@ -52,6 +53,7 @@ STATUS = {
     "payload_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,
+    "ip_blocked": 429,
 }
 
 _CLEAR = ""  # Reply.session value that clears the cookie
@@ -230,6 +232,7 @@ class Api:
     def endpoints(self) -> list[Endpoint]:
         return [
             Endpoint("POST", "/api/signin/password", self.signin_password, "auth"),
+            Endpoint("POST", "/api/signin/password/change", self.change_password, "auth"),
             Endpoint("POST", "/api/signin/totp/enroll", self.totp_enroll, "auth"),
             Endpoint("POST", "/api/signin/totp/enroll/verify", self.totp_enroll_verify, "auth"),
             Endpoint("POST", "/api/signin/recovery/confirm", self.recovery_confirm, "auth"),
@@ -260,6 +263,10 @@ class Api:
     # sign-in
     def signin_password(self, c: Call) -> Reply:
         step = self.p.signin_password(text(c.body, "email", 320), text(c.body, "password"), c.ip)
+        return Reply({"status": step.status}, session=step.token)
+
+    def change_password(self, c: Call) -> Reply:
+        step = self.p.change_password(c.token, text(c.body, "new_password"), c.ip)
         return Reply({"status": step.status}, session=step.token)
 
     def totp_enroll(self, c: Call) -> Reply:
@@ -370,7 +377,13 @@ class Api:
 
     def admin_blocks(self, c: Call) -> Reply:
         blocks = self.p.admin_blocks()
-        return Reply({"blocks": [{"ip": b.ip, "email": b.email, "since": iso(b.since)} for b in blocks]})
+        ip_blocks = self.p.admin_ip_blocks()
+        return Reply(
+            {
+                "blocks": [{"ip": b.ip, "email": b.email, "since": iso(b.since)} for b in blocks],
+                "ip_blocks": [{"ip": b.ip, "since": iso(b.since), "until": iso(b.until)} for b in ip_blocks],
+            }
+        )
 
     def admin_unblock(self, c: Call) -> Reply:
         count = self.p.admin_unblock(text(c.body, "ip", 64), optional_text(c.body, "email", 320))

@@ -21,13 +21,15 @@ from fido2.ctap2.pin import ClientPin
 from fido2.rpid import verify_rp_id
 from fido2.utils import websafe_encode
 from fido2.webauthn import (
+    AuthenticationExtensionsClientOutputs,
     AuthenticationResponse,
     PublicKeyCredentialCreationOptions,
     PublicKeyCredentialRequestOptions,
     RegistrationResponse,
+    ResidentKeyRequirement,
 )
 
-from keyctl.errors import NoCredential, NoDevice
+from keyctl.errors import NoCredential, NoDevice, NotSupported
 from keyctl.fido2_fixes import keep_empty_values
 from keyctl.fido2_speedups import cache_fido2_class_lookups
 from keyctl.platform.device import PlatformDevice
@@ -90,7 +92,7 @@ def open_authenticator(spec: str) -> CtapDevice:
     except OSError as error:
         raise NoDevice(
             f"No compatible device found ({spec}: {error.strerror or type(error).__name__})",
-            "insert the key; on Linux install the udev rules from scripts/udev/ for hidraw access",
+            "insert the key; on Linux, for hidraw access: sudo keyctl doctor --install-udev-rules",
         ) from None
     return device
 
@@ -134,6 +136,12 @@ def _run(
         raise errors.from_client_error(error, registering, timeout_s, retries, algorithms) from None
     except KeyboardInterrupt:
         raise errors.canceled(registering) from None
+    except ValueError as error:  # fido2's extensions refuse what the authenticator lacks (largeBlob...)
+        logger.debug("fido2 client refused the request: %r", error)
+        raise NotSupported(
+            f"Passkeys not supported: {error}",
+            "use an authenticator with that feature, or ask the site not to require it",
+        ) from None
     except OSError as error:
         raise NoDevice(
             f"No compatible device found (the authenticator stopped answering: {error})",
@@ -158,10 +166,39 @@ def make_credential(
         excluded = [c.id for c in options.exclude_credentials]
         if _run(device, True, timeout_s, lambda: appid.registered_under(device, app_id, excluded)):
             raise errors.from_ctap(CtapError.ERR.CREDENTIAL_EXCLUDED, True, timeout_s, None)
+    options, blob_output = _large_blob_without_resident_key(options)
     response = _run(
         device, True, timeout_s, lambda: client.make_credential(options, threading.Event()), algorithms
     )
+    if blob_output:
+        outputs = AuthenticationExtensionsClientOutputs({**response.client_extension_results, **blob_output})
+        response = dataclasses.replace(response, client_extension_results=outputs)
     return response if app_id is None else appid.report(response, "appidExclude", True)
+
+
+def _large_blob_without_resident_key(
+    options: PublicKeyCredentialCreationOptions,
+) -> tuple[PublicKeyCredentialCreationOptions, dict[str, object]]:
+    """largeBlob needs a discoverable credential (CTAP refuses largeBlobKey without rk, INVALID_OPTION).
+    Asked for a server-side credential, a browser leaves it out (``supported: false``) when it is
+    "preferred" and refuses when it is "required"; fido2 would send it and fail."""
+    extensions = dict(options.extensions or {})
+    blob = extensions.get("largeBlob")
+    selection = options.authenticator_selection
+    resident = selection is not None and (
+        bool(selection.require_resident_key)
+        or selection.resident_key in (ResidentKeyRequirement.REQUIRED, ResidentKeyRequirement.PREFERRED)
+    )
+    if not isinstance(blob, Mapping) or resident:
+        return options, {}
+    if blob.get("support") == "required":
+        raise NotSupported(
+            "Passkeys not supported: the server requires largeBlob for a credential that is not"
+            " discoverable (largeBlob needs residentKey required or preferred)",
+            "the site must ask for a discoverable credential (residentKey) along with largeBlob",
+        )
+    del extensions["largeBlob"]
+    return dataclasses.replace(options, extensions=extensions), {"largeBlob": {"supported": False}}
 
 
 def _app_id(

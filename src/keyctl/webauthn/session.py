@@ -91,7 +91,16 @@ def server_error(
     detail = f"server answered {status}" + (f": {_one_line(said)}" if said else "")
     if body is None:
         detail += " without JSON"
-    return cls(f"{cls.default_message} ({detail})", _REMEDIES[meaning])
+    return cls(f"{cls.default_message} ({detail})", _remedy(meaning, code, status))
+
+
+def _remedy(meaning: ServerError, code: object, status: int) -> str:
+    """The fix for the refusal's cause: a wrong URL or a block is not a wrong password."""
+    if code == "blocked":
+        return "too many failed attempts: use the unblock link the server emailed, or ask an admin to lift it"
+    if status == 404 and meaning is not ServerError.NO_CREDENTIAL:
+        return "the server has no such endpoint: check the server URL and --profile"
+    return _REMEDIES[meaning]
 
 
 class Session:
@@ -147,6 +156,12 @@ class Session:
                 headers=headers,
             )
         except httpx.HTTPError as error:
+            if url.startswith("https://") and "SSL" in str(error):
+                raise ServerUnavailable(
+                    f"Passkey unavailable: the TLS handshake with {self.server_url} failed"
+                    f" ({_one_line(str(error))})",
+                    "the server may speak plain http: try http://, or fix its certificate",
+                ) from None
             raise ServerUnavailable(
                 f"Passkey unavailable: cannot reach {self.server_url} ({type(error).__name__})",
                 _REMEDIES[ServerError.SERVER_UNAVAILABLE],

@@ -26,6 +26,7 @@ class Password:
     totp: CodeSource | None = None  # a current TOTP code, for accounts that have enrolled
     recovery_code: str | None = None
     enroll: Callable[[str], CodeSource] | None = None  # first sign-in: takes the otpauth URI, keeps it
+    new_password: Callable[[], str] | None = None  # asked when the server finds the password breached
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,15 @@ def password_sign_in(session: Session, credentials: Password, say: Callable[[str
     answer = _post(session, "password", {"email": credentials.email, "password": credentials.password})
     status = answer.get("status") if isinstance(answer, dict) else None
     say("password accepted")
+    if status == "password_change_required":
+        if credentials.new_password is None:
+            raise SignInFailed(
+                "Sign-in failed: the server requires a new password (this one is on a breached list)",
+                "sign in at a terminal to be asked for a new one, or change it on the server's sign-in page",
+            )
+        answer = _post(session, "password_change", {"new_password": credentials.new_password()})
+        status = answer.get("status") if isinstance(answer, dict) else None
+        say("password changed (the old one is in a list of breached passwords)")
     if status == "totp_enrollment_required":
         if credentials.enroll is None:
             raise SignInFailed(

@@ -54,7 +54,7 @@ def register_verify(body, session)
   attestation = credential.response.attestation_object
   [200, flags(credential).merge(
     username: session[:username], fmt: attestation.attestation_statement.class.name.split("::").last.downcase,
-    attestationType: credential.response.attestation_type, aaguid: attestation.authenticator_data.aaguid,
+    attestationChecked: true, attestationType: credential.response.attestation_type, aaguid: attestation.authenticator_data.aaguid,
     credProps: (body["clientExtensionResults"] || {})["credProps"]
   )]
 end

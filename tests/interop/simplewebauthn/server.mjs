@@ -88,6 +88,7 @@ async function verifyRegistration(body, session) {
       ...info({ ...registration, counter: registration.credential.counter }),
       username: session.username,
       fmt: registration.fmt,
+      attestationChecked: true,
       aaguid: registration.aaguid,
       credProps: body.clientExtensionResults?.credProps ?? null,
     },

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import struct
 from typing import Any
 
-from keyctl.authenticator import cbor, pin
+from keyctl.authenticator import cbor, credentials, params, pin
 from keyctl.authenticator.credentials import WrappedKey
-from keyctl.authenticator.device import Device
+from keyctl.authenticator.device import Device, HmacSecretRequest
 from keyctl.authenticator.state import AuthenticatorState, ResidentCredential
 from keyctl.authenticator.status import CtapFailure, Status
 
@@ -92,3 +93,38 @@ def lookup(
     if record is None or record.rp_id != rp_id:
         return None
     return wrapped, record
+
+
+def hmac_secret_request(device: Device, value: Any) -> HmacSecretRequest:
+    """The hmac-secret (getAssertion) or hmac-secret-mc (makeCredential) input: salts, decrypted."""
+    if not isinstance(value, dict):
+        raise CtapFailure(Status.CBOR_UNEXPECTED_TYPE)
+    key_agreement = params.required(value, 1, dict)
+    salt_enc = params.required(value, 2, bytes)
+    salt_auth = params.required(value, 3, bytes)
+    proto = pin.protocol(value.get(4, 1))
+    shared = device.key_agreement.shared_secret(proto, key_agreement)
+    if not proto.verify(shared, salt_enc, salt_auth):
+        raise CtapFailure(Status.PIN_AUTH_INVALID)
+    salts = proto.decrypt(shared, salt_enc)
+    if len(salts) not in (32, 64):
+        raise CtapFailure(Status.INVALID_LENGTH)
+    return HmacSecretRequest(proto, shared, (salts[:32], salts[32:]) if len(salts) == 64 else (salts,))
+
+
+def hmac_secret_output(
+    device: Device, state: AuthenticatorState, request: HmacSecretRequest, wrapped: WrappedKey, uv: bool
+) -> bytes:
+    """HMAC-SHA-256 of each salt under the credential's CredRandom (with or without UV), encrypted."""
+    secret = credentials.cred_random(state.wrap_key, wrapped.private, uv)
+    output = b"".join(hmac.new(secret, salt, hashlib.sha256).digest() for salt in request.salts)
+    return request.protocol.encrypt(request.shared_secret, output, device.rng.random(16))
+
+
+def large_blob_key_requested(extensions: dict[str, Any]) -> bool:
+    """largeBlobKey: true asks for the key; any other value is an invalid option (CTAP 2.1 §12.3)."""
+    if "largeBlobKey" not in extensions:
+        return False
+    if extensions["largeBlobKey"] is not True:
+        raise CtapFailure(Status.INVALID_OPTION)
+    return True

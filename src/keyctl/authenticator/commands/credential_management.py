@@ -124,14 +124,18 @@ def _enumerate_credentials(
         if record.user_display_name is not None:
             user["displayName"] = record.user_display_name
         key = device.private_key(record.alg, record.private)
-        items.append(
-            {
-                6: user,
-                7: {"id": record.credential_id, "type": "public-key"},
-                8: credentials.cose_public_key(record.alg, key),
-                10: record.cred_protect,
-            }
-        )
+        item = {
+            6: user,
+            7: {"id": record.credential_id, "type": "public-key"},
+            8: credentials.cose_public_key(record.alg, key),
+            10: record.cred_protect,
+        }
+        wrapped = device.unwrap(state, record.credential_id, rp_hash)
+        if wrapped is not None and wrapped.large_blob_key:
+            item[11] = credentials.large_blob_key(state.wrap_key, record.credential_id)
+        if wrapped is not None:  # thirdPartyPayment (CTAP 2.2)
+            item[12] = wrapped.third_party_payment
+        items.append(item)
     items[0][9] = len(items)
     device.enumeration = Enumeration(ENUMERATE_CREDENTIALS_NEXT, items[1:]) if len(items) > 1 else None
     return items[0]

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from keyctl.authenticator import credentials, params, pin
-from keyctl.authenticator.commands.common import auth_data, find_resident, lookup, rp_id_hash
+from keyctl.authenticator import credentials, model, params
+from keyctl.authenticator.commands.common import (
+    auth_data,
+    find_resident,
+    hmac_secret_output,
+    hmac_secret_request,
+    large_blob_key_requested,
+    lookup,
+    rp_id_hash,
+)
 from keyctl.authenticator.commands.user_verification import authorize
 from keyctl.authenticator.credentials import WrappedKey
-from keyctl.authenticator.device import AssertionContext, Device, HmacSecretRequest, PendingAssertions
+from keyctl.authenticator.device import AssertionContext, Device, PendingAssertions
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import AuthenticatorState, Kind, ResidentCredential
@@ -41,22 +47,6 @@ def parse(raw: dict[Any, Any]) -> GetAssertionRequest:
         pin_uv_param=params.optional(raw, 6, bytes),
         pin_uv_protocol=params.optional(raw, 7, int),
     )
-
-
-def _hmac_secret(device: Device, value: Any) -> HmacSecretRequest:
-    if not isinstance(value, dict):
-        raise CtapFailure(Status.CBOR_UNEXPECTED_TYPE)
-    key_agreement = params.required(value, 1, dict)
-    salt_enc = params.required(value, 2, bytes)
-    salt_auth = params.required(value, 3, bytes)
-    proto = pin.protocol(value.get(4, 1))
-    shared = device.key_agreement.shared_secret(proto, key_agreement)
-    if not proto.verify(shared, salt_enc, salt_auth):
-        raise CtapFailure(Status.PIN_AUTH_INVALID)
-    salts = proto.decrypt(shared, salt_enc)
-    if len(salts) not in (32, 64):
-        raise CtapFailure(Status.INVALID_LENGTH)
-    return HmacSecretRequest(proto, shared, (salts[:32], salts[32:]) if len(salts) == 64 else (salts,))
 
 
 def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> dict[int, Any]:
@@ -99,8 +89,9 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
     if not usable:
         raise CtapFailure(Status.NO_CREDENTIALS)
     hmac_request = None  # checked before the touch, so a malformed request does not consume one
-    if up and "hmac-secret" in request.extensions:
-        hmac_request = _hmac_secret(device, request.extensions["hmac-secret"])
+    extensions = model.extensions(state.model, request.extensions)  # a model ignores what it lacks
+    if up and "hmac-secret" in extensions:
+        hmac_request = hmac_secret_request(device, extensions["hmac-secret"])
     if up:
         device.confirm_presence(state, "sign in", request.rp_id, link)
     context = AssertionContext(
@@ -109,7 +100,9 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
         up=up,
         uv=uv,
         hmac_secret=hmac_request,
-        get_cred_blob=request.extensions.get("credBlob") is True,
+        get_cred_blob=extensions.get("credBlob") is True,
+        large_blob_key=large_blob_key_requested(extensions),
+        third_party_payment=extensions.get("thirdPartyPayment") is True,
     )
     first = usable[0]
     response = _assertion(device, state, context, first[0], first[1], first[2])
@@ -151,14 +144,13 @@ def _assertion(
 ) -> dict[int, Any]:
     extensions: dict[str, Any] = {}
     if context.hmac_secret is not None and wrapped.hmac_secret:
-        secret = credentials.cred_random(state.wrap_key, wrapped.private, context.uv)
-        output = b"".join(
-            hmac.new(secret, salt, hashlib.sha256).digest() for salt in context.hmac_secret.salts
+        extensions["hmac-secret"] = hmac_secret_output(
+            device, state, context.hmac_secret, wrapped, context.uv
         )
-        hs = context.hmac_secret
-        extensions["hmac-secret"] = hs.protocol.encrypt(hs.shared_secret, output, device.rng.random(16))
     if context.get_cred_blob:
         extensions["credBlob"] = record.cred_blob if record is not None else wrapped.cred_blob
+    if context.third_party_payment:
+        extensions["thirdPartyPayment"] = wrapped.third_party_payment
     data = auth_data(
         context.rp_hash,
         up=context.up,
@@ -181,4 +173,6 @@ def _assertion(
             if record.user_display_name is not None:
                 user["displayName"] = record.user_display_name
         response[4] = user
+    if context.large_blob_key and wrapped.large_blob_key:
+        response[7] = credentials.large_blob_key(state.wrap_key, credential_id)
     return response

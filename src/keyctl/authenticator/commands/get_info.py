@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from keyctl.authenticator import pin
+from keyctl.authenticator import model, pin
+from keyctl.authenticator.commands.large_blobs import MAX_SERIALIZED_ARRAY
 from keyctl.authenticator.credentials import MAX_CRED_BLOB, Alg
 from keyctl.authenticator.device import Device
 from keyctl.authenticator.ports import Link
@@ -15,7 +16,16 @@ MAX_MSG_SIZE = 7609  # the most a 64-byte-report CTAPHID message can carry
 MAX_CREDS_IN_LIST = 8
 MAX_CRED_ID_LENGTH = 128
 MAX_RP_IDS_FOR_MIN_PIN = 8
-EXTENSIONS = ["credProtect", "hmac-secret", "minPinLength", "credBlob"]
+# CTAP 2.1's, and the CTAP 2.2 ones browsers use (hmac-secret-mc, largeBlobKey, thirdPartyPayment)
+EXTENSIONS = [
+    "credProtect",
+    "hmac-secret",
+    "minPinLength",
+    "credBlob",
+    "hmac-secret-mc",
+    "largeBlobKey",
+    "thirdPartyPayment",
+]
 # FIDO Registry of Predefined Values: USER_VERIFY_FINGERPRINT_INTERNAL, USER_VERIFY_PASSCODE_INTERNAL
 UV_MODALITY_FINGERPRINT = 0x02
 UV_MODALITY_PASSCODE = 0x04
@@ -34,6 +44,7 @@ def handle(device: Device, state: AuthenticatorState, params: dict[Any, Any], li
         "alwaysUv": state.always_uv,
         "setMinPINLength": True,
         "ep": state.enterprise_attestation,
+        "largeBlobs": True,
     }
     info: dict[int, Any] = {
         1: (["U2F_V2"] if state.protocols.u2f else []) + ["FIDO_2_0", "FIDO_2_1"],
@@ -49,6 +60,7 @@ def handle(device: Device, state: AuthenticatorState, params: dict[Any, Any], li
         12: state.force_pin_change,
         13: state.min_pin_length,
         14: FIRMWARE_VERSION,
+        11: MAX_SERIALIZED_ARRAY,
         15: MAX_CRED_BLOB,
         16: MAX_RP_IDS_FOR_MIN_PIN,
         20: MAX_RESIDENT - len(state.credentials),
@@ -62,4 +74,4 @@ def handle(device: Device, state: AuthenticatorState, params: dict[Any, Any], li
         options["bioEnroll"] = bool(state.templates)  # present: a sensor; true: a finger is enrolled
         options["uvBioEnroll"] = True
         info[18] = UV_MODALITY_FINGERPRINT
-    return info
+    return info if state.model is None else model.apply(info, state.model)

@@ -6,8 +6,15 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from keyctl.authenticator import attestation, cbor, credentials, params
-from keyctl.authenticator.commands.common import auth_data, lookup, rp_id_hash
+from keyctl.authenticator import attestation, cbor, credentials, model, params
+from keyctl.authenticator.commands.common import (
+    auth_data,
+    hmac_secret_output,
+    hmac_secret_request,
+    large_blob_key_requested,
+    lookup,
+    rp_id_hash,
+)
 from keyctl.authenticator.commands.user_verification import authorize
 from keyctl.authenticator.credentials import MAX_CRED_BLOB, Alg, WrappedKey
 from keyctl.authenticator.device import Device
@@ -82,7 +89,8 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
     request = parse(raw)
     if len(request.user_id) > 64:
         raise CtapFailure(Status.INVALID_LENGTH)
-    supported = [a for a in request.algorithms if a in (Alg.ES256, Alg.EDDSA)]
+    implemented = state.model.algorithms if state.model is not None else (Alg.ES256, Alg.EDDSA)
+    supported = [a for a in request.algorithms if a in implemented]
     if not supported:
         raise CtapFailure(Status.UNSUPPORTED_ALGORITHM)
     alg = Alg(supported[0])
@@ -103,6 +111,17 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
         permission=Permission.MAKE_CREDENTIAL,
         needs_uv=rk,
     )
+    # extension inputs that can be malformed are checked before any touch
+    ext_in = model.extensions(state.model, request.extensions)  # a model ignores what it lacks
+    hmac_secret = ext_in.get("hmac-secret") is True
+    hmac_mc = (
+        hmac_secret_request(device, ext_in["hmac-secret-mc"])
+        if hmac_secret and "hmac-secret-mc" in ext_in
+        else None
+    )
+    large_blob_key = large_blob_key_requested(ext_in)
+    if large_blob_key and not resident:
+        raise CtapFailure(Status.INVALID_OPTION)
     for credential_id in request.exclude:
         found = lookup(device, state, credential_id, request.rp_id)
         if found is not None and (found[0].cred_protect != 3 or uv):
@@ -110,14 +129,12 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
             raise CtapFailure(Status.CREDENTIAL_EXCLUDED)
     device.confirm_presence(state, "create a passkey", request.rp_id, link)
 
-    ext_in = request.extensions
     ext_out: dict[str, Any] = {}
     cred_protect = ext_in.get("credProtect")
     if not isinstance(cred_protect, int) or cred_protect not in (1, 2, 3):
         cred_protect = 1
     else:  # the applied policy is reported whenever one was asked for, level 1 included
         ext_out["credProtect"] = cred_protect
-    hmac_secret = ext_in.get("hmac-secret") is True
     if hmac_secret:
         ext_out["hmac-secret"] = True
     cred_blob = b""
@@ -130,7 +147,20 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
 
     rp_hash = rp_id_hash(request.rp_id)
     private = credentials.generate_private(alg, device.rng.random(32))
-    wrapped = WrappedKey(alg, private, rp_hash, resident, cred_protect, hmac_secret, cred_blob)
+    third_party_payment = ext_in.get("thirdPartyPayment") is True
+    wrapped = WrappedKey(
+        alg,
+        private,
+        rp_hash,
+        resident,
+        cred_protect,
+        hmac_secret,
+        cred_blob,
+        large_blob_key,
+        third_party_payment,
+    )
+    if hmac_mc is not None:  # hmac-secret-mc: the first PRF output at creation (CTAP 2.2)
+        ext_out["hmac-secret-mc"] = hmac_secret_output(device, state, hmac_mc, wrapped, uv)
     credential_id = credentials.wrap(state.wrap_key, device.rng.random(credentials.NONCE_SIZE), wrapped)
     record = None
     if resident:
@@ -172,4 +202,6 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
     response: dict[int, Any] = {1: fmt, 2: data, 3: statement}
     if enterprise:
         response[4] = True
+    if large_blob_key:
+        response[5] = credentials.large_blob_key(state.wrap_key, credential_id)
     return response

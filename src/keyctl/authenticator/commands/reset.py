@@ -6,7 +6,13 @@ from typing import Any
 
 from keyctl.authenticator.device import Device
 from keyctl.authenticator.ports import Link
-from keyctl.authenticator.state import DEFAULT_MIN_PIN_LENGTH, PIN_RETRIES, UV_RETRIES, AuthenticatorState
+from keyctl.authenticator.state import (
+    DEFAULT_MIN_PIN_LENGTH,
+    EMPTY_LARGE_BLOB_ARRAY,
+    PIN_RETRIES,
+    UV_RETRIES,
+    AuthenticatorState,
+)
 from keyctl.authenticator.status import CtapFailure, Status
 
 
@@ -29,4 +35,5 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
     state.always_uv = False
     state.enterprise_attestation = False
     state.templates = []
+    state.large_blob_array = EMPTY_LARGE_BLOB_ARRAY
     device.clear_volatile()  # the consecutive-mismatch count (PIN_AUTH_BLOCKED) included

