@@ -58,7 +58,7 @@ def test_create2_announces_a_fido_device(attached: tuple[uhid.UhidDevice, socket
     assert len(event) == uhid.EVENT_SIZE
     kind, name, _, uniq, rd_size, bus, vendor, product = struct.unpack_from("<I128s64s64sHHII", event)
     assert (kind, bus, vendor, product) == (UHID_CREATE2, 0x03, 0x1209, 0x4B44)
-    assert name.rstrip(b"\0") == b"keyctl virtual t1"
+    assert name.rstrip(b"\0") == b"keyctl virtual authenticator t1"
     assert uniq.rstrip(b"\0") == b"t1"  # the serial number: tells two attached keys apart
     descriptor = event[struct.calcsize("<I128s64s64sHHIIII") :][:rd_size]
     # python-fido2's parser (what its hidraw backend runs) accepts it only with the FIDO usage page.

@@ -162,7 +162,7 @@ def test_the_kernel_shows_a_fido_hid_device(key1: Attached) -> None:
     sysfs = Path("/sys/class/hidraw") / key1.path.name / "device"
     uevent = (sysfs / "uevent").read_text()
     assert "HID_ID=0003:00001209:00004B43\n" in uevent  # USB bus, keyctl's pid.codes ids
-    assert "HID_NAME=keyctl virtual k1\n" in uevent
+    assert "HID_NAME=keyctl virtual authenticator k1\n" in uevent
     descriptor = (sysfs / "report_descriptor").read_bytes()
     assert descriptor.startswith(bytes.fromhex("06d0f1"))  # usage page FIDO Alliance
 
@@ -174,7 +174,7 @@ def test_python_fido2_hidraw_backend_finds_it(key1: Attached) -> None:
     descriptor = found[str(key1.path)]  # python-fido2 parsed the report descriptor itself
     assert (descriptor.vid, descriptor.pid) == (0x1209, 0x4B43)
     assert (descriptor.report_size_in, descriptor.report_size_out) == (64, 64)
-    assert descriptor.product_name == "keyctl virtual k1"
+    assert descriptor.product_name == "keyctl virtual authenticator k1"
 
 
 def test_keyctl_key_info_over_usb_is_the_stored_authenticator(key1: Attached) -> None:

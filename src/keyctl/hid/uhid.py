@@ -149,7 +149,7 @@ class UhidDevice:
             self._write(
                 _CREATE2.pack(
                     UHID_CREATE2,
-                    f"keyctl virtual {name}"[:127].encode(),
+                    f"keyctl virtual authenticator {name}"[:127].encode(),
                     f"keyctl/{os.getpid()}"[:63].encode(),
                     name[:63].encode(),
                     len(REPORT_DESCRIPTOR),
