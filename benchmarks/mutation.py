@@ -43,7 +43,11 @@ MODULES: dict[str, list[str]] = {
         "tests/authenticator/test_bio_enrollment.py",
         "tests/authenticator/test_webauthn_verification.py",
     ],
-    "authenticator/framing.py": ["tests/authenticator/test_framing.py"],
+    "authenticator/framing.py": [
+        "tests/authenticator/test_framing.py",
+        "tests/authenticator/test_presence.py",  # keepalives and CANCEL while a touch is awaited
+        "tests/authenticator/test_keepalive.py",
+    ],
     "server/policy.py": [
         "tests/server/test_signin.py",
         "tests/server/test_passkeys.py",

@@ -117,9 +117,16 @@ class TerminalInteraction:
         self.term = term
         self.pin_env = pin_env
         self._spinner: Status | None = None
+        self._asking = False
+
+    def asking(self, open_question: bool) -> None:
+        """A virtual key's [y/N] question (``--presence prompt``) is on the terminal: no spinner over it."""
+        self._asking = open_question
+        if open_question:
+            self.done()
 
     def touch(self) -> None:
-        if self._spinner is not None:
+        if self._spinner is not None or self._asking:
             return
         message = "Touch your authenticator to continue…"
         if sys.stderr.isatty():  # a spinner; else one line (without importing rich)
@@ -272,6 +279,10 @@ def _client(
         insecure=insecure,
         choose=interaction.choose,
     )
+    if spec.startswith("virtual:"):  # an in-process virtual key may ask its [y/N] here (--presence prompt)
+        from keyctl.hid import prompt
+
+        prompt.question_hook = interaction.asking
     return client, interaction
 
 
