@@ -50,9 +50,11 @@ class ChallengeStore:
     def take(self, value: bytes, kind: str, now: float) -> Challenge | None:
         """Use up the challenge, committed at once; None when it is unknown, already used, of another
         kind, or expired."""
-        row = self.db.run(
-            lambda tx: tx.one("DELETE FROM ceremony_challenges WHERE value = ? RETURNING *", (value,))
-        )
+        return self.db.run(lambda tx: self.take_in(tx, value, kind, now))
+
+    def take_in(self, tx: Tx, value: bytes, kind: str, now: float) -> Challenge | None:
+        """``take`` within the caller's unit of work: the challenge is used up when it commits."""
+        row = tx.one("DELETE FROM ceremony_challenges WHERE value = ? RETURNING *", (value,))
         if row is None or row["kind"] != kind or now - row["created_at"] > CHALLENGE_TTL:
             return None
         return Challenge(
@@ -65,6 +67,9 @@ class ChallengeStore:
             session_hash=row["session_hash"],
             name=row["name"],
         )
+
+    def discard(self, tx: Tx, value: bytes) -> None:
+        tx.execute("DELETE FROM ceremony_challenges WHERE value = ?", (value,))
 
     def pending(self) -> int:
         row = self.db.run(lambda tx: tx.one("SELECT count(*) AS n FROM ceremony_challenges"))
