@@ -317,7 +317,9 @@ def test_plugged_in_keys_are_audited_with_the_given_ones(
     state = new_state(attestation_mode=AttestationMode.X5C)
     publish(state, [_der_b64(ca_certificate_pem(state))])
     spec = serve(state)
-    result = cli("audit", "keys", "--device", spec, "--json")
+    plugged_in = _report(cli("audit", "keys", "--json"))  # without -d: every USB key plugged in
+    assert [f["subject"] for f in plugged_in["findings"]] == ["usb:/dev/hidraw-keyctl-test"]
+    result = cli("audit", "keys", "--device", "usb:/dev/hidraw-keyctl-test", "--device", spec, "--json")
     assert result.exit_code == ExitCode.AUDIT_FINDINGS, result.stderr
     report = _report(result)
     assert report["summary"]["keys"] == 2

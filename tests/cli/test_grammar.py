@@ -5,6 +5,7 @@ options after the subcommand, --db typos, every code at once, fix lines that mat
 from __future__ import annotations
 
 import ast
+import json
 import os
 import pty
 import re
@@ -272,3 +273,43 @@ def test_fix_lines_match_the_cause(cli: Cli, tmp_path: Path, monkeypatch: pytest
         assert tls.exit_code == 20
         assert "TLS handshake" in tls.stderr
         assert "try http://" in tls.stderr
+
+
+def test_one_device_option_one_env_var_one_parser(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    for args in (
+        ("login", "--server", "http://localhost:9", "--device", "bogus"),
+        ("register", "--server", "http://localhost:9", "--user", "a@example.com", "-d", "bogus"),
+        ("key", "info", "--device", "bogus"),
+        ("key", "list", "-d", "bogus"),
+        ("audit", "keys", "-d", "bogus"),
+    ):
+        result = cli(*args)
+        assert result.exit_code == 3, (args, result.stderr)
+        assert "error: unknown device 'bogus'" in result.stderr
+    monkeypatch.setenv("KEYCTL_DEVICE", "udp:no-port")
+    for args in (("login", "--server", "http://localhost:9"), ("key", "info")):
+        result = cli(*args)
+        assert result.exit_code == 3, (args, result.stderr)
+        assert "device address 'no-port' is not HOST:PORT" in result.stderr
+    monkeypatch.delenv("KEYCTL_DEVICE")
+    both = cli("login", "--server", "http://localhost:9", "--device", "usb", "--authenticator", "virtual:x")
+    assert both.exit_code == 3
+    assert "--device usb and --authenticator virtual:x disagree" in both.stderr
+
+
+def test_key_list_with_devices_lists_only_those(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from keyctl.authenticator import VirtualAuthenticator
+    from keyctl.authenticator.store import ENV_VIRTUAL_KEY, new_ci_key
+    from keyctl.hid.udp import UdpServer
+
+    monkeypatch.setenv(ENV_VIRTUAL_KEY, new_ci_key())
+    assert cli("virtual", "create", "stored").exit_code == 0
+    everything = json.loads(cli("key", "list", "--json").stdout)
+    assert [k["spec"] for k in everything] == ["virtual:stored"]
+    server = UdpServer(VirtualAuthenticator(), "127.0.0.1", 0).start()
+    try:
+        spec = "udp:{}:{}".format(*server.address)
+        only = json.loads(cli("key", "list", "-d", spec, "--json").stdout)
+    finally:
+        server.stop()
+    assert [(k["spec"], k["problem"]) for k in only] == [(spec, None)]

@@ -91,7 +91,7 @@ def test_help_lists_every_command_and_a_command_line_builds_only_its_command() -
         assert f"  {name} " in root.stdout
     login = run_keyctl(["--debug", "login", "--help"])
     assert login.exit_code == 0
-    assert "--authenticator" in login.stdout
+    assert "--device SPEC" in login.stdout
     unknown = run_keyctl(["logn"])
     assert unknown.exit_code == 2
     assert "No such command 'logn'" in unknown.stderr

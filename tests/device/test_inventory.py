@@ -53,21 +53,26 @@ def test_lists_usb_virtual_and_simulators(
     state = new_state()
     store.create("ci", state)
     spec, _ = simulator
-    result = cli("key", "list", "--device", spec, "--json")
+    result = cli("key", "list", "--json")
     assert result.exit_code == 0, result.stderr
     keys = json.loads(result.stdout)
     assert all(set(k) == LISTED_FIELDS for k in keys)
     by_spec = {k["spec"]: k for k in keys}
+    assert set(by_spec) == {"usb:/dev/hidraw-keyctl-test", "virtual:ci"}
     usb = by_spec["usb:/dev/hidraw-keyctl-test"]
     assert (usb["kind"], usb["vendor_id"], usb["serial"], usb["aaguid"]) == ("usb", 0x1050, "123456", None)
     assert usb["problem"]  # present but not openable: the reason is shown
     assert by_spec["virtual:ci"]["aaguid"] == str(__import__("uuid").UUID(bytes=state.aaguid))
-    assert by_spec[spec]["kind"] == "udp"
-    assert by_spec[spec]["problem"] is None
-    table = cli("key", "list", "--device", spec)
+    table = cli("key", "list")
     assert "virtual:ci" in table.stdout
     assert "YubiKey" in table.stdout
     assert "123456" in table.stdout
+    # -d picks the devices, as everywhere: a simulator (which cannot be discovered) and a stored one.
+    chosen = json.loads(cli("key", "list", "-d", spec, "-d", "virtual:ci", "--json").stdout)
+    assert [(k["spec"], k["kind"], k["problem"]) for k in chosen] == [
+        (spec, "udp", None),
+        ("virtual:ci", "virtual", None),
+    ]
 
 
 def test_nothing_to_list(cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:

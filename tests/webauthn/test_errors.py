@@ -230,7 +230,7 @@ def test_platform_and_missing_usb_keys(cli: Cli, reference: Reference) -> None:
     result = _login(cli, reference, "platform", "--user", "u@example.com")
     assert result.exit_code == ExitCode.NOT_SUPPORTED
     assert "Passkeys not supported on this device" in result.stderr
-    result = _login(cli, reference, "usb", "--device", "/dev/hidraw-none", "--user", "u@example.com")
+    result = _login(cli, reference, "/dev/hidraw-none", "--user", "u@example.com")
     assert result.exit_code == ExitCode.NO_DEVICE
     assert "No compatible device found" in result.stderr
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import click
 import typer
 
-from keyctl.cli.output import JsonOption, Terminal
+from keyctl.cli.output import DevicesOption, JsonOption, Terminal
 from keyctl.cli.prompt import read_secret
 
 if TYPE_CHECKING:
@@ -171,12 +171,7 @@ def server(
 
 @app.command()
 def keys(
-    device: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--device", "-d", help="Also audit this key (repeatable); every USB key plugged in is audited."
-        ),
-    ] = None,
+    device: DevicesOption = None,
     pin_env: Annotated[
         str | None, typer.Option("--pin-env", metavar="VAR", help="The keys' PIN: also lists their passkeys.")
     ] = None,
@@ -204,7 +199,7 @@ def keys(
     threshold = _threshold(fail_on, as_json, as_csv)
     rules = load_policy(policy)
     pin = read_secret("PIN", pin_env) if pin_env else None
-    specs = list(dict.fromkeys([*_usb_key_paths(), *(device or [])]))
+    specs = list(dict.fromkeys(device)) if device else _usb_key_paths()
     if not specs:
         raise NoDevice(
             "No compatible device found: no security key is plugged in", "insert a key, or give --device"

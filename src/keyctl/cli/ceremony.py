@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import click
 import typer
 
-from keyctl.cli.output import JsonOption, Terminal
+from keyctl.cli.output import ENV_DEVICE, JsonOption, Terminal, check_device
 from keyctl.cli.prompt import read_secret
 from keyctl.errors import InvalidInput, NotFound, PasskeyCanceled
 
@@ -36,15 +36,22 @@ ProfileOption = Annotated[
     str,
     typer.Option("--profile", help="How the server exposes the ceremonies: a built-in name or a TOML file."),
 ]
-AuthenticatorOption = Annotated[
-    str,
-    typer.Option("--authenticator", help="usb, virtual:NAME, udp:HOST:PORT or platform.", show_default=True),
-]
-DeviceOption = Annotated[
+CeremonyDeviceOption = Annotated[
     str | None,
     typer.Option(
-        "--device", help="A device spec (virtual:NAME, udp:HOST:PORT, usb:PATH) or a USB key's path."
+        "--device",
+        "-d",
+        metavar="SPEC",
+        envvar=ENV_DEVICE,
+        show_envvar=False,
+        show_default="usb",
+        callback=check_device,
+        help=f"The authenticator: usb[:PATH], udp:HOST:PORT, virtual:NAME or platform (else ${ENV_DEVICE}).",
     ),
+]
+# The name --device had before it was one option everywhere; hidden, kept for scripts.
+AuthenticatorAlias = Annotated[
+    str | None, typer.Option("--authenticator", hidden=True, callback=check_device)
 ]
 PinEnvOption = Annotated[
     str | None,
@@ -148,18 +155,13 @@ class TerminalInteraction:
             self._spinner = None
 
 
-def _authenticator_spec(authenticator: str, device: str | None) -> str:
-    """``--device`` takes a full device spec (as everywhere in keyctl) or a USB key's path/serial."""
-    if device is None:
-        return authenticator
-    if device == "usb" or device.split(":", 1)[0] in ("usb", "virtual", "udp"):
-        return device
-    if authenticator != "usb":
+def _device_spec(device: str | None, authenticator: str | None) -> str:
+    if device and authenticator and device != authenticator:
         raise InvalidInput(
-            f"--device {device} picks a USB key, but --authenticator is {authenticator}",
-            "drop one of them, or give --device as virtual:NAME / udp:HOST:PORT",
+            f"--device {device} and --authenticator {authenticator} disagree",
+            "give --device only (--authenticator is its old name)",
         )
-    return f"usb:{device}"
+    return device or authenticator or "usb"
 
 
 def _prepare(
@@ -342,8 +344,8 @@ def register(
         ),
     ] = None,
     profile: ProfileOption = "keyctl",
-    authenticator: AuthenticatorOption = "usb",
-    device: DeviceOption = None,
+    device: CeremonyDeviceOption = None,
+    authenticator: AuthenticatorAlias = None,
     pin_env: PinEnvOption = None,
     timeout: TimeoutOption = 60.0,
     origin: OriginOption = None,
@@ -361,7 +363,7 @@ def register(
     from keyctl.webauthn import flows
 
     term = Terminal(as_json)
-    spec = _authenticator_spec(authenticator, device)
+    spec = _device_spec(device, authenticator)
     the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
     client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
     request = flows.Request(user=user, name=name, resident=resident, uv=uv)  # type: ignore[arg-type]
@@ -398,8 +400,8 @@ def login(
         str | None, typer.Option("--credential", help="Login with the passkey of this credential id.")
     ] = None,
     profile: ProfileOption = "keyctl",
-    authenticator: AuthenticatorOption = "usb",
-    device: DeviceOption = None,
+    device: CeremonyDeviceOption = None,
+    authenticator: AuthenticatorAlias = None,
     pin_env: PinEnvOption = None,
     timeout: TimeoutOption = 60.0,
     origin: OriginOption = None,
@@ -417,7 +419,7 @@ def login(
     from keyctl.webauthn import flows
 
     term = Terminal(as_json)
-    spec = _authenticator_spec(authenticator, device)
+    spec = _device_spec(device, authenticator)
     the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
     with _open_session(server, the_profile, claimed, cookie_jar) as session:
         if password_env or totp or totp_secret_env or recovery_code_env or save_totp:

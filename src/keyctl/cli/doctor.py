@@ -14,13 +14,32 @@ def doctor(
     udp: Annotated[
         list[str] | None, typer.Option("--udp", metavar="HOST:PORT", help="Also check this UDP simulator.")
     ] = None,
+    udev_rules: Annotated[
+        bool,
+        typer.Option("--udev-rules", help="Print the udev rules for FIDO keys (hidraw access) and exit."),
+    ] = False,
+    install_udev_rules: Annotated[
+        bool,
+        typer.Option(
+            "--install-udev-rules",
+            help="Install them in /etc/udev/rules.d (as root) and reload udev, then exit.",
+        ),
+    ] = False,
     as_json: JsonOption = False,
+    rules_dir: Annotated[Path, typer.Option(hidden=True)] = Path("/etc/udev/rules.d"),
     sys_root: Annotated[Path, typer.Option(hidden=True)] = Path("/sys/class/hidraw"),
     dev_root: Annotated[Path, typer.Option(hidden=True)] = Path("/dev"),
 ) -> None:
     """Check Python, fido2, security keys and their permissions, the keyring, simulators; say how to fix."""
-    from keyctl.doctor import checks, hidraw
+    from keyctl.doctor import checks, hidraw, udev
 
+    if udev_rules:
+        Terminal().line(udev.rules().rstrip("\n"))
+        return
+    if install_udev_rules:
+        target = udev.install(rules_dir)
+        Terminal().success(f"installed {target}; re-insert the key")
+        return
     nodes = hidraw.scan_hidraw(sys_root, dev_root)
     results = [
         *checks.environment(),

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from keyctl.cli.output import JsonOption, Terminal, YesOption
+from keyctl.cli.output import DeviceOption, DevicesOption, JsonOption, Terminal, YesOption
 from keyctl.cli.prompt import read_secret
 
 if TYPE_CHECKING:
@@ -24,12 +24,6 @@ app.add_typer(config_app, name="config")
 app.add_typer(creds_app, name="creds")
 app.add_typer(fingerprints_app, name="fingerprints")
 
-DeviceOption = Annotated[
-    str,
-    typer.Option(
-        "--device", "-d", help="usb, usb:PATH, udp:HOST:PORT or virtual:NAME.", envvar="KEYCTL_DEVICE"
-    ),
-]
 PinEnvOption = Annotated[
     str | None, typer.Option("--pin-env", metavar="VAR", help="Read the PIN from this environment variable.")
 ]
@@ -48,17 +42,15 @@ def _pin(env_var: str | None) -> str:
 
 @app.command("list")
 def list_keys(
-    device: Annotated[
-        list[str] | None, typer.Option("--device", "-d", help="Also list this simulator (repeatable).")
-    ] = None,
+    device: DevicesOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Every authenticator keyctl can reach: USB keys, virtual authenticators, given simulators."""
+    """List the authenticators keyctl can reach: USB keys and virtual ones (or just the -d ones)."""
     from keyctl.audit import mds
     from keyctl.device.inventory import list_keys as inventory
 
     metadata = mds.current()
-    keys = inventory(device or [], metadata.model_name if metadata else lambda aaguid: None)
+    keys = inventory(device or None, metadata.model_name if metadata else lambda aaguid: None)
     term = Terminal(as_json)
     if as_json:
         term.json([asdict(k) for k in keys])

@@ -23,6 +23,46 @@ if TYPE_CHECKING:
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+ENV_DEVICE = "KEYCTL_DEVICE"
+
+
+def check_device(spec: str | None) -> str | None:
+    """One parser for every --device: keyctl.hid.spec (a typo is exit 3 here, not "no device" later)."""
+    from keyctl.hid.spec import parse
+
+    if spec is not None and spec != "platform":
+        parse(spec)
+    return spec
+
+
+def _check_devices(specs: list[str] | None) -> list[str]:
+    for spec in specs or []:
+        check_device(spec)
+    return specs or []
+
+
+DeviceOption = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        "-d",
+        metavar="SPEC",
+        envvar=ENV_DEVICE,
+        show_envvar=False,
+        callback=check_device,
+        help=f"The authenticator: usb, usb:PATH, udp:HOST:PORT or virtual:NAME (else ${ENV_DEVICE}).",
+    ),
+]
+DevicesOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--device",
+        "-d",
+        metavar="SPEC",
+        callback=_check_devices,
+        help="Only this authenticator (repeatable; default: every one keyctl can find).",
+    ),
+]
 RevealOption = Annotated[
     bool, typer.Option("--reveal", help="Print the secret even though stdout is a terminal.")
 ]

@@ -34,19 +34,21 @@ def _usb_keys() -> list[tuple[str, str | None, int, int, str | None]]:
 
 
 def list_keys(
-    extra_specs: Sequence[str] = (), model_name: Callable[[str], str | None] = lambda aaguid: None
+    specs: Sequence[str] | None = None, model_name: Callable[[str], str | None] = lambda aaguid: None
 ) -> list[ListedKey]:
+    """The authenticators ``specs`` names, or (None) every USB key and stored virtual authenticator."""
     from fido2.ctap2.base import Ctap2
 
     from keyctl.authenticator import store
     from keyctl.device.errors import key_errors
     from keyctl.hid import open_device
 
-    found: list[tuple[str, str, str | None, int | None, int | None, str | None]] = [
-        (spec, "usb", name, vid, pid, serial) for spec, name, vid, pid, serial in _usb_keys()
-    ]
-    found += [(f"virtual:{name}", "virtual", name, None, None, None) for name in store.names()]
-    found += [(spec, spec.split(":", 1)[0], None, None, None, None) for spec in extra_specs]
+    found: list[tuple[str, str, str | None, int | None, int | None, str | None]]
+    if specs is None:
+        found = [(spec, "usb", name, vid, pid, serial) for spec, name, vid, pid, serial in _usb_keys()]
+        found += [(f"virtual:{name}", "virtual", name, None, None, None) for name in store.names()]
+    else:
+        found = [(spec, spec.split(":", 1)[0], None, None, None, None) for spec in specs]
     listed: list[ListedKey] = []
     for spec, kind, name, vid, pid, serial in found:
         aaguid = problem = None

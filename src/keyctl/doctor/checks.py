@@ -11,12 +11,10 @@ from enum import IntEnum
 from importlib.metadata import PackageNotFoundError, version
 
 from keyctl.doctor.hidraw import FIDO_VENDORS, HidrawNode, UsbDevice, keys_without_fido_interface
+from keyctl.doctor.udev import INSTALL
 from keyctl.errors import ExitCode, KeyctlError
 
-UDEV_FIX = (
-    "install scripts/udev/70-keyctl-fido.rules: sudo cp scripts/udev/70-keyctl-fido.rules /etc/udev/rules.d/ "
-    "&& sudo udevadm control --reload && sudo udevadm trigger, then re-insert the key"
-)
+UDEV_FIX = f"install the udev rules: {INSTALL}"
 
 
 class Status(IntEnum):

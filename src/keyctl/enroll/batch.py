@@ -186,7 +186,7 @@ def _open(spec: str) -> CtapHidDevice:
     except OSError as error:
         raise NoDevice(
             f"No compatible device found ({spec}: {error.strerror or type(error).__name__})",
-            "insert the key; on Linux install the udev rules from scripts/udev/ for hidraw access",
+            "insert the key; on Linux, for hidraw access: sudo keyctl doctor --install-udev-rules",
         ) from None
 
 

@@ -46,4 +46,6 @@ def parse(spec: str) -> DeviceSpec:
         return UdpSpec(*parse_host_port(rest, "device address"))
     if kind == "usb":
         return UsbSpec(rest if sep and rest else None)
+    if spec.startswith("/"):  # a hidraw path, as `ls /dev/hidraw*` shows it
+        return UsbSpec(spec)
     raise InvalidInput(f"unknown device {spec!r}", SPEC_HELP)

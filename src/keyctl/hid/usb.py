@@ -14,8 +14,7 @@ SELECTION_TIMEOUT_S = 30.0
 
 UDEV_REMEDY = (
     "plug in a FIDO2 key; on Linux, non-root users need udev rules: "
-    "sudo cp scripts/udev/*.rules /etc/udev/rules.d/ && sudo udevadm control --reload && "
-    "sudo udevadm trigger (then re-plug the key)"
+    "sudo keyctl doctor --install-udev-rules (then re-plug the key)"
 )
 WINDOWS_REMEDY = (
     "plug in a FIDO2 key; on Windows, raw access to a key (PIN, credentials, reset, config) needs a "
