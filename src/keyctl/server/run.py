@@ -22,7 +22,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from keyctl.errors import AlreadyExists, InvalidInput, KeyctlError, StateError
 from keyctl.server.policy import Clock, Policy, PolicyError, Settings
-from keyctl.server.store import Store
+from keyctl.server.storage import open_database
 from keyctl.server.web import build_app
 
 DEFAULT_PORT = 8765
@@ -156,7 +156,7 @@ class ServerHandle:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
-        self.policy.store.close()
+        self.policy.close()
 
     def __enter__(self) -> ServerHandle:
         return self
@@ -213,7 +213,7 @@ def prepare(
             device_bound_only=device_bound_only,
             ip_max_failures=ip_max_failures,
         )
-        policy = Policy(Store(db_path), settings, clock)
+        policy = Policy(open_database(db_path), settings, clock)
         policy.cleanup()
         app = build_app(policy, secure_cookie=origin.startswith("https://"))
         # httptools (uvicorn's C parser, a dependency) rather than a silent fallback to h11, which costs
@@ -266,7 +266,7 @@ def start(
     while not prepared.server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             prepared.server.should_exit = True
-            prepared.policy.store.close()
+            prepared.policy.close()
             raise StateError("the reference server did not start", "rerun with --debug to see why")
         time.sleep(0.005)
     return ServerHandle(
@@ -294,7 +294,7 @@ def serve(prepared: Prepared) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        prepared.policy.store.close()
+        prepared.policy.close()
 
 
 def create_user(db_path: Path, email: str, password: str, clock: Clock = time.time) -> None:
@@ -302,11 +302,11 @@ def create_user(db_path: Path, email: str, password: str, clock: Clock = time.ti
     settings = Settings(
         rp_id="localhost", origin="http://localhost", outbox=outbox_path(db_path), admin_token=""
     )
-    policy = Policy(Store(db_path), settings, clock)
+    policy = Policy(open_database(db_path), settings, clock)
     try:
         _translate(lambda: policy.create_user(email, password))
     finally:
-        policy.store.close()
+        policy.close()
 
 
 def _translate(action: Callable[[], object]) -> None:

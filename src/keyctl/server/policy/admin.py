@@ -42,7 +42,8 @@ def invite(ctx: Context, email: str) -> tuple[str, float]:
         if ctx.user_by_email(db, email) is not None:
             raise PolicyError("user_exists", f"an account for {email} already exists")
         db.execute(
-            "INSERT INTO invites (token_hash, email, created_at) VALUES (?, ?, ?)", (token_hash(token), email, now)
+            "INSERT INTO invites (token_hash, email, created_at) VALUES (?, ?, ?)",
+            (token_hash(token), email, now),
         )
         ctx.audit(db, "invite_created", email, None)
         ctx.mail(email, "You are invited: choose a password", link, now)
@@ -112,7 +113,9 @@ def admin_enrollment(ctx: Context, email: str, ip: str) -> tuple[str, str, float
     def work(db: Tx, now: float) -> tuple[str, str, float]:
         user = _admin_user(ctx, db, email)
         if len(ctx.passkey_rows(db, user["id"])) >= MAX_PASSKEYS:
-            raise ctx.refuse("passkey_limit", LIMIT_MESSAGE, "enrollment_refused", user["email"], ip, by="admin")
+            raise ctx.refuse(
+                "passkey_limit", LIMIT_MESSAGE, "enrollment_refused", user["email"], ip, by="admin"
+            )
         db.execute("DELETE FROM sessions WHERE user_id = ? AND stage = ?", (user["id"], PASSKEY_ENROLLMENT))
         token = sessions.new_session(db, user["id"], PASSKEY_ENROLLMENT, now)
         ctx.audit(db, "enrollment_session_created", user["email"], ip, by="admin")

@@ -12,7 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -189,8 +189,6 @@ class SignedIn:
         return body
 
 
-
-
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -232,7 +230,6 @@ def credential_id_bytes(text: str) -> bytes:
     if not raw:
         raise PolicyError("not_found", "no such passkey")
     return raw
-
 
 
 # What verifying with a stored key raises besides ValueError when the key cannot verify anything (an

@@ -56,7 +56,9 @@ def _descriptors(rows: list[Row]) -> list[PublicKeyCredentialDescriptor]:
         PublicKeyCredentialDescriptor(
             type=PublicKeyCredentialType.PUBLIC_KEY,
             id=row["credential_id"],
-            transports=[AuthenticatorTransport(t) for t in json.loads(row["transports"]) if t in KNOWN_TRANSPORTS]
+            transports=[
+                AuthenticatorTransport(t) for t in json.loads(row["transports"]) if t in KNOWN_TRANSPORTS
+            ]
             or None,
         )
         for row in rows
@@ -69,7 +71,8 @@ def _take_challenge(ctx: Context, db: Tx, value: bytes, kind: str, now: float) -
     challenge = ctx.challenges.take_in(db, value, kind, now)
     if challenge is None:
         raise PolicyError(
-            "session_expired", "Session expired: the challenge is unknown, already used or older than 5 minutes"
+            "session_expired",
+            "Session expired: the challenge is unknown, already used or older than 5 minutes",
         )
     return challenge
 
@@ -98,7 +101,9 @@ def register_options(
             raise ctx.refuse("passkey_limit", LIMIT_MESSAGE, "passkey_register_refused", user["email"], ip)
         value = os.urandom(32)
         options, _ = ctx.fido.register_begin(
-            PublicKeyCredentialUserEntity(name=user["email"], id=user["user_handle"], display_name=user["email"]),
+            PublicKeyCredentialUserEntity(
+                name=user["email"], id=user["user_handle"], display_name=user["email"]
+            ),
             credentials=_descriptors(rows),
             resident_key_requirement=rk,
             user_verification=verification,
@@ -211,7 +216,9 @@ def _register(
     if session["stage"] == PASSKEY_ENROLLMENT:  # single use: the session ends with its passkey
         db.execute("DELETE FROM sessions WHERE token_hash = ?", (session["token_hash"],))
         via = {"via": "enrollment"}
-    ctx.audit(db, "passkey_registered", email, ip, credential_id=credential_id, aaguid=aaguid, name=name, **via)
+    ctx.audit(
+        db, "passkey_registered", email, ip, credential_id=credential_id, aaguid=aaguid, name=name, **via
+    )
     row = db.one("SELECT * FROM passkeys WHERE credential_id = ?", (credential.credential_id,))
     assert row is not None
     return email, passkey_view(row)
@@ -228,7 +235,8 @@ def rename_passkey(ctx: Context, token: str | None, credential_id: str, name: st
     def work(db: Tx, now: float) -> Passkey:
         session = sessions.session(db, token, ACTIVE, now)
         if not db.execute(
-            "UPDATE passkeys SET name = ? WHERE credential_id = ? AND user_id = ?", (name, raw, session["user_id"])
+            "UPDATE passkeys SET name = ? WHERE credential_id = ? AND user_id = ?",
+            (name, raw, session["user_id"]),
         ):
             raise PolicyError("not_found", "no such passkey")
         ctx.audit(db, "passkey_renamed", session["email"], ip, credential_id=credential_id, name=name)
@@ -244,7 +252,9 @@ def delete_passkey(ctx: Context, token: str | None, credential_id: str, ip: str)
 
     def work(db: Tx, now: float) -> None:
         session = sessions.session(db, token, ACTIVE, now)
-        if not db.execute("DELETE FROM passkeys WHERE credential_id = ? AND user_id = ?", (raw, session["user_id"])):
+        if not db.execute(
+            "DELETE FROM passkeys WHERE credential_id = ? AND user_id = ?", (raw, session["user_id"])
+        ):
             raise PolicyError("not_found", "no such passkey")
         ctx.audit(db, "passkey_deleted", session["email"], ip, credential_id=credential_id, by="user")
 
@@ -333,7 +343,9 @@ def _login(
         "user_verification": UserVerificationRequirement(challenge.user_verification),
     }
     try:
-        ctx.fido.authenticate_complete(state, [AttestedCredentialData(row["credential_data"])], authentication)
+        ctx.fido.authenticate_complete(
+            state, [AttestedCredentialData(row["credential_data"])], authentication
+        )
     except UNVERIFIABLE as error:  # ValueError: a bad response; the others: a stored key that is broken
         raise ctx.refuse(
             "verification_failed",
@@ -379,4 +391,6 @@ def _login(
     )
     token = sessions.new_session(db, row["user_id"], ACTIVE, now)
     ctx.audit(db, "signin_ok", email, ip, method="passkey", credential_id=credential_id)
-    return SignedIn(token=token, email=email, method="passkey", passkey_prompt=False, credential_id=credential_id)
+    return SignedIn(
+        token=token, email=email, method="passkey", passkey_prompt=False, credential_id=credential_id
+    )

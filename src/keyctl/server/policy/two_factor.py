@@ -29,7 +29,9 @@ class Enrollment:
     qr_svg: str
 
 
-def complete_signin(ctx: Context, db: Tx, session: Row, method: str, ip: str, now: float, **extra: Any) -> SignedIn:
+def complete_signin(
+    ctx: Context, db: Tx, session: Row, method: str, ip: str, now: float, **extra: Any
+) -> SignedIn:
     """Turn a sign-in in progress into a signed-in session with a fresh token."""
     user_id = session["user_id"]
     db.execute("DELETE FROM sessions WHERE token_hash = ?", (session["token_hash"],))
@@ -84,7 +86,9 @@ def totp_enroll_verify(ctx: Context, token: str | None, code: str, ip: str) -> s
             raise PolicyError("invalid_request", "ask for the TOTP secret first (/api/signin/totp/enroll)")
         step = twofactor.matching_step(secret, code, now) if CODE.fullmatch(code) else None
         if step is None:
-            raise protection.failure(ctx, session["email"], ip, "invalid_code", "Incorrect code", "signin_failed")
+            raise protection.failure(
+                ctx, session["email"], ip, "invalid_code", "Incorrect code", "signin_failed"
+            )
         recovery = twofactor.new_recovery_code()
         db.execute(
             "UPDATE sessions SET stage = ?, pending_recovery_hash = ?, pending_step = ? WHERE token_hash = ?",
@@ -139,7 +143,12 @@ def signin_totp(ctx: Context, token: str | None, code: str, ip: str) -> SignedIn
             raise protection.failure(ctx, email, ip, "invalid_code", "Incorrect code", "signin_failed")
         if step <= user["totp_last_step"]:
             raise protection.failure(
-                ctx, email, ip, "invalid_code", "That code was already used: wait for the next one", "signin_failed"
+                ctx,
+                email,
+                ip,
+                "invalid_code",
+                "That code was already used: wait for the next one",
+                "signin_failed",
             )
         db.execute("UPDATE users SET totp_last_step = ? WHERE id = ?", (step, user["id"]))
         return complete_signin(ctx, db, session, "totp", ip, now)
@@ -154,7 +163,9 @@ def signin_recovery(ctx: Context, token: str | None, code: str, ip: str) -> Sign
         protection.check_not_blocked(ctx, db, email, ip)
         user = _enrolled_user(ctx, db, session)
         if not hmac.compare_digest(twofactor.recovery_hash(code), user["recovery_hash"]):
-            raise protection.failure(ctx, email, ip, "invalid_code", "Incorrect recovery code", "signin_failed")
+            raise protection.failure(
+                ctx, email, ip, "invalid_code", "Incorrect recovery code", "signin_failed"
+            )
         new_code = twofactor.new_recovery_code()
         db.execute(
             "UPDATE users SET recovery_hash = ? WHERE id = ?", (twofactor.recovery_hash(new_code), user["id"])
