@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -18,7 +20,9 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 import uvicorn
+from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
 
 from keyctl.errors import AlreadyExists, InvalidInput, KeyctlError, StateError
 from keyctl.server.policy import Clock, Policy, PolicyError, Settings
@@ -99,8 +103,13 @@ class HttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def outbox_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".outbox.jsonl")
+def outbox_path(db: Path | str) -> Path:
+    """Where unblock and invite links go: next to an SQLite file; in the data directory for a URL."""
+    if isinstance(db, Path):
+        return db.with_name(db.name + ".outbox.jsonl")
+    from keyctl.config import data_dir
+
+    return data_dir() / "server.outbox.jsonl"
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -144,7 +153,7 @@ class ServerHandle:
     url: str  # the origin browsers use
     local_url: str  # where the server listens (differs from url behind a TLS proxy)
     admin_token: str
-    db_path: Path
+    db: Path | str  # an SQLite file, or a postgresql:// URL
     outbox_path: Path
     policy: Policy
     _server: uvicorn.Server
@@ -175,10 +184,12 @@ class Prepared:
     policy: Policy
     server: uvicorn.Server
     sock: socket.socket
+    db: Path | str
+    request_timeout: float
 
 
 def prepare(
-    db_path: Path,
+    db: Path | str,
     *,
     host: str = "127.0.0.1",
     port: int = 0,
@@ -206,14 +217,14 @@ def prepare(
         settings = Settings(
             rp_id=rp_id,
             origin=origin,
-            outbox=outbox_path(db_path),
+            outbox=outbox_path(db),
             admin_token=token,
             max_failures=max_failures,
             rate_limit=rate_limit,
             device_bound_only=device_bound_only,
             ip_max_failures=ip_max_failures,
         )
-        policy = Policy(open_database(db_path), settings, clock)
+        policy = Policy(open_database(db), settings, clock)
         policy.cleanup()
         app = build_app(policy, secure_cookie=origin.startswith("https://"))
         # httptools (uvicorn's C parser, a dependency) rather than a silent fallback to h11, which costs
@@ -222,14 +233,14 @@ def prepare(
         config = uvicorn.Config(app, http=protocol, log_level="warning", access_log=False, lifespan="off")
         address = f"[{host}]" if ":" in host else host
         local_url = f"http://{address}:{bound_port}"
-        return Prepared(origin, local_url, token, policy, uvicorn.Server(config), sock)
+        return Prepared(origin, local_url, token, policy, uvicorn.Server(config), sock, db, request_timeout)
     except BaseException:
         sock.close()
         raise
 
 
 def start(
-    db_path: Path,
+    db: Path | str,
     *,
     host: str = "127.0.0.1",
     port: int = 0,
@@ -245,7 +256,7 @@ def start(
 ) -> ServerHandle:
     """Serve in a background thread; returns once the server accepts connections."""
     prepared = prepare(
-        db_path,
+        db,
         host=host,
         port=port,
         rp_id=rp_id,
@@ -273,7 +284,7 @@ def start(
         url=prepared.url,
         local_url=prepared.local_url,
         admin_token=prepared.admin_token,
-        db_path=db_path,
+        db=db,
         outbox_path=prepared.policy.settings.outbox,
         policy=prepared.policy,
         _server=prepared.server,
@@ -281,12 +292,15 @@ def start(
     )
 
 
-def serve(prepared: Prepared) -> None:
+def serve(prepared: Prepared, workers: int = 1) -> None:
     """Serve in the foreground until SIGINT/SIGTERM, then close the database and return normally.
 
     uvicorn shuts down gracefully on those signals and then re-raises them to the handlers it found;
     with no-op handlers in place the process ends through the normal path, with exit code 0.
     """
+    if workers > 1:
+        _serve_workers(prepared, workers)
+        return
     stops = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in stops}
     try:
@@ -297,12 +311,53 @@ def serve(prepared: Prepared) -> None:
         prepared.policy.close()
 
 
-def create_user(db_path: Path, email: str, password: str, clock: Clock = time.time) -> None:
-    """Add an account straight to a server database (the server may be running)."""
-    settings = Settings(
-        rp_id="localhost", origin="http://localhost", outbox=outbox_path(db_path), admin_token=""
+WORKER_ENV = "KEYCTL_SERVER_WORKER"
+
+
+def _serve_workers(prepared: Prepared, workers: int) -> None:
+    """``workers`` processes sharing the bound socket, under uvicorn's supervisor: it replaces a worker
+    that dies and stops them all on SIGINT/SIGTERM. It starts them with the ``spawn`` method and pickles
+    its Config, so each worker builds its app itself (``worker_app``) from settings passed in the
+    environment (never argv: they hold the admin token and maybe a database password), opening its own
+    database connection. The schema was migrated and expired sessions forgotten here, once."""
+    prepared.policy.close()
+    settings = prepared.policy.settings
+    os.environ[WORKER_ENV] = json.dumps(
+        {
+            "db": str(prepared.db),
+            "settings": {**dataclasses.asdict(settings), "outbox": str(settings.outbox)},
+            "request_timeout": prepared.request_timeout,
+        }
     )
-    policy = Policy(open_database(db_path), settings, clock)
+    config = uvicorn.Config(
+        f"{__name__}:worker_app",
+        factory=True,
+        http=HttpProtocol,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+    )
+    try:
+        Multiprocess(config, sockets=[prepared.sock]).run()
+    finally:
+        del os.environ[WORKER_ENV]
+
+
+def worker_app() -> Starlette:
+    """The app of one ``--workers`` process (called by uvicorn in the worker)."""
+    spec = json.loads(os.environ[WORKER_ENV])
+    # The Config arrives pickled: its protocol class is the base one, so the timeout is set here.
+    HttpProtocol.request_timeout = spec["request_timeout"]
+    settings = Settings(**{**spec["settings"], "outbox": Path(spec["settings"]["outbox"])})
+    policy = Policy(open_database(spec["db"]), settings)
+    return build_app(policy, secure_cookie=settings.origin.startswith("https://"))
+
+
+def create_user(db: Path | str, email: str, password: str, clock: Clock = time.time) -> None:
+    """Add an account straight to a server database (the server may be running)."""
+    settings = Settings(rp_id="localhost", origin="http://localhost", outbox=outbox_path(db), admin_token="")
+    policy = Policy(open_database(db), settings, clock)
     try:
         _translate(lambda: policy.create_user(email, password))
     finally:
