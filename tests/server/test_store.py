@@ -33,5 +33,5 @@ def test_an_older_database_gains_the_attestation_format_column_unknown_for_old_p
     with closing(sqlite3.connect(path)) as db:
         columns = [row[1] for row in db.execute("PRAGMA table_info(passkeys)")]
         row = db.execute("SELECT name, sign_count, attestation_format FROM passkeys").fetchone()
-    assert columns[-1] == "attestation_format"
+    assert columns[-2:] == ["attestation_format", "seq"]  # seq: migration 2
     assert row == ("Desk key", 7, None)

@@ -119,6 +119,14 @@ def run(
     workers: Annotated[
         int, typer.Option("--workers", help="Server processes sharing the port (one database).", min=1)
     ] = 1,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            metavar="CIDR",
+            help="A load balancer's address or network: its X-Forwarded-For names the client (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Run the server until Ctrl-C or SIGTERM (without a subcommand); `user add` adds accounts."""
     if ctx.invoked_subcommand is not None:
@@ -147,6 +155,7 @@ def run(
         admin_token=admin_token,
         rate_limit=rate_limit,
         device_bound_only=device_bound_only,
+        trusted_proxies=tuple(trusted_proxy or ()),
     )
     listening = f", listening on {prepared.local_url}" if origin is not None else ""
     terminal.status(

@@ -117,6 +117,7 @@ class Settings:
     rate_limit: int = 120  # requests a minute per IP on the auth endpoints
     ip_max_failures: int = 100  # failed sign-ins a day from one IP, any accounts, before the IP is blocked
     device_bound_only: bool = False  # refuse synced (backup-eligible) passkeys at registration and login
+    trusted_proxies: tuple[str, ...] = ()  # networks whose X-Forwarded-For names the client (web.py)
 
 
 @dataclass(frozen=True)
