@@ -4,9 +4,11 @@
 # to reuse the cookie jars keyctl login writes, Node and the webauthn Ruby gem for the interop relying
 # parties (tests/interop; @simplewebauthn/server itself comes from npm, `npm ci` in the tests), PostgreSQL
 # for the server's storage tests (tests/postgres.py starts a throwaway cluster of its own and never touches
-# one the package may have started).
+# one the package may have started); for `keyctl virtual attach` (tests/vm): QEMU, a Debian kernel with the
+# uhid module and busybox to boot a throwaway guest, and libfido2's tools as a foreign client.
 set -euo pipefail
-packages=(gnome-keyring dbus-daemon dbus-x11 oathtool chromium curl ruby-webauthn ruby-webrick postgresql)
+packages=(gnome-keyring dbus-daemon dbus-x11 oathtool chromium curl ruby-webauthn ruby-webrick postgresql
+  qemu-system-x86 linux-image-amd64 busybox-static fido2-tools)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 missing=()

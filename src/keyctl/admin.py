@@ -190,8 +190,11 @@ class AdminApi:
 
     # brute-force blocks
     def blocks(self) -> list[dict[str, Any]]:
-        blocks: list[dict[str, Any]] = self._call("GET", "/api/admin/blocks").get("blocks", [])
-        return blocks
+        """Every block: an account's from one IP (``kind`` "account"), and a whole IP's ("ip", with
+        ``until``, when its allowance of failed sign-ins has refilled) on servers that have those."""
+        answer = self._call("GET", "/api/admin/blocks")
+        accounts = [{"kind": "account", **block} for block in answer.get("blocks", [])]
+        return accounts + [{"kind": "ip", "email": None, **block} for block in answer.get("ip_blocks", [])]
 
     def unblock(self, ip: str, email: str | None) -> int:
         count = self._call("POST", "/api/admin/unblock", {"ip": ip, **({"email": email} if email else {})})

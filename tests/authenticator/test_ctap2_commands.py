@@ -285,3 +285,18 @@ def test_get_next_assertion_expires(transport: Transport) -> None:
     with pytest.raises(CtapError) as raised:
         ctap.get_next_assertion()
     assert raised.value.code == ERR.NOT_ALLOWED
+
+
+def test_a_credential_made_without_rk_is_not_discoverable_and_its_id_fits_get_info(
+    device: CtapHidDevice,
+) -> None:
+    """A security key stores nothing for a non-discoverable credential, and the ID it hands out is no
+    longer than the maxCredentialIdLength it advertises (hosts drop longer IDs from allow lists)."""
+    ctap = Ctap2(device)
+    made = make(ctap)
+    with pytest.raises(CtapError) as nothing_stored:
+        ctap.get_assertion("example.com", CDH)
+    assert nothing_stored.value.code == ERR.NO_CREDENTIALS
+    credential_id = made.auth_data.credential_data.credential_id
+    assert ctap.get_info().max_cred_id_length is not None
+    assert len(credential_id) <= ctap.get_info().max_cred_id_length

@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from fido2.ctap import CtapError
 from fido2.ctap2 import Ctap2
 from fido2.hid.base import CtapHidConnection
 
@@ -15,6 +16,8 @@ from keyctl.authenticator import FakeClock, VirtualAuthenticator
 from keyctl.authenticator import framing as f
 from keyctl.hid.inprocess import InProcessConnection, connect
 from keyctl.hid.udp import UdpConnection, UdpServer
+
+ERR = CtapError.ERR  # CTAPHID's error codes, from python-fido2 rather than the module under test
 
 BROADCAST = 0xFFFFFFFF
 
@@ -126,24 +129,24 @@ def test_ping_echoes_every_size(host: RawHost, size: int) -> None:
 def test_length_and_channel_errors(host: RawHost) -> None:
     cid = host.allocate()
     host.init_packet(cid, f.PING, f.MAX_MESSAGE + 1)
-    assert host.error() == (cid, f.ERR_INVALID_LEN)
+    assert host.error() == (cid, ERR.INVALID_LENGTH)
     host.init_packet(BROADCAST, f.INIT, 7, b"1234567")
-    assert host.error() == (BROADCAST, f.ERR_INVALID_LEN)
+    assert host.error() == (BROADCAST, ERR.INVALID_LENGTH)
     host.init_packet(BROADCAST, f.PING, 1, b"x")
-    assert host.error() == (BROADCAST, f.ERR_INVALID_CHANNEL)
+    assert host.error() == (BROADCAST, ERR.INVALID_CHANNEL)
     host.init_packet(0x12345678, f.PING, 1, b"x")
-    assert host.error() == (0x12345678, f.ERR_INVALID_CHANNEL)
+    assert host.error() == (0x12345678, ERR.INVALID_CHANNEL)
     host.init_packet(0, f.PING, 1, b"x")
-    assert host.error() == (0, f.ERR_INVALID_CHANNEL)
+    assert host.error() == (0, ERR.INVALID_CHANNEL)
     host.init_packet(cid, f.CBOR, 0)
-    assert host.error() == (cid, f.ERR_INVALID_LEN)
+    assert host.error() == (cid, ERR.INVALID_LENGTH)
 
 
 def test_lock_and_unknown_commands_are_invalid(host: RawHost) -> None:
     cid = host.allocate()
     for command in (0x04, 0x3F, 0x55):
         host.send(cid, command, b"\x00\x01\x00\x00")
-        assert host.error() == (cid, f.ERR_INVALID_CMD)
+        assert host.error() == (cid, ERR.INVALID_COMMAND)
 
 
 def test_wink_answers_empty(host: RawHost) -> None:
@@ -158,7 +161,7 @@ def test_wrong_sequence_is_invalid_seq(host: RawHost) -> None:
     packets = f.packets(cid, f.PING, data)
     host.write(packets[0])
     host.write(packets[2])  # skips seq 0
-    assert host.error() == (cid, f.ERR_INVALID_SEQ)
+    assert host.error() == (cid, ERR.INVALID_SEQ)
     host.send(cid, f.PING, data)  # and the channel works again
     assert host.receive() == (cid, f.PING, data)
 
@@ -170,7 +173,7 @@ def test_busy_while_another_channel_is_mid_message(host: RawHost, clock: FakeClo
     packets = f.packets(a, f.PING, data)
     host.write(packets[0])
     other.send(b, f.PING, b"hi")
-    assert other.error() == (b, f.ERR_CHANNEL_BUSY)
+    assert other.error() == (b, ERR.CHANNEL_BUSY)
     host.write(packets[1])
     assert host.receive() == (a, f.PING, data)
     other.send(b, f.PING, b"hi")
@@ -178,11 +181,20 @@ def test_busy_while_another_channel_is_mid_message(host: RawHost, clock: FakeClo
     # a half-sent message is dropped (ERR_MSG_TIMEOUT) once it is stale, so it cannot lock others out
     host.write(packets[0])
     other.send(b, f.PING, b"hi")
-    assert other.error() == (b, f.ERR_CHANNEL_BUSY)  # also: the device has seen the init packet
+    assert other.error() == (b, ERR.CHANNEL_BUSY)  # also: the device has seen the init packet
     clock.advance(f.TRANSACTION_TIMEOUT_S + 0.1)
     other.send(b, f.PING, b"again")
-    assert host.error() == (a, f.ERR_MSG_TIMEOUT)
+    assert host.error() == (a, ERR.TIMEOUT)
     assert other.receive() == (b, f.PING, b"again")
+
+
+def test_a_new_message_on_a_channel_mid_message_is_invalid_seq(host: RawHost) -> None:
+    cid = host.allocate()
+    host.write(f.packets(cid, f.PING, os.urandom(100))[0])
+    host.send(cid, f.PING, b"another")  # an initialization packet where a continuation belongs
+    assert host.error() == (cid, ERR.INVALID_SEQ)
+    host.send(cid, f.PING, b"then")  # the half-received message was dropped; the channel works
+    assert host.receive() == (cid, f.PING, b"then")
 
 
 def test_init_on_own_channel_resynchronises(host: RawHost) -> None:
@@ -242,7 +254,7 @@ def test_half_sent_message_times_out_on_its_own(real_time_host: RawHost) -> None
     cid = host.allocate()
     host.write(f.packets(cid, f.PING, os.urandom(100))[0])
     started = time.monotonic()
-    assert host.error() == (cid, f.ERR_MSG_TIMEOUT)
+    assert host.error() == (cid, ERR.TIMEOUT)
     waited = time.monotonic() - started
     assert f.TRANSACTION_TIMEOUT_S - 0.05 <= waited < f.TRANSACTION_TIMEOUT_S + 0.5
     host.send(cid, f.PING, b"free again")
@@ -272,7 +284,7 @@ def test_init_on_a_channel_never_allocated_adopts_it(host: RawHost) -> None:
     host.send(0x11223344, f.PING, b"adopted")
     assert host.receive() == (0x11223344, f.PING, b"adopted")
     host.init_packet(0, f.INIT, 8, nonce)  # CID 0 stays reserved
-    assert host.error() == (0, f.ERR_INVALID_CHANNEL)
+    assert host.error() == (0, ERR.INVALID_CHANNEL)
 
 
 def test_allocation_skips_an_adopted_channel(host: RawHost) -> None:
@@ -292,4 +304,4 @@ def test_init_from_another_channel_during_a_half_sent_message(real_time_host: Ra
     host.init_packet(cid ^ 0x01000000, f.INIT, 8, nonce)
     reply_cid, cmd, data = host.receive()
     assert (reply_cid, cmd, data[:8]) == (cid ^ 0x01000000, f.INIT, nonce)
-    assert host.error() == (cid, f.ERR_MSG_TIMEOUT)
+    assert host.error() == (cid, ERR.TIMEOUT)

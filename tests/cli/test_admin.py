@@ -122,6 +122,35 @@ def test_blocks_list_and_lift(cli: Cli, server: ServerHandle) -> None:
     assert answer.status_code == 200, answer.text
 
 
+def test_a_whole_ip_block_is_listed_and_lifted(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server blocks an IP after failed sign-ins on several accounts (hardening's IP blocks)."""
+    with start(tmp_path / "ip.sqlite3", admin_token=TOKEN, max_failures=100, ip_max_failures=2) as server:
+        monkeypatch.setenv("KEYCTL_ADMIN_SERVER", server.url)
+        monkeypatch.setenv("ADMIN_TOKEN", TOKEN)
+        server.create_user("kai@example.com", PASSWORD)
+
+        def password(email: str, secret: str) -> httpx.Response:
+            body = {"email": email, "password": secret}
+            return httpx.post(f"{server.url}/api/signin/password", json=body, headers={"Origin": server.url})
+
+        for email in ("kai@example.com", "nobody@example.com"):
+            password(email, "wrong password")
+        assert password("kai@example.com", PASSWORD).status_code == 429
+        listed = admin(cli, "blocks", "list", "--json")
+        assert listed.exit_code == 0, listed.stderr
+        blocks = json.loads(listed.stdout)
+        assert [(b["kind"], b["ip"], b["email"]) for b in blocks] == [("ip", "127.0.0.1", None)]
+        assert blocks[0]["until"] > blocks[0]["since"]
+        assert "(the whole IP)" in admin(cli, "blocks", "list").stdout
+        lifted = admin(cli, "blocks", "lift", "127.0.0.1")
+        assert lifted.exit_code == 0, lifted.stderr
+        assert "and the block of the whole IP" in lifted.stderr
+        assert json.loads(admin(cli, "blocks", "list", "--json").stdout) == []
+        assert password("kai@example.com", PASSWORD).status_code == 200
+
+
 def test_reset_2fa_invites_and_the_audit_log(cli: Cli, server: ServerHandle) -> None:
     with_passkeys(server, "dov@example.com", 0).close()
     reset = admin(cli, "users", "reset-2fa", "dov@example.com", "--yes")

@@ -70,6 +70,9 @@ def test_the_insecure_override_checks_the_host_but_not_the_scheme() -> None:
     assert check_rp_id("corp.example", "http://sso.corp.example:8080", insecure=True) == "corp.example"
     with pytest.raises(PhishingRefused):
         check_rp_id("evil.com", "http://sso.corp.example", insecure=True)
+    assert check_rp_id("app.localhost", "http://app.localhost:8080", insecure=True) == "app.localhost"
+    with pytest.raises(PhishingRefused):  # a localhost origin does not vouch for another site
+        check_rp_id("example.com", "http://app.localhost:8080", insecure=True)
 
 
 @pytest.mark.parametrize(

@@ -281,7 +281,9 @@ def passkeys_delete(
 def blocks_list(
     server: ServerOption = None, token_env: TokenEnvOption = None, as_json: JsonOption = False
 ) -> None:
-    """List the brute-force blocks (IP address, account, since when)."""
+    """List the brute-force blocks.
+
+    An account's block from one IP, or a whole IP's (with when its allowance has refilled)."""
     term = Terminal(as_json)
     with _api(server, token_env) as api:
         blocks = api.blocks()
@@ -291,8 +293,11 @@ def blocks_list(
         term.status("no blocks")
     else:
         term.table(
-            ["ip", "account", "since"],
-            [(b["ip"], b.get("email") or "-", _day(b.get("since"))) for b in blocks],
+            ["ip", "account", "since", "until"],
+            [
+                (b["ip"], b.get("email") or "(the whole IP)", _day(b.get("since")), _day(b.get("until")))
+                for b in blocks
+            ],
         )
 
 
@@ -306,20 +311,24 @@ def blocks_lift(
     token_env: TokenEnvOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Lift the blocks of an IP address (all accounts, or --email's only)."""
+    """Lift the blocks of an IP address.
+
+    The whole IP's block and its accounts' blocks, or with --email that account's only."""
     from keyctl.errors import NotFound
 
     term = Terminal(as_json)
     with _api(server, token_env) as api:
+        ip_blocked = email is None and any(b["kind"] == "ip" and b["ip"] == ip for b in api.blocks())
         count = api.unblock(ip, email)
     if as_json:
-        term.json({"unblocked": count})
-    elif count == 0:
+        term.json({"unblocked": count, "ip_block_lifted": ip_blocked})
+    elif count == 0 and not ip_blocked:
         raise NotFound(
             f"no block for {ip}{f' and {email}' if email else ''}", "list them with: keyctl admin blocks list"
         )
     else:
-        term.success(f"lifted {count} block(s) of {ip}")
+        whole = " and the block of the whole IP" if ip_blocked else ""
+        term.success(f"lifted {count} account block(s) from {ip}{whole}")
 
 
 def _event_line(event: dict[str, Any]) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import logging
 import sys
@@ -93,6 +92,8 @@ class KeyctlGroup(TyperGroup):
         try:
             return super().resolve_command(ctx, args)
         except click.UsageError as error:
+            import difflib  # only for a mistyped command: not on every start-up
+
             visible = [name for name, command in self.commands.items() if not command.hidden]
             close = difflib.get_close_matches(args[0], visible, n=1, cutoff=0.5) if args else []
             if close:

@@ -29,8 +29,10 @@ def doctor(
     rules_dir: Annotated[Path, typer.Option(hidden=True)] = Path("/etc/udev/rules.d"),
     sys_root: Annotated[Path, typer.Option(hidden=True)] = Path("/sys/class/hidraw"),
     dev_root: Annotated[Path, typer.Option(hidden=True)] = Path("/dev"),
+    uhid_path: Annotated[str, typer.Option(hidden=True)] = "/dev/uhid",  # str: click checks a Path
 ) -> None:
-    """Check Python, fido2, security keys and their permissions, the keyring, simulators; say how to fix."""
+    """Check Python, fido2, security keys and their permissions, the keyring, simulators, virtual attach;
+    say how to fix."""
     from keyctl.doctor import checks, hidraw, udev
 
     if udev_rules:
@@ -47,6 +49,7 @@ def doctor(
         checks.secret_store(),
         *checks.totp_file_vault(),
         checks.platform_authenticator(),
+        checks.virtual_attach(uhid_path),
         *checks.simulators([f"udp:{target}" for target in udp or []]),
     ]
     code = checks.exit_code(results)

@@ -1,7 +1,9 @@
-"""`keyctl virtual`: stored virtual FIDO2 authenticators (create, inspect, back up, serve over UDP)."""
+"""`keyctl virtual`: stored virtual FIDO2 authenticators (create, inspect, back up, serve over UDP,
+attach as a USB key)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sys
 import uuid
@@ -511,3 +513,60 @@ def power_cycle(name: NameArg) -> None:
 
     pids = cycle(name)
     Terminal().success(f"power-cycled virtual:{name} (served by pid {', '.join(map(str, pids))})")
+
+
+def _usb_id(text: str, what: str) -> int:
+    from keyctl.hid.uhid import check_id
+
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise InvalidInput(f"{what} {text!r} is not a number", f"give a 16-bit {what}, e.g. 0x1209") from None
+    return check_id(value, what)
+
+
+@app.command()
+def attach(
+    name: NameArg,
+    vendor_id: Annotated[
+        str, typer.Option("--vendor-id", metavar="ID", help="USB vendor id to report (hex or decimal).")
+    ] = "0x1209",
+    product_id: Annotated[
+        str, typer.Option("--product-id", metavar="ID", help="USB product id to report (hex or decimal).")
+    ] = "0x4b43",
+    uhid_path: Annotated[str, typer.Option(hidden=True)] = "/dev/uhid",
+) -> None:
+    """Attach a virtual authenticator as a USB security key (Linux /dev/uhid) until Ctrl-C or SIGTERM."""
+    import os
+    import signal
+
+    from keyctl.authenticator import VirtualAuthenticator, store
+    from keyctl.hid.control import serving
+    from keyctl.hid.prompt import terminal_prompter
+    from keyctl.hid.uhid import UhidDevice, open_uhid
+
+    vendor = _usb_id(vendor_id, "vendor id")
+    product = _usb_id(product_id, "product id")
+    fd = open_uhid(uhid_path)
+    try:
+        file_store = store.FileStore(name)
+        file_store.load()  # a missing authenticator or a wrong key fails here, before any device appears
+    except BaseException:
+        os.close(fd)
+        raise
+    authenticator = VirtualAuthenticator(file_store, prompter=terminal_prompter)
+    terminal = Terminal()
+
+    def power_cycle(signum: int, frame: object) -> None:
+        authenticator.power_cycle()
+        terminal.status(f"virtual:{name} power-cycled")
+
+    with UhidDevice(fd, authenticator, name, vendor, product) as device, serving(name):
+        signal.signal(signal.SIGTERM, lambda *_: device.stop())
+        signal.signal(signal.SIGUSR1, power_cycle)  # 'keyctl virtual power-cycle NAME', as for serve
+        terminal.status(
+            f"attached virtual:{name} as USB security key {vendor:04x}:{product:04x} (Ctrl-C detaches)"
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            device.serve_forever()
+    terminal.status("detached")

@@ -206,6 +206,14 @@ def simulators(specs: Sequence[str]) -> list[Check]:
     return checks
 
 
+def virtual_attach(uhid_path: str) -> Check:
+    """Whether `keyctl virtual attach` can create a USB security key here; optional, so never a failure."""
+    from keyctl.hid.uhid import availability
+
+    found = availability(uhid_path)
+    return Check("virtual attach", Status.OK if found.possible else Status.INFO, found.detail, found.remedy)
+
+
 def exit_code(checks: Sequence[Check]) -> ExitCode:
     """The code of the first failing check, or OK."""
     return next((c.blocks for c in checks if c.status is Status.FAIL and c.blocks), ExitCode.OK)

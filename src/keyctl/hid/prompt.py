@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 
 from keyctl.authenticator import PresenceRequest
 
 _lock = threading.Lock()
+
+# Set by the command line while a ceremony shows a touch spinner: called with True before a question is
+# written and False once it is answered, so that nothing draws over the question meanwhile.
+question_hook: Callable[[bool], None] | None = None
 
 
 def terminal_prompter(request: PresenceRequest) -> bool:
@@ -16,6 +21,13 @@ def terminal_prompter(request: PresenceRequest) -> bool:
         return False
     where = f" for {request.rp_id}" if request.rp_id else ""
     with _lock:
-        sys.stderr.write(f"Touch the virtual key to {request.action}{where}? [y/N] ")
-        sys.stderr.flush()
-        return sys.stdin.readline().strip().lower() in ("y", "yes")
+        hook = question_hook
+        if hook is not None:
+            hook(True)
+        try:
+            sys.stderr.write(f"Touch the virtual key to {request.action}{where}? [y/N] ")
+            sys.stderr.flush()
+            return sys.stdin.readline().strip().lower() in ("y", "yes")
+        finally:
+            if hook is not None:
+                hook(False)
