@@ -1,9 +1,10 @@
 """State that every server process must see the same, kept in the database through the port.
 
-- Ceremony challenges: single use and 5 minutes, as in ``challenges.py``, but in a table, so a ceremony
-  begun on one instance completes on another. Taking one is a ``DELETE ... RETURNING`` in a transaction of
-  its own, committed before the response is verified: used up whatever the outcome, and when the same
-  challenge reaches two instances at once, exactly one gets it.
+- Ceremony challenges: single use and 5 minutes (``challenges.py``), in a table, so a ceremony begun on
+  one instance completes on another. Taking one is a ``DELETE ... RETURNING`` in the unit of work that
+  verifies the response (``take_in``; a refusal's record step discards it again after the rollback, so it
+  is used up whatever the outcome), or in a transaction of its own (``take``). When the same challenge
+  reaches two instances at once, exactly one gets it.
 - Per-IP request counts: a sliding one-minute window, one row per counted request, so the limit holds for
   the sum of requests to all instances.
 
