@@ -197,11 +197,27 @@ def _files(module: str) -> list[str]:
     return [str(f.relative_to(REPO / "src" / "keyctl")) for f in found]
 
 
-def run_module(module: str, sample: int | None, rng: random.Random, work: Path) -> list[Outcome]:
+Wanted = set[tuple[str, int, str]]  # (file, line, description) of mutants to run again
+
+
+def run_module(
+    module: str, sample: int | None, rng: random.Random, work: Path, only: Wanted | None = None
+) -> list[Outcome]:
+    """Run the module's mutants: all, a sample, or ``only`` those (file, line, description)."""
     tests = MODULES[module]
     sources = {file: (REPO / "src" / "keyctl" / file).read_text() for file in _files(module)}
     sites = [site for file, text in sources.items() for site in _Mutator(ast.parse(text)).sites(file)]
-    chosen = sorted(rng.sample(sites, sample), key=lambda s: (s.file, s.index)) if sample else sites
+    if only is not None:
+        chosen = [site for site in sites if (site.file, site.line, site.description) in only]
+        lost = {w for w in only if w[0] in sources} - {(s.file, s.line, s.description) for s in chosen}
+        for file, line, description in sorted(lost):
+            print(f"  (not found any more: {file}:{line} {description})", flush=True)
+    elif sample and sample < len(sites):
+        chosen = sorted(rng.sample(sites, sample), key=lambda s: (s.file, s.index))
+    else:
+        chosen = sites
+    if not chosen:
+        return []
     copy = work / "src"
     shutil.rmtree(copy, ignore_errors=True)
     shutil.copytree(REPO / "src", copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -230,12 +246,19 @@ def main() -> None:
     parser.add_argument("--sample", type=int, help="mutants drawn per module (default: all)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write every outcome here")
+    parser.add_argument(
+        "--survivors-of", type=Path, help="run again only the mutants that survived in this --json report"
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    only = None
+    if args.survivors_of:
+        report = json.loads(args.survivors_of.read_text())
+        only = {(o["file"], o["line"], o["description"]) for o in report if not o["killed"]}
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="keyctl-mutation-") as work:
         for module in args.module or list(MODULES):
-            outcomes += run_module(module, args.sample, rng, Path(work))
+            outcomes += run_module(module, args.sample, rng, Path(work), only)
     print("\nmodule | mutants run | killed | score")
     for module in dict.fromkeys(o.module for o in outcomes):
         mine = [o for o in outcomes if o.module == module]

@@ -111,4 +111,5 @@ def test_totp_index_is_private(isolated_home: Path) -> None:
     index = config.data_dir() / "totp.json"
     assert "gh" in index.read_text()
     assert mode(index) == 0o600
+    assert mode(config.data_dir() / "totp.lock") == 0o600
     assert mode(config.data_dir()) == 0o700

@@ -30,9 +30,16 @@ def _npm_ci() -> None:
     lock = SIMPLEWEBAUTHN / "package-lock.json"
     if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
         return
-    subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=SIMPLEWEBAUTHN, check=True
+    # npm's own output is kept off stdout: the relying party may be started inside a test that is
+    # reading a keyctl command's stdout.
+    done = subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=SIMPLEWEBAUTHN,
+        capture_output=True,
+        text=True,
     )
+    if done.returncode != 0:
+        raise RuntimeError(f"npm ci failed in {SIMPLEWEBAUTHN}:\n{done.stdout}{done.stderr}")
 
 
 def _versions() -> dict[str, str]:

@@ -27,6 +27,7 @@ from tests.server.conftest import (
     http_client,
     totp_code,
 )
+from tests.terminal import TerminalSession
 
 DAY = 24 * 3600
 IP_LIMIT = 6
@@ -182,3 +183,31 @@ def test_keyctl_signs_in_through_the_password_change(server: ServerHandle, clock
         pytest.raises(SignInFailed, match="requires a new password"),
     ):
         signin.password_sign_in(session, without, said.append)
+
+
+def test_keyctl_login_asks_for_the_new_password_on_the_terminal(
+    server: ServerHandle, clock: FakeClock
+) -> None:
+    account = enroll(server, clock)
+    set_password_hash(server, EMAIL, BREACHED)
+    env = {"PW": BREACHED, "RC": account.recovery_code}
+    args = [
+        "login",
+        "--server",
+        server.url,
+        "--user",
+        EMAIL,
+        "--password-env",
+        "PW",
+        "--recovery-code-env",
+        "RC",
+    ]
+    terminal = TerminalSession(args, env)
+    terminal.expect("New password: ")
+    terminal.type(NEW_PASSWORD + "\n")
+    terminal.expect("Repeat the new password: ")
+    terminal.type(NEW_PASSWORD + "\n")
+    assert terminal.wait() == 0, terminal.text
+    assert f"signed in as {EMAIL} with password and recovery" in terminal.text
+    assert NEW_PASSWORD not in terminal.text  # getpass: no echo
+    assert password_step(client(server), password=NEW_PASSWORD).json() == {"status": "totp_required"}

@@ -7,6 +7,7 @@ the response back. Heavy libraries (fido2, httpx) are imported inside the comman
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -118,22 +119,26 @@ class TerminalInteraction:
         self.pin_env = pin_env
         self._spinner: Status | None = None
         self._asking = False
+        # touch() runs on the keepalive thread, asking() on a virtual key's prompt thread
+        self._lock = threading.Lock()
 
     def asking(self, open_question: bool) -> None:
         """A virtual key's [y/N] question (``--presence prompt``) is on the terminal: no spinner over it."""
-        self._asking = open_question
+        with self._lock:
+            self._asking = open_question
         if open_question:
             self.done()
 
     def touch(self) -> None:
-        if self._spinner is not None or self._asking:
-            return
-        message = "Touch your authenticator to continue…"
-        if sys.stderr.isatty():  # a spinner; else one line (without importing rich)
-            self._spinner = self.term.err.status(message)
-            self._spinner.start()
-        else:
-            self.term.status(message)
+        with self._lock:
+            if self._spinner is not None or self._asking:
+                return
+            message = "Touch your authenticator to continue…"
+            if sys.stderr.isatty():  # a spinner; else one line (without importing rich)
+                self._spinner = self.term.err.status(message)
+                self._spinner.start()
+            else:
+                self.term.status(message)
 
     def pin(self) -> str | None:
         self.done()
@@ -157,9 +162,10 @@ class TerminalInteraction:
                 return int(answer) - 1
 
     def done(self) -> None:
-        if self._spinner is not None:
-            self._spinner.stop()
-            self._spinner = None
+        with self._lock:
+            if self._spinner is not None:
+                self._spinner.stop()
+                self._spinner = None
 
 
 def _device_spec(device: str | None, authenticator: str | None) -> str:
