@@ -4,7 +4,6 @@ the JSON content type on PATCH, and suspicious-IP throttling at the 2FA step."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from tests.server.conftest import (
     error_of,
     register,
     snapshot,
+    sql,
     totp_code,
 )
 from tests.server.softauth import SoftAuthenticator
@@ -61,10 +61,11 @@ def test_the_2fa_step_reads_the_account_in_its_own_transaction(
     http = client(server)
     step = http.post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD})
     assert step.json() == {"status": "totp_required"}, step.text
-    db = sqlite3.connect(server.db_path)
-    with db:
-        db.execute("UPDATE users SET totp_secret = NULL, recovery_hash = NULL WHERE email = ?", (EMAIL,))
-    db.close()
+    sql(
+        server,
+        "UPDATE users SET totp_secret = NULL, recovery_hash = NULL WHERE email = ? RETURNING id",
+        (EMAIL,),
+    )
     before = snapshot(server)
     body = {"code": totp_code(account.secret, clock()), "recovery_code": account.recovery_code}
     response = http.post(second_step, json=body)
@@ -74,9 +75,11 @@ def test_the_2fa_step_reads_the_account_in_its_own_transaction(
     assert http.get("/api/me").status_code == 401
 
 
-def test_signout_is_rate_limited_like_the_other_auth_endpoints(tmp_path: Path, clock: FakeClock) -> None:
+def test_signout_is_rate_limited_like_the_other_auth_endpoints(
+    db_target: Path | str, clock: FakeClock
+) -> None:
     """``/api/signout`` needs no session, so without the limit it was a free way to flood the server."""
-    with start(tmp_path / "rp.sqlite3", clock=clock, rate_limit=5) as server:
+    with start(db_target, clock=clock, rate_limit=5) as server:
         http = client(server)
         for _ in range(5):
             assert error_of(http.post("/api/signout", json={})) == "not_signed_in"
