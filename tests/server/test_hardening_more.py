@@ -115,13 +115,11 @@ def test_a_patch_needs_a_json_content_type_too(
 
 
 def test_2fa_failures_spend_the_ip_allowance_and_a_blocked_ip_stops_at_the_2fa_step(
-    tmp_path: Path, clock: FakeClock
+    db_target: Path | str, clock: FakeClock
 ) -> None:
     """Suspicious-IP throttling counts wrong codes as it counts wrong passwords, and a sign-in already past
     its password step cannot finish from the blocked IP."""
-    with start(
-        tmp_path / "rp.sqlite3", clock=clock, rate_limit=100_000, max_failures=5, ip_max_failures=4
-    ) as server:
+    with start(db_target, clock=clock, rate_limit=100_000, max_failures=5, ip_max_failures=4) as server:
         accounts = [enroll(server, clock, f"user{n}@example.com") for n in range(3)]
         clock.advance(30)
         waiting = client(server)
