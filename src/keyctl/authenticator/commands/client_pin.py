@@ -183,12 +183,15 @@ def _issue(
     shared: bytes,
     permissions: Permission,
     rp_id: str | None,
+    *,
+    user_present: bool = False,
 ) -> dict[int, Any]:
     device.token = pin.Token(
         value=device.rng.random(pin.TOKEN_SIZE),
         permissions=permissions,
         rp_id=rp_id,
         issued_at=device.clock.monotonic(),
+        user_present=user_present,
     )
     return {2: proto.encrypt(shared, device.token.value, device.rng.random(16))}
 
@@ -241,4 +244,5 @@ def _token_using_uv(
         raise CtapFailure(Status.NOT_ALLOWED)
     device.confirm_presence(state, "verify it is you", request.rp_id, link)
     device.verify_user(state)
-    return _issue(device, proto, shared, permissions, request.rp_id)
+    # §6.5.5.7.3 step 13: the UV method collected the user's touch, so the token carries it.
+    return _issue(device, proto, shared, permissions, request.rp_id, user_present=True)
