@@ -194,7 +194,7 @@ def users_delete(
     server: ServerOption = None,
     token_env: TokenEnvOption = None,
 ) -> None:
-    """Delete an account with its passkeys, sessions and pending invites.
+    """Delete an account, its passkeys, sessions and invites.
 
     Its failed-attempt blocks stay. The audit log keeps its events."""
     term = Terminal()
@@ -232,7 +232,7 @@ def invites_create(
 def invites_list(
     server: ServerOption = None, token_env: TokenEnvOption = None, as_json: JsonOption = False
 ) -> None:
-    """List the pending invites (not used, not expired; ids shortened, in full with --json).
+    """List the pending invites (ids shortened; in full with --json).
 
     The links themselves are never shown again."""
     term = Terminal(as_json)
