@@ -335,6 +335,7 @@ class Api:
                 "email": me.email,
                 "passkey_prompt": me.passkey_prompt,
                 "passkeys": [k.as_json() for k in me.passkeys],
+                "session": {**me.expiry.as_json(), "server_time": iso(me.now)},
             }
         )
 
