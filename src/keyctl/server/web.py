@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from keyctl.server.policy import Policy, PolicyError, SignedIn, iso
+from keyctl.server.policy import Invite, Policy, PolicyError, SignedIn, iso
 
 logger = logging.getLogger(__name__)
 
@@ -283,7 +283,11 @@ class Api:
             Endpoint("POST", "/api/passkeys/login/verify", self.login_verify, "auth", inline=True),
             Endpoint("POST", "/api/admin/users", self.admin_create_user, "admin"),
             Endpoint("GET", "/api/admin/users", self.admin_users, "admin"),
+            Endpoint("DELETE", "/api/admin/users/{email}", self.admin_delete_user, "admin"),
             Endpoint("POST", "/api/admin/invites", self.admin_invite, "admin"),
+            Endpoint("GET", "/api/admin/invites", self.admin_invites, "admin"),
+            Endpoint("DELETE", "/api/admin/invites/{id}", self.admin_revoke_invite, "admin"),
+            Endpoint("PATCH", "/api/admin/users/{email}/passkeys/{id}", self.admin_rename_passkey, "admin"),
             Endpoint("DELETE", "/api/admin/users/{email}/passkeys/{id}", self.admin_delete_passkey, "admin"),
             Endpoint("POST", "/api/admin/users/{email}/reset-2fa", self.admin_reset_2fa, "admin"),
             Endpoint("POST", "/api/admin/users/{email}/enrollment", self.admin_enrollment, "admin"),
@@ -410,6 +414,20 @@ class Api:
             {"users": [u.as_json() for u in users], "next_cursor": None if cursor is None else str(cursor)}
         )
 
+    def admin_delete_user(self, c: Call) -> Reply:
+        self.p.admin_delete_user(c.path["email"])
+        return Reply({"status": "deleted"})
+
+    def admin_invites(self, c: Call) -> Reply:
+        return Reply({"invites": [_invite_json(i) for i in self.p.admin_invites()]})
+
+    def admin_revoke_invite(self, c: Call) -> Reply:
+        return Reply({"status": "revoked", "invite": _invite_json(self.p.admin_revoke_invite(c.path["id"]))})
+
+    def admin_rename_passkey(self, c: Call) -> Reply:
+        passkey = self.p.admin_rename_passkey(c.path["email"], c.path["id"], text(c.body, "name", 256))
+        return Reply(passkey.as_json())
+
     def admin_delete_passkey(self, c: Call) -> Reply:
         self.p.admin_delete_passkey(c.path["email"], c.path["id"])
         return Reply({"status": "deleted"})
@@ -445,6 +463,15 @@ class Api:
             number(c.query, "after", 0, 0, 2**62), number(c.query, "limit", 100, 1, 1000)
         )
         return Reply({"events": [e.as_json() for e in events], "next_after": after})
+
+
+def _invite_json(invite: Invite) -> dict[str, Any]:
+    return {
+        "id": invite.id,
+        "email": invite.email,
+        "created_at": iso(invite.created_at),
+        "expires_at": iso(invite.expires_at),
+    }
 
 
 def _pages(policy: Policy) -> list[Route]:

@@ -34,6 +34,7 @@ from keyctl.server.policy import (
     two_factor,
 )
 from keyctl.server.policy.accounts import PasswordStep
+from keyctl.server.policy.admin import Invite
 from keyctl.server.policy.audit import AuditEvent
 from keyctl.server.policy.core import (
     MAX_PASSKEYS,
@@ -61,6 +62,7 @@ __all__ = [
     "Block",
     "Clock",
     "Enrollment",
+    "Invite",
     "IpBlock",
     "Me",
     "Passkey",
@@ -185,6 +187,18 @@ class Policy:
 
     def admin_users(self, limit: int, cursor: int) -> tuple[list[User], int | None]:
         return admin.admin_users(self.ctx, limit, cursor)
+
+    def admin_delete_user(self, email: str) -> None:
+        admin.admin_delete_user(self.ctx, email)
+
+    def admin_invites(self) -> list[Invite]:
+        return admin.admin_invites(self.ctx)
+
+    def admin_revoke_invite(self, invite_id: str) -> Invite:
+        return admin.admin_revoke_invite(self.ctx, invite_id)
+
+    def admin_rename_passkey(self, email: str, credential_id: str, name: str) -> Passkey:
+        return admin.admin_rename_passkey(self.ctx, email, credential_id, name)
 
     def admin_delete_passkey(self, email: str, credential_id: str) -> None:
         admin.admin_delete_passkey(self.ctx, email, credential_id)
