@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -71,8 +71,11 @@ def forget_profile() -> str | None:
     return server
 
 
-def resolve(server: str | None, token_env: str | None) -> tuple[str, str]:
-    """The server URL and token, from options, environment variables or the stored profile."""
+def resolve(
+    server: str | None, token_env: str | None, ask: Callable[[], str] | None = None
+) -> tuple[str, str]:
+    """The server URL and token, from options, environment variables or the stored profile (or, when
+    none has a token, from ``ask``: a prompt or stdin)."""
     url = server or os.environ.get(ENV_SERVER) or stored_server()
     if not url:
         raise InvalidInput(
@@ -88,7 +91,9 @@ def resolve(server: str | None, token_env: str | None) -> tuple[str, str]:
         return url, token
     from keyctl import secrets
 
-    stored = secrets.get_secret(keyring_account(url))
+    stored = secrets.get_secret(keyring_account(url)) if ask is None or stored_server() == url else None
+    if stored is None and ask is not None:
+        return url, ask()
     if stored is None:
         raise InvalidInput(
             f"no admin token for {url}",

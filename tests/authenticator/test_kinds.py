@@ -177,3 +177,32 @@ def test_a_state_from_before_kinds_loads_as_a_security_key() -> None:
     synced.sync_bases["laptop"] = [b"\x01" * 16]
     again = AuthenticatorState.from_bytes(synced.to_bytes())
     assert (again.kind, again.sync_bases) == (Kind.SYNCED, {"laptop": [b"\x01" * 16]})
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_each_kind_s_assertions_carry_its_backup_flags_to_py_webauthn(
+    transport: Transport, kind: Kind
+) -> None:
+    """Not only the registration: every assertion says backup-eligible and backed up as the kind is, read by
+    py_webauthn from the signed authenticator data (username-first and, for passkeys, username-less)."""
+    from webauthn import verify_authentication_response
+
+    device = transport(VirtualAuthenticator(new_state(kind=kind)))
+    registered = rp.register(device, resident=True, user_verification="preferred")
+    synced = kind is Kind.SYNCED
+    expected_type = CredentialDeviceType.MULTI_DEVICE if synced else CredentialDeviceType.SINGLE_DEVICE
+    count = registered.sign_count
+    for allowed in ([registered.credential_id], None):
+        challenge, options = rp.request_options(allowed)
+        verified = verify_authentication_response(
+            credential=rp.authenticate_response(device, options),
+            expected_challenge=challenge,
+            expected_rp_id=rp.RP_ID,
+            expected_origin=rp.ORIGIN,
+            credential_public_key=registered.public_key,
+            credential_current_sign_count=count,
+        )
+        assert verified.credential_device_type == expected_type
+        assert verified.credential_backed_up is synced
+        assert (verified.new_sign_count == 0) is synced
+        count = verified.new_sign_count

@@ -15,6 +15,7 @@ from fido2.ctap2 import Ctap2
 
 from keyctl.audit import mds
 from keyctl.authenticator import VirtualAuthenticator, model, new_state, store
+from keyctl.authenticator.state import Protocols
 from keyctl.errors import ExitCode
 from tests.authenticator.conftest import Transport
 from tests.conftest import run_keyctl
@@ -133,3 +134,20 @@ def test_cli_model(monkeypatch: pytest.MonkeyPatch) -> None:
         refused = run_keyctl(["virtual", "create", "bad", *args])
         assert refused.exit_code == code, (args, refused.stderr)
         assert not store.exists("bad")
+
+
+def test_a_model_without_u2f_or_uv_is_a_ctap2_only_key_without_built_in_uv(transport: Transport) -> None:
+    profile = model.profile(
+        "CTAP2-only key",
+        {"versions": ["FIDO_2_0", "FIDO_2_1"], "options": {"rk": True, "up": True, "clientPin": False}},
+    )
+    device = transport(VirtualAuthenticator(new_state(model=profile)))
+    info = Ctap2(device).get_info()
+    assert info.versions == ["FIDO_2_0", "FIDO_2_1"]
+    assert set(info.options) == {"rk", "up", "clientPin"}
+    assert info.extensions == []
+    with pytest.raises(CtapError) as raised:
+        device.call(0x03, b"\x00\x03\x00\x00")  # CTAPHID_MSG: no U2F on this model
+    assert raised.value.code == CtapError.ERR.INVALID_COMMAND
+    with pytest.raises(ValueError, match="decides its kind and protocols"):
+        new_state(model=profile, protocols=Protocols.U2F)

@@ -217,5 +217,9 @@ def test_the_token_from_a_stored_profile_and_refusals(
     listed = cli("admin", "users", "list", "--json")
     assert listed.exit_code == 0, listed.stderr
     assert json.loads(listed.stdout) == []
+    # keyctl audit server takes its server and token the same way.
+    audited = cli("audit", "server", "--json", "--fail-on", "critical")
+    assert audited.exit_code == 0, audited.stderr
+    assert json.loads(audited.stdout)["summary"]["server"] == server.url
     assert cli("admin", "logout").exit_code == 0
     assert cli("admin", "users", "list").exit_code == 3

@@ -80,7 +80,7 @@ def test_no_required_option_claims_an_environment_variable() -> None:
         return [(path, p) for p in command.params if isinstance(p, click.Option) and p.required]
 
     options = required(typer.main.get_command(build_app()), "keyctl")
-    assert {path for path, _ in options} >= {"keyctl login", "keyctl register", "keyctl audit server"}
+    assert {path for path, _ in options} >= {"keyctl login", "keyctl register"}
     assert [(path, option.opts) for path, option in options if option.show_envvar] == []
 
 

@@ -17,7 +17,6 @@ from typing import Any
 
 import fido2.hid
 import pytest
-from fido2.ctap2 import Ctap2
 from fido2.hid import CtapHidDevice
 from fido2.hid.base import CtapHidConnection, HidDescriptor
 
@@ -28,9 +27,6 @@ from keyctl.hid.udp import UdpConnection, UdpServer
 
 TRANSPORTS = ("inprocess", "udp")
 EP_RP_ID = "ep.example.com"  # on the key's enterprise list; the runner passes it to the suite's --ep-rp-id
-# Needs a token with the largeBlobWrite permission, which CTAP 2.1 §6.5.5.7.2 step 4 refuses
-# (UNAUTHORIZED_PERMISSION) on a key without largeBlobs: it applies once keyctl offers largeBlobs.
-LARGE_BLOB_PERMISSION_TEST = "test_credman.py::test_missing_permissions"
 
 
 class _PluggedConnection(CtapHidConnection):
@@ -132,17 +128,6 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser: Any, args
     fido2.hid.get_descriptor = BUS.get_descriptor
     fido2.hid.open_connection = BUS.open_connection
     fido2.hid.open_device = BUS.open_device
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    assert BUS is not None
-    descriptor = BUS.list_descriptors()[0]
-    if "largeBlobs" in Ctap2(BUS.open_device(descriptor.path)).get_info().options:
-        return
-    reason = "largeBlobs not supported by authenticator (the test asks for a largeBlobWrite token)"
-    for item in items:
-        if LARGE_BLOB_PERMISSION_TEST in item.nodeid:
-            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def pytest_plugin_registered(plugin: object, manager: pytest.PytestPluginManager) -> None:

@@ -1,9 +1,11 @@
 """Fixtures for the reference server's tests: a real server (uvicorn on a free loopback port) with an
-injected clock, httpx clients, TOTP codes from Debian's oathtool, and the software authenticator."""
+injected clock, httpx clients, TOTP codes from Debian's oathtool, and the software authenticator.
+
+Every test using ``server`` (or ``db_target``) runs twice: on an SQLite file and on a fresh database of a
+throwaway PostgreSQL cluster (tests/postgres.py, one per test session)."""
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -15,6 +17,8 @@ import httpx
 import pytest
 
 from keyctl.server import ServerHandle, start
+from keyctl.server.storage import Param
+from tests.postgres import Cluster
 from tests.server.softauth import SoftAuthenticator
 
 PASSWORD = "correct horse battery staple"
@@ -37,10 +41,33 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    cluster = Cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """The server's database: an SQLite file, or the URL of a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "rp.sqlite3"
+    cluster: Cluster = request.getfixturevalue("pg_cluster")
+    return cluster.database()
+
+
 @pytest.fixture
-def server(tmp_path: Path, clock: FakeClock) -> Iterator[ServerHandle]:
-    with start(tmp_path / "rp.sqlite3", clock=clock, rate_limit=100_000) as handle:
+def server(db_target: Path | str, clock: FakeClock) -> Iterator[ServerHandle]:
+    with start(db_target, clock=clock, rate_limit=100_000) as handle:
         yield handle
+
+
+def sql(server: ServerHandle, statement: str, params: tuple[Param, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on the server's database, whichever it is, committed; the rows it returns."""
+    return server.policy.db.run(lambda tx: [tuple(row.values()) for row in tx.all(statement, params)])
 
 
 def totp_code(secret: str, at: float) -> str:
@@ -121,14 +148,10 @@ def error_of(response: httpx.Response) -> str:
 
 def snapshot(server: ServerHandle) -> dict[str, list[tuple[Any, ...]]]:
     """Everything but the audit log and challenges, to show a refused request wrote nothing."""
-    db = sqlite3.connect(server.db_path)
-    try:
-        return {
-            table: sorted(tuple(row) for row in db.execute(f"SELECT * FROM {table}"))
-            for table in ("users", "passkeys", "sessions", "failures")
-        }
-    finally:
-        db.close()
+    return {
+        table: sorted(sql(server, f"SELECT * FROM {table}"), key=repr)
+        for table in ("users", "passkeys", "sessions", "failures")
+    }
 
 
 def audit_events(server: ServerHandle) -> list[dict[str, Any]]:

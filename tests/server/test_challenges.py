@@ -1,7 +1,7 @@
-"""Ceremony challenges (in memory): single use (also for threads released together on one challenge),
-expiry, kind, the sweep of expired ones, a restart, four verifies of one assertion in flight at once
-(the server also serialises them: policy work runs under the store's transaction lock), and the old
-challenges table dropped from existing databases."""
+"""Ceremony challenges, in the database (storage/state.py) on both backends: single use (also for threads
+released together on one challenge), expiry, kind, the sweep of expired ones, a restart that keeps the
+ceremonies in flight, four verifies of one assertion in flight at once, and the old challenges table
+dropped from existing databases."""
 
 from __future__ import annotations
 
@@ -10,38 +10,52 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 
 import httpx
+import pytest
 
 from keyctl.server import ServerHandle, start
-from keyctl.server.challenges import CHALLENGE_TTL, SWEEP_EVERY, Challenge, Challenges
-from keyctl.server.store import Store
-from tests.server.conftest import EMAIL, FakeClock, client, enroll, error_of, register
+from keyctl.server.challenges import CHALLENGE_TTL, SWEEP_EVERY, Challenge
+from keyctl.server.storage import open_database
+from keyctl.server.storage.state import ChallengeStore
+from tests.server.conftest import EMAIL, FakeClock, client, enroll, error_of, register, sql
 from tests.server.softauth import SoftAuthenticator
+
+
+@pytest.fixture
+def pending(db_target: Path | str) -> Iterator[ChallengeStore]:
+    db = open_database(db_target)
+    try:
+        yield ChallengeStore(db)
+    finally:
+        db.close()
+
+
+def _add(pending: ChallengeStore, *challenges: Challenge) -> None:
+    pending.db.run(lambda tx: [pending.add(tx, c) for c in challenges])
 
 
 def _challenge(kind: str = "login", at: float = 1000.0) -> Challenge:
     return Challenge(value=os.urandom(32), kind=kind, created_at=at, user_verification="preferred", user_id=1)
 
 
-def test_a_challenge_is_taken_once() -> None:
-    pending = Challenges()
+def test_a_challenge_is_taken_once(pending: ChallengeStore) -> None:
     challenge = _challenge()
-    pending.add(challenge)
+    _add(pending, challenge)
     assert pending.take(challenge.value, "login", 1001.0) == challenge
     assert pending.take(challenge.value, "login", 1001.0) is None
 
 
-def test_threads_taking_one_challenge_at_once_get_it_once() -> None:
-    """Eight threads released together on one challenge, 50 times: exactly one wins each time."""
-    pending = Challenges()
+def test_threads_taking_one_challenge_at_once_get_it_once(pending: ChallengeStore) -> None:
+    """Eight threads released together on one challenge, 20 times: exactly one wins each time."""
     with ThreadPoolExecutor(8) as pool:
-        for _ in range(50):
+        for _ in range(20):
             challenge = _challenge()
-            pending.add(challenge)
+            _add(pending, challenge)
             start = threading.Barrier(8)
 
             def take(_: int, value: bytes = challenge.value, start: threading.Barrier = start) -> bool:
@@ -51,42 +65,42 @@ def test_threads_taking_one_challenge_at_once_get_it_once() -> None:
             assert sum(pool.map(take, range(8))) == 1
 
 
-def test_expired_and_other_kinds_are_refused_and_used_up() -> None:
-    pending = Challenges()
+def test_expired_and_other_kinds_are_refused_and_used_up(pending: ChallengeStore) -> None:
     old, registration = _challenge(), _challenge("register")
-    pending.add(old)
-    pending.add(registration)
+    _add(pending, old, registration)
     assert pending.take(old.value, "login", 1000.0 + CHALLENGE_TTL + 1) is None
     assert pending.take(registration.value, "login", 1001.0) is None
     assert pending.take(registration.value, "register", 1001.0) is None  # naming it used it up
     assert pending.take(os.urandom(32), "login", 1001.0) is None
-    assert len(pending) == 0
+    assert pending.pending() == 0
 
 
-def test_expired_challenges_are_swept() -> None:
-    pending = Challenges()
-    for _ in range(50):
-        pending.add(_challenge(at=1000.0))
+def test_expired_challenges_are_swept(pending: ChallengeStore) -> None:
+    _add(pending, *(_challenge(at=1000.0) for _ in range(50)))
     fresh = _challenge(at=1000.0 + CHALLENGE_TTL - 1)
-    pending.add(fresh)
-    assert len(pending) == 51  # nothing expired yet
+    _add(pending, fresh)
+    assert pending.pending() == 51  # nothing expired yet (the first add swept an empty table)
     late = _challenge(at=1000.0 + CHALLENGE_TTL + SWEEP_EVERY + 1)
-    pending.add(late)
-    assert len(pending) == 2  # the 50 expired ones are gone; the fresh one is still within its 5 minutes
+    _add(pending, late)
+    assert pending.pending() == 2  # the 50 expired ones are gone; the fresh one is still within its 5 minutes
     assert pending.take(fresh.value, "login", fresh.created_at + 10) == fresh
 
 
-def test_a_restart_turns_a_pending_ceremony_into_session_expired(tmp_path: Path, clock: FakeClock) -> None:
-    db = tmp_path / "rp.sqlite3"
+def test_a_ceremony_begun_before_a_restart_completes_after_it(
+    db_target: Path | str, clock: FakeClock
+) -> None:
+    """The challenge is in the database: a restart (or another instance) completes the ceremony, once."""
+    db = db_target
     key = SoftAuthenticator("")
     with start(db, clock=clock, rate_limit=100_000) as first:
         key.origin = first.url
         register(enroll(first, clock).http, key)
         options = client(first).post("/api/passkeys/login/options", json={"email": EMAIL}).json()
     with start(db, clock=clock, rate_limit=100_000) as second:
-        key.origin = second.url  # a new port: the response is right for this server but for its challenge
-        stale = client(second).post("/api/passkeys/login/verify", json=key.get(options))
-        assert error_of(stale) == "session_expired"
+        key.origin = second.url  # the origin is the new server's (a new port), the challenge the old one's
+        response = key.get(options)
+        assert client(second).post("/api/passkeys/login/verify", json=response).status_code == 200
+        assert error_of(client(second).post("/api/passkeys/login/verify", json=response)) == "session_expired"
         http = client(second)
         fresh = http.post("/api/passkeys/login/options", json={"email": EMAIL}).json()
         assert http.post("/api/passkeys/login/verify", json=key.get(fresh)).status_code == 200
@@ -116,8 +130,7 @@ def test_two_concurrent_verifies_of_one_assertion_sign_in_once(
     answers = [answer for _, _, answer in results]
     assert sorted(r.status_code for r in answers) == [200, 401, 401, 401]
     assert all(error_of(r) == "session_expired" for r in answers if r.status_code != 200)
-    with closing(sqlite3.connect(server.db_path)) as db:
-        details = [row[0] for row in db.execute("SELECT detail FROM audit WHERE event = 'signin_ok'")]
+    details = [row[0] for row in sql(server, "SELECT detail FROM audit WHERE event = 'signin_ok'")]
     assert sum(json.loads(detail).get("method") == "passkey" for detail in details) == 1
 
 
@@ -126,7 +139,7 @@ def test_a_database_from_before_loses_its_challenges_table(tmp_path: Path) -> No
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("CREATE TABLE challenges (challenge TEXT PRIMARY KEY, created_at REAL)")
         db.execute("INSERT INTO challenges VALUES ('stale', 0)")
-    Store(path).close()
+    open_database(path).close()
     with closing(sqlite3.connect(path)) as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "challenges" not in tables

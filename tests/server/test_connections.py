@@ -20,8 +20,8 @@ TIMEOUT = 6.0  # the request timeout these tests give the server (the default is
 
 
 @pytest.fixture
-def slow_server(tmp_path: Path, clock: FakeClock) -> Iterator[ServerHandle]:
-    with start(tmp_path / "rp.sqlite3", clock=clock, rate_limit=100_000, request_timeout=TIMEOUT) as handle:
+def slow_server(db_target: Path | str, clock: FakeClock) -> Iterator[ServerHandle]:
+    with start(db_target, clock=clock, rate_limit=100_000, request_timeout=TIMEOUT) as handle:
         yield handle
 
 

@@ -28,8 +28,8 @@ from tests.server.softauth import AT, BE, BS, UP, UV, SoftAuthenticator
 
 
 @pytest.fixture
-def strict(tmp_path: Path, clock: FakeClock) -> Iterator[ServerHandle]:
-    with start(tmp_path / "rp.sqlite3", clock=clock, rate_limit=100_000, device_bound_only=True) as handle:
+def strict(db_target: Path | str, clock: FakeClock) -> Iterator[ServerHandle]:
+    with start(db_target, clock=clock, rate_limit=100_000, device_bound_only=True) as handle:
         yield handle
 
 
@@ -65,8 +65,8 @@ def test_device_bound_passkey_registers_and_logs_in(strict: ServerHandle, clock:
     assert _login(strict, key).status_code == 200
 
 
-def test_synced_passkey_from_before_the_policy_cannot_log_in(tmp_path: Path, clock: FakeClock) -> None:
-    db = tmp_path / "rp.sqlite3"
+def test_synced_passkey_from_before_the_policy_cannot_log_in(db_target: Path | str, clock: FakeClock) -> None:
+    db = db_target
     key = SoftAuthenticator("", backup=True)
     with start(db, clock=clock, rate_limit=100_000) as lenient:
         key.origin = lenient.url

@@ -12,7 +12,7 @@ from contextlib import closing
 from pathlib import Path
 
 from keyctl.server import start
-from keyctl.server.store import Store
+from keyctl.server.storage.sqlite import SqliteDatabase
 from tests.server.conftest import PASSWORD, client, http_client
 
 NORMAL = 1  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
@@ -20,11 +20,11 @@ NORMAL = 1  # PRAGMA synchronous: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA
 
 def test_the_database_is_in_wal_mode_with_synchronous_normal(tmp_path: Path) -> None:
     path = tmp_path / "rp.sqlite3"
-    store = Store(path)
+    store = SqliteDatabase(path)
     try:
-        with store.transaction() as db:  # the server's own connection
-            assert db.execute("PRAGMA synchronous").fetchone()[0] == NORMAL
-            db.execute("INSERT INTO audit (time, event, detail) VALUES (0, 'probe', '{}')")
+        # the server's own connection
+        assert store.run(lambda db: db.one("PRAGMA synchronous")) == {"synchronous": NORMAL}
+        store.run(lambda db: db.execute("CREATE TABLE probe (x INTEGER)"))
         assert Path(f"{path}-wal").exists()  # the commit went to the write-ahead log
     finally:
         store.close()

@@ -233,7 +233,7 @@ def test_every_endpoint_survives_generated_requests(env: Env) -> None:
     endpoints = Api(env.server.policy).endpoints()
     seen: Counter[str] = Counter()
     started = time.monotonic()
-    db = sqlite3.connect(env.server.db_path, isolation_level=None)  # each count reads the latest commit
+    db = sqlite3.connect(env.server.db, isolation_level=None)  # each count reads the latest commit
     http = httpx.Client(verify=False)
 
     @settings(

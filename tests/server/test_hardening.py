@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import struct
 from typing import Any
 
@@ -26,6 +25,7 @@ from tests.server.conftest import (
     error_of,
     register,
     snapshot,
+    sql,
     totp_code,
 )
 from tests.server.softauth import UP, UV, Credential, SoftAuthenticator, cbor
@@ -167,16 +167,14 @@ def test_login_with_a_stored_key_that_cannot_verify_is_a_verification_failure(
     credential_id = os.urandom(16)
     broken = cbor({1: 2, 3: -7, -1: 1})
     credential_data = bytes(16) + struct.pack(">H", len(credential_id)) + credential_id + broken
-    db = sqlite3.connect(server.db_path)
-    with db:
-        user_id, handle = db.execute("SELECT id, user_handle FROM users WHERE email = ?", (EMAIL,)).fetchone()
-        db.execute(
-            "INSERT INTO passkeys (credential_id, user_id, name, credential_data, aaguid, transports, "
-            "backup_eligible, backed_up, sign_count, created_at) "
-            "VALUES (?, ?, 'old', ?, ?, '[]', 0, 0, 0, 0)",
-            (credential_id, user_id, credential_data, "00000000-0000-0000-0000-000000000000"),
-        )
-    db.close()
+    ((user_id, handle),) = sql(server, "SELECT id, user_handle FROM users WHERE email = ?", (EMAIL,))
+    sql(
+        server,
+        "INSERT INTO passkeys (credential_id, user_id, name, credential_data, aaguid, transports, "
+        "backup_eligible, backed_up, sign_count, created_at) "
+        "VALUES (?, ?, 'old', ?, ?, '[]', 0, 0, 0, 0) RETURNING name",
+        (credential_id, user_id, credential_data, "00000000-0000-0000-0000-000000000000"),
+    )
     key = SoftAuthenticator(server.url)
     key.credentials[credential_id] = Credential(
         credential_id, ec.generate_private_key(ec.SECP256R1()), "localhost", handle
@@ -245,7 +243,8 @@ def test_admin_2fa_reset_during_the_password_step(
     clock.advance(30)
     http = client(server)
     step = http.post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD})
-    assert step.status_code == 200, step.text
+    # The step re-read the account after the hash: it saw the reset and asks for enrollment.
+    assert step.json() == {"status": "totp_enrollment_required"}, step.text
     body = {"code": totp_code(account.secret, clock()), "recovery_code": account.recovery_code}
     response = http.post(second_step, json=body)
     assert 400 <= response.status_code < 500, response.text

@@ -5,7 +5,6 @@ does not answer, and the password change a breached password requires."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Route, expect, sync_playwright
 
 from keyctl.server import ServerHandle, passwords
-from tests.server.conftest import EMAIL, PASSWORD, FakeClock, enroll, totp_code
+from tests.server.conftest import EMAIL, PASSWORD, FakeClock, enroll, sql, totp_code
 from tests.server.test_browser import CHROMIUM_ARGS
 
 pytestmark = pytest.mark.browser
@@ -165,10 +164,7 @@ def test_a_breached_password_is_changed_on_the_page(
     server: ServerHandle, clock: FakeClock, context: BrowserContext
 ) -> None:
     account = enroll(server, clock)
-    db = sqlite3.connect(server.db_path)
-    with db:
-        db.execute("UPDATE users SET password_hash = ?", (passwords.hash_password("iloveyou"),))
-    db.close()
+    sql(server, "UPDATE users SET password_hash = ? RETURNING id", (passwords.hash_password("iloveyou"),))
     clock.advance(30)
     page = with_authenticator(context)
     page.goto(server.url)

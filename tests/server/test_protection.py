@@ -21,6 +21,7 @@ from tests.server.conftest import (
     error_of,
     http_client,
     sign_in,
+    sql,
     totp_code,
 )
 
@@ -120,8 +121,8 @@ def test_passkey_login_is_not_blocked_by_password_guessing(server: ServerHandle,
     assert http.post("/api/passkeys/login/verify", json=key.get(options)).status_code == 200
 
 
-def test_rate_limit_per_ip_on_auth_endpoints(tmp_path: Path, clock: FakeClock) -> None:
-    with start(tmp_path / "rp.sqlite3", clock=clock, rate_limit=5) as server:
+def test_rate_limit_per_ip_on_auth_endpoints(db_target: Path | str, clock: FakeClock) -> None:
+    with start(db_target, clock=clock, rate_limit=5) as server:
         http = client(server)
         for _ in range(5):
             assert http.post("/api/passkeys/login/options", json={}).status_code == 200
@@ -145,9 +146,9 @@ def test_session_cookie_attributes(server: ServerHandle, clock: FakeClock) -> No
     assert "secure" not in cookie
 
 
-def test_cookie_is_secure_behind_https(tmp_path: Path, clock: FakeClock) -> None:
+def test_cookie_is_secure_behind_https(db_target: Path | str, clock: FakeClock) -> None:
     # Behind a TLS proxy: browsers use the https origin, the proxy talks to the loopback address.
-    with start(tmp_path / "rp.sqlite3", clock=clock, origin="https://login.localhost") as server:
+    with start(db_target, clock=clock, origin="https://login.localhost") as server:
         assert server.url == "https://login.localhost"
         server.create_user(EMAIL, PASSWORD)
         response = http_client(server.local_url).post(
@@ -192,12 +193,12 @@ def test_logout_ends_the_session(server: ServerHandle, clock: FakeClock) -> None
     assert error_of(replay.post("/api/signout", json={})) == "not_signed_in"
 
 
-def test_rate_limit_table_forgets_idle_addresses(tmp_path: Path, clock: FakeClock) -> None:
-    """A long-running server must not keep one entry per address it ever saw."""
-    with start(tmp_path / "rp.sqlite3", clock=clock, rate_limit=5) as server:
+def test_rate_limit_table_forgets_idle_addresses(db_target: Path | str, clock: FakeClock) -> None:
+    """A long-running server must not keep one row per address it ever saw."""
+    with start(db_target, clock=clock, rate_limit=5) as server:
         for n in range(1000):
             server.policy.check_rate(f"10.0.{n // 250}.{n % 250}")
-        assert len(server.policy._hits) == 1000
+        assert sql(server, "SELECT count(DISTINCT ip) FROM rate_hits") == [(1000,)]
         clock.advance(61)
         server.policy.check_rate("127.0.0.1")
-        assert len(server.policy._hits) == 1
+        assert sql(server, "SELECT DISTINCT ip FROM rate_hits") == [("127.0.0.1",)]

@@ -3,7 +3,6 @@ passwords checked at every password sign-in with a password-change step (server 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from tests.server.conftest import (
     enroll,
     error_of,
     http_client,
+    sql,
     totp_code,
 )
 from tests.terminal import TerminalSession
@@ -35,9 +35,9 @@ ACCOUNTS = ["a@example.com", "b@example.com", "c@example.com"]
 
 
 @pytest.fixture
-def throttled(tmp_path: Path, clock: FakeClock) -> Iterator[ServerHandle]:
+def throttled(db_target: Path | str, clock: FakeClock) -> Iterator[ServerHandle]:
     with start(
-        tmp_path / "rp.sqlite3", clock=clock, rate_limit=100_000, max_failures=5, ip_max_failures=IP_LIMIT
+        db_target, clock=clock, rate_limit=100_000, max_failures=5, ip_max_failures=IP_LIMIT
     ) as server:
         for email in [*ACCOUNTS, EMAIL]:
             server.create_user(email, PASSWORD)
@@ -113,12 +113,11 @@ NEW_PASSWORD = "a fresh and uncommon passphrase"
 
 
 def set_password_hash(server: ServerHandle, email: str, password: str) -> None:
-    db = sqlite3.connect(server.db_path)
-    with db:
-        db.execute(
-            "UPDATE users SET password_hash = ? WHERE email = ?", (passwords.hash_password(password), email)
-        )
-    db.close()
+    sql(
+        server,
+        "UPDATE users SET password_hash = ? WHERE email = ? RETURNING id",
+        (passwords.hash_password(password), email),
+    )
 
 
 def test_a_breached_password_must_be_changed_before_the_session_is_granted(

@@ -6,7 +6,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from keyctl.server.store import Store
+from keyctl.server.storage import open_database
 
 # The passkeys table as keyctl 0.1's server created it, before attestation formats were kept.
 OLD_PASSKEYS = """
@@ -28,10 +28,10 @@ def test_an_older_database_gains_the_attestation_format_column_unknown_for_old_p
         db.execute(
             "INSERT INTO passkeys VALUES (x'01', 1, 'Desk key', x'00', 'aaguid', '[]', 0, 0, 7, 0, NULL)"
         )
-    Store(path).close()
-    Store(path).close()  # opening it again changes nothing more
+    open_database(path).close()
+    open_database(path).close()  # opening it again changes nothing more
     with closing(sqlite3.connect(path)) as db:
         columns = [row[1] for row in db.execute("PRAGMA table_info(passkeys)")]
         row = db.execute("SELECT name, sign_count, attestation_format FROM passkeys").fetchone()
-    assert columns[-1] == "attestation_format"
+    assert columns[-2:] == ["attestation_format", "seq"]  # seq: migration 2
     assert row == ("Desk key", 7, None)

@@ -13,7 +13,9 @@ import base64
 import hashlib
 import json
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -198,15 +200,19 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def cred_input(tmp: Path) -> Path:
+    """fido2-cred -M's input: client data hash, RP id, user name, user id."""
+    cred_in = tmp / "cred.in"
+    cdh, user_id = _b64(hashlib.sha256(b"cdh-make").digest()), _b64(os.urandom(16))
+    cred_in.write_text(f"{cdh}\nfido.example\nalice\n{user_id}\n")
+    return cred_in
+
+
 def _make_and_verify(
     device: Path, tmp: Path, *flags: str, resident: bool = False, pin: str | None = None
 ) -> bytes:
     """fido2-cred -M then -V (attestation checked by libfido2), fido2-assert -G then -V; the credential id."""
-    cred_in = tmp / "cred.in"
-    cred_in.write_text(
-        "\n".join((_b64(hashlib.sha256(b"cdh-make").digest()), "fido.example", "alice", _b64(os.urandom(16))))
-        + "\n"
-    )
+    cred_in = cred_input(tmp)
     pin_input = f"{pin}\n" if pin else None
     make_flags = [*flags, "-r"] if resident else list(flags)
     made = tool("fido2-cred", "-M", *make_flags, "-i", str(cred_in), "-o", str(tmp / "cred.out"), str(device),
@@ -263,6 +269,52 @@ def test_power_cycle_reaches_the_attached_key(key1: Attached) -> None:
     assert cycled.returncode == 0, cycled.stderr
     assert f"pid {key1.process.pid}" in cycled.stderr + cycled.stdout
     assert hidraw_of("k1") == key1.path  # still attached
+
+
+def test_the_prompt_policy_asks_on_the_terminal_of_attach(key1: Attached, tmp_path: Path) -> None:
+    from keyctl.authenticator import PresenceMode, new_state, store
+
+    store.create("k4", new_state(presence=PresenceMode.PROMPT))
+    master, terminal = pty.openpty()
+    command = [sys.executable, "-m", "keyctl", "virtual", "attach", "k4"]
+    process = subprocess.Popen(
+        command, stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True
+    )
+    os.close(terminal)
+    seen = bytearray()
+
+    def wait_for(text: bytes, count: int = 1) -> None:
+        deadline = time.monotonic() + ATTACH_WAIT_S
+        while seen.count(text) < count:
+            assert time.monotonic() < deadline, bytes(seen)
+            if select.select([master], [], [], 0.5)[0]:
+                seen.extend(os.read(master, 4096))
+
+    def make_credential() -> subprocess.Popen[str]:
+        path = hidraw_of("k4")
+        assert path is not None
+        args = ["-M", "-i", str(cred_input(tmp_path)), "-o", str(tmp_path / "out"), str(path), "es256"]
+        return subprocess.Popen(
+            ["fido2-cred", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+
+    try:
+        wait_for(b"attached virtual:k4")
+        approved = make_credential()
+        wait_for(b"Touch the virtual key to")
+        os.write(master, b"y\n")
+        assert approved.wait(60) == 0, approved.communicate()[1]
+        refused = make_credential()
+        wait_for(b"Touch the virtual key to", count=2)
+        os.write(master, b"n\n")
+        _, err = refused.communicate(timeout=60)
+        assert refused.returncode != 0
+        assert "FIDO_ERR_OPERATION_DENIED" in err
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+        os.close(master)
+    assert gone("k4")
 
 
 @pytest.fixture(scope="module")

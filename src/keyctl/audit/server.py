@@ -59,7 +59,7 @@ class AdminClient:
         if response.status_code in (401, 403):
             raise SignInFailed(
                 f"{self.base_url} refused the admin token (HTTP {response.status_code})",
-                "pass the server's admin token through --admin-token-env VAR",
+                "pass the server's admin token with --token-env VAR (or $KEYCTL_ADMIN_TOKEN)",
             )
         if response.status_code != 200:
             raise ServerUnavailable(

@@ -107,10 +107,21 @@ def _emit(
 @app.command()
 def server(
     server_url: Annotated[
-        str, typer.Option("--server", help="The relying party's base URL.", show_envvar=False)
-    ],
+        str | None,
+        typer.Option(
+            "--server",
+            metavar="URL",
+            help="The server's URL (else $KEYCTL_ADMIN_SERVER, else the one 'keyctl admin login' stored).",
+        ),
+    ] = None,
     admin_token_env: Annotated[
-        str | None, typer.Option("--admin-token-env", metavar="VAR", help="Env var holding the admin token.")
+        str | None,
+        typer.Option(
+            "--token-env",
+            "--admin-token-env",
+            metavar="VAR",
+            help="The admin token's environment variable (else $KEYCTL_ADMIN_TOKEN, the keyring, stdin).",
+        ),
     ] = None,
     policy: Annotated[
         Path | None, typer.Option("--policy", help="Policy TOML: allowed models, levels...")
@@ -143,7 +154,9 @@ def server(
     threshold = _threshold(fail_on, as_json, as_csv)
     rules = load_policy(policy, stale_days)
     admin_paths = load(profile).admin
-    token = read_secret("admin token", admin_token_env)
+    from keyctl.admin import resolve
+
+    server_url, token = resolve(server_url, admin_token_env, ask=lambda: read_secret("admin token"))
     metadata = mds.current()
     now = datetime.now(UTC)
     users = 0

@@ -21,9 +21,19 @@ user_app = typer.Typer(no_args_is_help=True, help="Manage the server's accounts.
 app.add_typer(user_app, name="user")
 
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
-        "--db", metavar="FILE", help="SQLite database file (default: $KEYCTL_DATA_DIR/server.sqlite3)."
+        "--db",
+        metavar="FILE|URL",
+        help="SQLite database file (default: $KEYCTL_DATA_DIR/server.sqlite3), or a postgresql:// URL.",
+    ),
+]
+DbEnvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db-env",
+        metavar="VAR",
+        help="Take --db from this environment variable (a URL with a password stays out of argv).",
     ),
 ]
 CreateOption = Annotated[
@@ -31,13 +41,27 @@ CreateOption = Annotated[
 ]
 
 
-def _db(path: Path | None, create: bool) -> Path:
-    """The database file; a --db whose directory is missing is a typo unless --create says otherwise
-    (a new empty database would silently stand in for the real one)."""
-    if path is None:
+def _db(db: str | None, db_env: str | None, create: bool) -> Path | str:
+    """The database: a postgresql:// URL, or a file; a --db whose directory is missing is a typo unless
+    --create says otherwise (a new empty database would silently stand in for the real one)."""
+    from keyctl.server.storage import is_url
+
+    if db_env is not None:
+        if db is not None:
+            raise InvalidInput("--db and --db-env name the database twice", "pass one of them")
+        db = os.environ.get(db_env)
+        if not db:
+            raise InvalidInput(
+                f"environment variable {db_env} is not set or empty",
+                f"export {db_env} with the database file or postgresql:// URL, or drop --db-env",
+            )
+    if db is not None and is_url(db):
+        return db
+    if db is None:
         from keyctl.config import data_dir
 
         return data_dir() / "server.sqlite3"
+    path = Path(db)
     if not path.parent.is_dir():
         if not create:
             raise InvalidInput(
@@ -67,6 +91,7 @@ def run(
         int, typer.Option("--port", help="TCP port (0 picks a free one).", min=0, max=65535)
     ] = 8765,
     db: DbOption = None,
+    db_env: DbEnvOption = None,
     create: CreateOption = False,
     rp_id: Annotated[str, typer.Option("--rp-id", help="WebAuthn relying party id.")] = "localhost",
     origin: Annotated[
@@ -91,6 +116,17 @@ def run(
             "authenticators only.",
         ),
     ] = False,
+    workers: Annotated[
+        int, typer.Option("--workers", help="Server processes sharing the port (one database).", min=1)
+    ] = 1,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            metavar="CIDR",
+            help="A load balancer's address or network: its X-Forwarded-For names the client (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Run the server until Ctrl-C or SIGTERM (without a subcommand); `user add` adds accounts."""
     if ctx.invoked_subcommand is not None:
@@ -109,7 +145,7 @@ def run(
     terminal = Terminal()
     if not _is_loopback(host):
         terminal.warn(f"listening on {host}: reachable from other machines; put TLS in front of it")
-    database = _db(db, create)
+    database = _db(db, db_env, create)
     prepared = prepare(
         database,
         host=host,
@@ -119,14 +155,20 @@ def run(
         admin_token=admin_token,
         rate_limit=rate_limit,
         device_bound_only=device_bound_only,
+        trusted_proxies=tuple(trusted_proxy or ()),
     )
-    terminal.status(f"keyctl server: {prepared.url} (rpId {rp_id}), database {database}")
+    listening = f", listening on {prepared.local_url}" if origin is not None else ""
+    terminal.status(
+        f"keyctl server: {prepared.url} (rpId {rp_id}){listening}, database {prepared.policy.db.description}"
+    )
     if device_bound_only:
         terminal.status("site policy: device-bound passkeys only (synced passkeys are refused)")
     if admin_token is None:
         terminal.status(f"admin token: {prepared.admin_token}")
     terminal.status(f"unblock links go to {prepared.policy.settings.outbox}; Ctrl-C stops the server")
-    serve(prepared)
+    if workers > 1:
+        terminal.status(f"{workers} worker processes")
+    serve(prepared, workers)
     terminal.status("keyctl server stopped")
 
 
@@ -134,6 +176,7 @@ def run(
 def user_add(
     email: Annotated[str, typer.Argument(help="The account's email address.")],
     db: DbOption = None,
+    db_env: DbEnvOption = None,
     create: CreateOption = False,
     password_env: Annotated[
         str | None,
@@ -146,8 +189,10 @@ def user_add(
     from keyctl.cli.output import Terminal
     from keyctl.cli.prompt import read_secret
     from keyctl.server.run import create_user
+    from keyctl.server.storage.postgresql import describe
 
-    database = _db(db, create)  # a --db typo is refused before the password is asked for
+    database = _db(db, db_env, create)  # a --db typo is refused before the password is asked for
     password = read_secret("password", password_env, confirm=sys.stdin.isatty())
     create_user(database, email, password)
-    Terminal().success(f"account {email.strip().lower()} created in {database}")
+    where = database if isinstance(database, Path) else describe(database)
+    Terminal().success(f"account {email.strip().lower()} created in {where}")

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
 import json
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -18,11 +21,13 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 import uvicorn
+from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.supervisors import Multiprocess
 
 from keyctl.errors import AlreadyExists, InvalidInput, KeyctlError, StateError
 from keyctl.server.policy import Clock, Policy, PolicyError, Settings
-from keyctl.server.store import Store
+from keyctl.server.storage import open_database
 from keyctl.server.web import build_app
 
 DEFAULT_PORT = 8765
@@ -99,8 +104,13 @@ class HttpProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def outbox_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".outbox.jsonl")
+def outbox_path(db: Path | str) -> Path:
+    """Where unblock and invite links go: next to an SQLite file; in the data directory for a URL."""
+    if isinstance(db, Path):
+        return db.with_name(db.name + ".outbox.jsonl")
+    from keyctl.config import data_dir
+
+    return data_dir() / "server.outbox.jsonl"
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -125,6 +135,20 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _networks(cidrs: tuple[str, ...]) -> tuple[str, ...]:
+    """--trusted-proxy values as normalized networks (an address alone is a /32 or /128)."""
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
+        except ValueError:
+            raise InvalidInput(
+                f"--trusted-proxy {cidr!r} is not an address or network",
+                "pass the load balancer's address or network, e.g. 10.0.0.5 or 10.0.0.0/24",
+            ) from None
+    return tuple(networks)
+
+
 def _check_origin(origin: str, rp_id: str) -> None:
     parts = urlsplit(origin)
     host = parts.hostname or ""
@@ -144,7 +168,7 @@ class ServerHandle:
     url: str  # the origin browsers use
     local_url: str  # where the server listens (differs from url behind a TLS proxy)
     admin_token: str
-    db_path: Path
+    db: Path | str  # an SQLite file, or a postgresql:// URL
     outbox_path: Path
     policy: Policy
     _server: uvicorn.Server
@@ -156,7 +180,7 @@ class ServerHandle:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
-        self.policy.store.close()
+        self.policy.close()
 
     def __enter__(self) -> ServerHandle:
         return self
@@ -175,10 +199,12 @@ class Prepared:
     policy: Policy
     server: uvicorn.Server
     sock: socket.socket
+    db: Path | str
+    request_timeout: float
 
 
 def prepare(
-    db_path: Path,
+    db: Path | str,
     *,
     host: str = "127.0.0.1",
     port: int = 0,
@@ -191,6 +217,7 @@ def prepare(
     device_bound_only: bool = False,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ip_max_failures: int = DEFAULT_IP_MAX_FAILURES,
+    trusted_proxies: tuple[str, ...] = (),
 ) -> Prepared:
     """Open the database, bind the socket and build the app, without serving yet."""
     if origin is not None:
@@ -206,30 +233,35 @@ def prepare(
         settings = Settings(
             rp_id=rp_id,
             origin=origin,
-            outbox=outbox_path(db_path),
+            outbox=outbox_path(db),
             admin_token=token,
             max_failures=max_failures,
             rate_limit=rate_limit,
             device_bound_only=device_bound_only,
             ip_max_failures=ip_max_failures,
+            trusted_proxies=_networks(trusted_proxies),
         )
-        policy = Policy(Store(db_path), settings, clock)
+        policy = Policy(open_database(db), settings, clock)
         policy.cleanup()
         app = build_app(policy, secure_cookie=origin.startswith("https://"))
         # httptools (uvicorn's C parser, a dependency) rather than a silent fallback to h11, which costs
         # about 0.4 ms more server CPU per request.
         protocol = type("HttpProtocol", (HttpProtocol,), {"request_timeout": request_timeout})
-        config = uvicorn.Config(app, http=protocol, log_level="warning", access_log=False, lifespan="off")
+        # proxy_headers off: uvicorn would otherwise take X-Forwarded-For from any loopback peer; which
+        # proxies are trusted is --trusted-proxy's one rule (web.client_ip).
+        config = uvicorn.Config(
+            app, http=protocol, log_level="warning", access_log=False, lifespan="off", proxy_headers=False
+        )
         address = f"[{host}]" if ":" in host else host
         local_url = f"http://{address}:{bound_port}"
-        return Prepared(origin, local_url, token, policy, uvicorn.Server(config), sock)
+        return Prepared(origin, local_url, token, policy, uvicorn.Server(config), sock, db, request_timeout)
     except BaseException:
         sock.close()
         raise
 
 
 def start(
-    db_path: Path,
+    db: Path | str,
     *,
     host: str = "127.0.0.1",
     port: int = 0,
@@ -242,10 +274,11 @@ def start(
     device_bound_only: bool = False,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ip_max_failures: int = DEFAULT_IP_MAX_FAILURES,
+    trusted_proxies: tuple[str, ...] = (),
 ) -> ServerHandle:
     """Serve in a background thread; returns once the server accepts connections."""
     prepared = prepare(
-        db_path,
+        db,
         host=host,
         port=port,
         rp_id=rp_id,
@@ -257,6 +290,7 @@ def start(
         device_bound_only=device_bound_only,
         request_timeout=request_timeout,
         ip_max_failures=ip_max_failures,
+        trusted_proxies=trusted_proxies,
     )
     thread = threading.Thread(
         target=prepared.server.run, kwargs={"sockets": [prepared.sock]}, name="keyctl-server", daemon=True
@@ -266,14 +300,14 @@ def start(
     while not prepared.server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
             prepared.server.should_exit = True
-            prepared.policy.store.close()
+            prepared.policy.close()
             raise StateError("the reference server did not start", "rerun with --debug to see why")
         time.sleep(0.005)
     return ServerHandle(
         url=prepared.url,
         local_url=prepared.local_url,
         admin_token=prepared.admin_token,
-        db_path=db_path,
+        db=db,
         outbox_path=prepared.policy.settings.outbox,
         policy=prepared.policy,
         _server=prepared.server,
@@ -281,12 +315,15 @@ def start(
     )
 
 
-def serve(prepared: Prepared) -> None:
+def serve(prepared: Prepared, workers: int = 1) -> None:
     """Serve in the foreground until SIGINT/SIGTERM, then close the database and return normally.
 
     uvicorn shuts down gracefully on those signals and then re-raises them to the handlers it found;
     with no-op handlers in place the process ends through the normal path, with exit code 0.
     """
+    if workers > 1:
+        _serve_workers(prepared, workers)
+        return
     stops = (signal.SIGINT, signal.SIGTERM)
     previous = {sig: signal.signal(sig, lambda *_: None) for sig in stops}
     try:
@@ -294,19 +331,64 @@ def serve(prepared: Prepared) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        prepared.policy.store.close()
+        prepared.policy.close()
 
 
-def create_user(db_path: Path, email: str, password: str, clock: Clock = time.time) -> None:
-    """Add an account straight to a server database (the server may be running)."""
-    settings = Settings(
-        rp_id="localhost", origin="http://localhost", outbox=outbox_path(db_path), admin_token=""
+WORKER_ENV = "KEYCTL_SERVER_WORKER"
+
+
+def _serve_workers(prepared: Prepared, workers: int) -> None:
+    """``workers`` processes sharing the bound socket, under uvicorn's supervisor: it replaces a worker
+    that dies and stops them all on SIGINT/SIGTERM. It starts them with the ``spawn`` method and pickles
+    its Config, so each worker builds its app itself (``worker_app``) from settings passed in the
+    environment (never argv: they hold the admin token and maybe a database password), opening its own
+    database connection. The schema was migrated and expired sessions forgotten here, once."""
+    prepared.policy.close()
+    settings = prepared.policy.settings
+    os.environ[WORKER_ENV] = json.dumps(
+        {
+            "db": str(prepared.db),
+            "settings": {**dataclasses.asdict(settings), "outbox": str(settings.outbox)},
+            "request_timeout": prepared.request_timeout,
+        }
     )
-    policy = Policy(Store(db_path), settings, clock)
+    config = uvicorn.Config(
+        f"{__name__}:worker_app",
+        factory=True,
+        http=HttpProtocol,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        proxy_headers=False,
+    )
+    try:
+        Multiprocess(config, sockets=[prepared.sock]).run()
+    finally:
+        del os.environ[WORKER_ENV]
+
+
+def worker_app() -> Starlette:
+    """The app of one ``--workers`` process (called by uvicorn in the worker)."""
+    spec = json.loads(os.environ[WORKER_ENV])
+    # The Config arrives pickled: its protocol class is the base one, so the timeout is set here.
+    HttpProtocol.request_timeout = spec["request_timeout"]
+    fields = spec["settings"]
+    settings = Settings(
+        **{**fields, "outbox": Path(fields["outbox"]), "trusted_proxies": tuple(fields["trusted_proxies"])}
+    )
+    policy = Policy(open_database(spec["db"]), settings)
+    return build_app(policy, secure_cookie=settings.origin.startswith("https://"))
+
+
+def create_user(db: Path | str, email: str, password: str, clock: Clock = time.time) -> None:
+    """Add an account straight to a server database (the server may be running)."""
+    settings = Settings(rp_id="localhost", origin="http://localhost", outbox=outbox_path(db), admin_token="")
+    policy = Policy(open_database(db), settings, clock)
     try:
         _translate(lambda: policy.create_user(email, password))
     finally:
-        policy.store.close()
+        policy.close()
 
 
 def _translate(action: Callable[[], object]) -> None:

@@ -7,9 +7,10 @@ and turns every ``PolicyError`` into ``{"error": code, "message": ...}`` with th
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from importlib import resources
@@ -126,9 +127,37 @@ class Endpoint:
         object.__setattr__(self, "needs_body", self.method in ("POST", "PATCH"))
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def client_ip(peer: str, forwarded: Sequence[str], trusted: Sequence[Network]) -> str:
+    """The address per-IP limits count: the peer's, unless the peer is a trusted proxy; then the nearest
+    address in X-Forwarded-For that is not a trusted proxy. Entries further left were written by the
+    client and are ignored (anyone can send the header; only a trusted proxy's last entry is its word)."""
+    if not _trusted(peer, trusted):
+        return peer
+    hops = [hop.strip() for header in forwarded for hop in header.split(",")]
+    for hop in reversed(hops):
+        if not _trusted(hop, trusted):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return peer  # the proxy wrote something that is not an address: count the proxy
+    return hops[0] if hops else peer
+
+
+def _trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)
+
+
 def build_app(policy: Policy, secure_cookie: bool) -> Starlette:
     endpoints = Api(policy).endpoints()
-    routes = [*(_route(policy, e, secure_cookie) for e in endpoints), *_pages(policy)]
+    trusted = [ipaddress.ip_network(cidr) for cidr in policy.settings.trusted_proxies]
+    routes = [*(_route(policy, e, secure_cookie, trusted) for e in endpoints), *_pages(policy)]
 
     async def not_found(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -145,9 +174,10 @@ def build_app(policy: Policy, secure_cookie: bool) -> Starlette:
     return Starlette(routes=routes, exception_handlers={HTTPException: not_found, Exception: crash})
 
 
-def _route(policy: Policy, endpoint: Endpoint, secure_cookie: bool) -> Route:
+def _route(policy: Policy, endpoint: Endpoint, secure_cookie: bool, trusted: Sequence[Network]) -> Route:
     async def handle(request: Request) -> Response:
-        ip = request.client.host if request.client else "unknown"
+        peer = request.client.host if request.client else "unknown"
+        ip = client_ip(peer, request.headers.getlist("x-forwarded-for"), trusted)
         try:
             origin = request.headers.get("origin")
             if endpoint.method != "GET" and origin is not None and origin != policy.settings.origin:
@@ -155,7 +185,7 @@ def _route(policy: Policy, endpoint: Endpoint, secure_cookie: bool) -> Route:
             if endpoint.needs_body:
                 _require_json(request)
             if endpoint.kind == "auth":
-                policy.check_rate(ip)
+                await run_in_threadpool(policy.check_rate, ip)  # a database transaction
             if endpoint.kind == "admin":
                 authorization = request.headers.get("authorization", "")
                 scheme, _, bearer = authorization.partition(" ")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -148,12 +149,72 @@ def _finish(session: Session, step: Step, credential: Mapping[str, Any], values:
     return verdict
 
 
-def _malformed(what: str, error: Exception) -> ServerUnavailable:
-    logger.debug("malformed %s: %r", what, error)
+def _malformed(what: str, problem: str) -> ServerUnavailable:
     return ServerUnavailable(
-        f"Passkey unavailable (the server's {what} are malformed: {type(error).__name__})",
-        "check that --profile matches this server",
+        f"Passkey unavailable (the server's {what} are malformed: {problem})",
+        "check that --profile matches this server, else report it to the site's operator",
     )
+
+
+# The members of the options' JSON that WebAuthn requires (and fido2 needs), and what each must be: name ->
+# (kind, required, the members of the object, or of each object in the list).
+Shape = dict[str, tuple[str, bool, "Shape | None"]]
+_BASE64URL = re.compile(r"[A-Za-z0-9_+/-]*={0,2}")  # padding and the standard alphabet tolerated, as fido2
+_KINDS: dict[str, Callable[[Any], bool]] = {
+    "an object": lambda value: isinstance(value, dict),
+    "a list": lambda value: isinstance(value, list),
+    "a string": lambda value: isinstance(value, str),
+    "an integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "a base64url string": lambda value: isinstance(value, str) and _BASE64URL.fullmatch(value) is not None,
+}
+_DESCRIPTOR: Shape = {"id": ("a base64url string", True, None)}
+_CREATION: Shape = {
+    "rp": ("an object", True, {"name": ("a string", True, None)}),
+    "user": ("an object", True, {"id": ("a base64url string", True, None)}),
+    "challenge": ("a base64url string", True, None),
+    "pubKeyCredParams": ("a list", True, {"alg": ("an integer", True, None)}),
+    "excludeCredentials": ("a list", False, _DESCRIPTOR),
+}
+_REQUEST: Shape = {
+    "challenge": ("a base64url string", True, None),
+    "allowCredentials": ("a list", False, _DESCRIPTOR),
+}
+
+
+def _shape_problem(value: Mapping[str, Any], shape: Shape, where: str = "") -> str | None:
+    """The first member missing or of the wrong kind, as ``user.id is not a base64url string``."""
+    for name, (kind, required, members) in shape.items():
+        path, member = where + name, value.get(name)
+        if member is None:  # JSON null is absent, as fido2 reads it
+            if required:
+                return f"{path} is missing"
+            continue
+        if not _KINDS[kind](member):
+            return f"{path} is not {kind}"
+        if members is None:
+            continue
+        objects = {path: member} if kind == "an object" else {f"{path}[{i}]": m for i, m in enumerate(member)}
+        for place, item in objects.items():
+            problem = (
+                _shape_problem(item, members, place + ".")
+                if isinstance(item, dict)
+                else f"{place} is not an object"
+            )
+            if problem is not None:
+                return problem
+    return None
+
+
+def _check_shape(what: str, raw: Any, shape: Shape) -> None:
+    problem = "not a JSON object" if not isinstance(raw, dict) else _shape_problem(raw, shape)
+    if problem is not None:
+        raise _malformed(what, problem)
+
+
+def _unparsed(what: str, error: Exception) -> ServerUnavailable:
+    """What fido2 could not read in options of the right shape (a timeout that is no number...)."""
+    logger.debug("malformed %s: %r", what, error)
+    return _malformed(what, f"{type(error).__name__}: {str(error)[:200]}".splitlines()[0])
 
 
 def _check_user_handle(user_id: bytes) -> None:
@@ -177,10 +238,11 @@ def register(session: Session, client: Client, request: Request) -> Result:
     steps = session.profile.register
     values = _values(request)
     raw = _begin(session, steps.begin, values)
+    _check_shape("registration options", raw, _CREATION)
     try:
         options = PublicKeyCredentialCreationOptions.from_dict(raw)
     except (TypeError, ValueError, KeyError, AttributeError) as error:
-        raise _malformed("registration options", error) from None
+        raise _unparsed("registration options", error) from None
     _check_user_handle(options.user.id)
     rp_id = check_rp_id(options.rp.id, client.origin, client.insecure)
     selection = options.authenticator_selection or AuthenticatorSelectionCriteria()
@@ -215,10 +277,11 @@ def login(session: Session, client: Client, request: Request) -> Result:
     steps = session.profile.login
     values = _values(request)
     raw = _begin(session, steps.begin, values)
+    _check_shape("login options", raw, _REQUEST)
     try:
         options = PublicKeyCredentialRequestOptions.from_dict(raw)
     except (TypeError, ValueError, KeyError, AttributeError) as error:
-        raise _malformed("login options", error) from None
+        raise _unparsed("login options", error) from None
     rp_id = check_rp_id(options.rp_id, client.origin, client.insecure)
     options = dataclasses.replace(options, rp_id=rp_id)
     if request.user is not None and options.allow_credentials == []:

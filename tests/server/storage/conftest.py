@@ -1,5 +1,6 @@
 """Each storage test runs against both adapters: SQLite in a temporary file, and PostgreSQL in a fresh
-database of a throwaway cluster (tests/postgres.py) started once per test session."""
+database of a throwaway cluster (tests/postgres.py) started once per test session (``pg_cluster`` in
+tests/server/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,15 +11,6 @@ import pytest
 
 from keyctl.server.storage import Database, open_database
 from tests.postgres import Cluster
-
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[Cluster]:
-    cluster = Cluster()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from keyctl.server.storage.migrations import migrate
-from keyctl.server.storage.port import Database, Row, Tx
+from keyctl.server.storage.port import Database, Param, Row, Tx
 
-__all__ = ["Database", "Row", "Tx", "is_url", "open_database"]
+__all__ = ["Database", "Param", "Row", "Tx", "is_url", "open_database"]
 
 URL_SCHEMES = ("postgresql://", "postgres://")
 

@@ -204,9 +204,29 @@ POSTGRESQL_V2: tuple[Step, ...] = (
     ) AS ordered WHERE passkeys.credential_id = ordered.credential_id""",
 )
 
+# Version 3: suspicious-IP throttling (failed sign-ins from one IP across accounts). Unversioned databases
+# of the release that introduced it already have the table.
+SQLITE_V3: tuple[Step, ...] = (
+    """CREATE TABLE IF NOT EXISTS ip_failures (
+        ip TEXT PRIMARY KEY,
+        allowance REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        blocked_since REAL
+    )""",
+)
+POSTGRESQL_V3: tuple[Step, ...] = (
+    """CREATE TABLE ip_failures (
+        ip TEXT PRIMARY KEY,
+        allowance DOUBLE PRECISION NOT NULL,
+        updated_at DOUBLE PRECISION NOT NULL,
+        blocked_since DOUBLE PRECISION
+    )""",
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, passkeys, sessions, invites, failures, audit", SQLITE_V1, POSTGRESQL_V1),
     Migration(2, "shared state: challenges, request counts; passkey order", SQLITE_V2, POSTGRESQL_V2),
+    Migration(3, "suspicious-IP throttling", SQLITE_V3, POSTGRESQL_V3),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -1,9 +1,10 @@
 """State that every server process must see the same, kept in the database through the port.
 
-- Ceremony challenges: single use and 5 minutes, as in ``challenges.py``, but in a table, so a ceremony
-  begun on one instance completes on another. Taking one is a ``DELETE ... RETURNING`` in a transaction of
-  its own, committed before the response is verified: used up whatever the outcome, and when the same
-  challenge reaches two instances at once, exactly one gets it.
+- Ceremony challenges: single use and 5 minutes (``challenges.py``), in a table, so a ceremony begun on
+  one instance completes on another. Taking one is a ``DELETE ... RETURNING`` in the unit of work that
+  verifies the response (``take_in``; a refusal's record step discards it again after the rollback, so it
+  is used up whatever the outcome), or in a transaction of its own (``take``). When the same challenge
+  reaches two instances at once, exactly one gets it.
 - Per-IP request counts: a sliding one-minute window, one row per counted request, so the limit holds for
   the sum of requests to all instances.
 
@@ -50,9 +51,11 @@ class ChallengeStore:
     def take(self, value: bytes, kind: str, now: float) -> Challenge | None:
         """Use up the challenge, committed at once; None when it is unknown, already used, of another
         kind, or expired."""
-        row = self.db.run(
-            lambda tx: tx.one("DELETE FROM ceremony_challenges WHERE value = ? RETURNING *", (value,))
-        )
+        return self.db.run(lambda tx: self.take_in(tx, value, kind, now))
+
+    def take_in(self, tx: Tx, value: bytes, kind: str, now: float) -> Challenge | None:
+        """``take`` within the caller's unit of work: the challenge is used up when it commits."""
+        row = tx.one("DELETE FROM ceremony_challenges WHERE value = ? RETURNING *", (value,))
         if row is None or row["kind"] != kind or now - row["created_at"] > CHALLENGE_TTL:
             return None
         return Challenge(
@@ -65,6 +68,9 @@ class ChallengeStore:
             session_hash=row["session_hash"],
             name=row["name"],
         )
+
+    def discard(self, tx: Tx, value: bytes) -> None:
+        tx.execute("DELETE FROM ceremony_challenges WHERE value = ?", (value,))
 
     def pending(self) -> int:
         row = self.db.run(lambda tx: tx.one("SELECT count(*) AS n FROM ceremony_challenges"))
