@@ -183,11 +183,28 @@ class AdminApi:
     def reset_2fa(self, email: str) -> dict[str, Any]:
         return self._call("POST", f"/api/admin/users/{quote(email, safe='')}/reset-2fa", {})
 
+    def delete_user(self, email: str) -> None:
+        self._call("DELETE", f"/api/admin/users/{quote(email, safe='')}")
+
     # invites
     def invite(self, email: str) -> dict[str, Any]:
         return self._call("POST", "/api/admin/invites", {"email": email})
 
+    def invites(self) -> list[dict[str, Any]]:
+        """The pending invites (not used, not expired), oldest first."""
+        return list(self._call("GET", "/api/admin/invites").get("invites", []))
+
+    def revoke_invite(self, invite_id: str) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"/api/admin/invites/{quote(invite_id, safe='')}")["invite"])
+
     # passkeys
+    def rename_passkey(self, email: str, credential_id: str, name: str) -> dict[str, Any]:
+        return self._call(
+            "PATCH",
+            f"/api/admin/users/{quote(email, safe='')}/passkeys/{quote(credential_id, safe='')}",
+            {"name": name},
+        )
+
     def delete_passkey(self, email: str, credential_id: str) -> None:
         self._call(
             "DELETE", f"/api/admin/users/{quote(email, safe='')}/passkeys/{quote(credential_id, safe='')}"

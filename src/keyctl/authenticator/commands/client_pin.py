@@ -7,7 +7,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from keyctl.authenticator import params, pin
+from keyctl.authenticator import model, params, pin
 from keyctl.authenticator.device import Device
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
@@ -196,6 +196,13 @@ def _issue(
     return {2: proto.encrypt(shared, device.token.value, device.rng.random(16))}
 
 
+MODEL_PERMISSIONS = (
+    (Permission.CREDENTIAL_MGMT, "credMgmt"),
+    (Permission.LARGE_BLOB_WRITE, "largeBlobs"),
+    (Permission.AUTHENTICATOR_CFG, "authnrCfg"),
+)
+
+
 def _permissions(device: Device, state: AuthenticatorState, request: ClientPinRequest) -> Permission:
     raw = _need(request.permissions)
     if raw == 0:
@@ -203,6 +210,9 @@ def _permissions(device: Device, state: AuthenticatorState, request: ClientPinRe
     supported = pin.SUPPORTED_PERMISSIONS
     if not device.has_sensor(state):  # no fingerprint sensor, so nothing to bio-enroll
         supported &= ~Permission.BIO_ENROLL
+    for permission, option in MODEL_PERMISSIONS:  # a model of a real key lacking the feature
+        if not model.has(state.model, option):
+            supported &= ~permission
     if raw & ~supported:
         raise CtapFailure(Status.UNAUTHORIZED_PERMISSION)
     return Permission(raw)
