@@ -7,11 +7,12 @@ what fido2's Ctap2 reads back over both transports is compared with the statemen
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 from typing import Any
 
 import pytest
 from fido2.ctap import CtapError
-from fido2.ctap2 import Ctap2
+from fido2.ctap2 import ClientPin, Config, Ctap2
 
 from keyctl.audit import mds
 from keyctl.authenticator import VirtualAuthenticator, model, new_state, store
@@ -151,3 +152,51 @@ def test_a_model_without_u2f_or_uv_is_a_ctap2_only_key_without_built_in_uv(trans
     assert raised.value.code == CtapError.ERR.INVALID_COMMAND
     with pytest.raises(ValueError, match="decides its kind and protocols"):
         new_state(model=profile, protocols=Protocols.U2F)
+
+
+def test_a_model_without_large_blobs_cred_mgmt_or_config_has_neither_command_nor_permission(
+    transport: Transport, statement: mds.MetadataEntry
+) -> None:
+    """What the model lacks is answered as by a key without it: INVALID_COMMAND for the command,
+    UNAUTHORIZED_PERMISSION for the pinUvAuthToken permission (CTAP 2.1 §6.5.5.7) that would reach it."""
+    bare = model.profile(
+        "CTAP 2.1 key without largeBlobs, credMgmt, authnrCfg",
+        {
+            "versions": ["FIDO_2_0", "FIDO_2_1"],
+            "options": {"rk": True, "up": True, "clientPin": True, "pinUvAuthToken": True},
+            "maxSerializedLargeBlobArray": 1024,
+        },
+    )
+    assert statement.get_info is not None
+    yubikey_5 = model.profile(statement.description, statement.get_info)  # has all three
+    for profile, present in ((bare, False), (yubikey_5, True)):
+        ctap = Ctap2(transport(VirtualAuthenticator(new_state(model=profile), pin_code="1234")))
+        info = ctap.get_info()
+        for option in ("largeBlobs", "credMgmt", "authnrCfg"):
+            assert (option in info.options) is present, (profile.name, option)
+        assert bool(info.max_large_blob) is present  # maxSerializedLargeBlobArray: 0 when absent
+        # raw commands: fido2's own classes refuse a command getInfo does not announce
+        for call in (
+            partial(ctap.send_cbor, Ctap2.CMD.LARGE_BLOBS, {1: 16, 3: 0}),
+            partial(ctap.send_cbor, Ctap2.CMD.CREDENTIAL_MGMT, {1: 1}),
+            partial(ctap.send_cbor, Ctap2.CMD.CONFIG, {1: Config.CMD.TOGGLE_ALWAYS_UV}),
+        ):
+            try:
+                call()
+                code = CtapError.ERR.SUCCESS
+            except CtapError as error:
+                code = error.code
+            assert (code == CtapError.ERR.INVALID_COMMAND) is not present, (profile.name, code)
+        client_pin = ClientPin(ctap)
+        assert client_pin.get_pin_token("1234", ClientPin.PERMISSION.MAKE_CREDENTIAL, "example.com")
+        for permission in (
+            ClientPin.PERMISSION.LARGE_BLOB_WRITE,
+            ClientPin.PERMISSION.CREDENTIAL_MGMT,
+            ClientPin.PERMISSION.AUTHENTICATOR_CFG,
+        ):
+            try:
+                client_pin.get_pin_token("1234", permission)
+                code = CtapError.ERR.SUCCESS
+            except CtapError as error:
+                code = error.code
+            assert (code == CtapError.ERR.UNAUTHORIZED_PERMISSION) is not present, (profile.name, permission)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 from fido2.ctap import STATUS, CtapError
-from fido2.ctap2 import Ctap2
+from fido2.ctap2 import ClientPin, Ctap2
 
 from keyctl.authenticator import Policy, PresenceMode, PresenceRequest, VirtualAuthenticator
 from tests.authenticator.conftest import Transport
@@ -84,3 +84,30 @@ def test_cancel_aborts_a_presence_wait_with_keepalive_cancel(transport: Transpor
         assert ctap.get_info().versions == ["U2F_V2", "FIDO_2_0", "FIDO_2_1"]
     finally:
         released.set()
+
+
+def test_a_uv_token_carries_its_touch_into_one_command(transport: Transport) -> None:
+    """CTAP 2.1 §6.5.5.7.3 step 13 and §6.1.2 step 14: the touch collected while built-in UV issued the
+    token serves the first makeCredential made with it; the next one asks again."""
+    asked: list[str] = []
+
+    def prompter(request: PresenceRequest) -> bool:
+        asked.append(request.action)
+        return True
+
+    policy = Policy(presence=PresenceMode.PROMPT, presence_timeout_s=5, prompter=prompter)
+    ctap = Ctap2(transport(VirtualAuthenticator(policy=policy)))
+    client_pin = ClientPin(ctap)
+    permissions = ClientPin.PERMISSION.MAKE_CREDENTIAL
+    token = client_pin.get_uv_token(permissions, RP["id"])
+    assert len(asked) == 1
+
+    def make_with_token() -> object:
+        protocol = client_pin.protocol
+        return _make(ctap, pin_uv_param=protocol.authenticate(token, CDH), pin_uv_protocol=protocol.VERSION)
+
+    made = make_with_token()
+    assert made.auth_data.is_user_present()  # type: ignore[attr-defined]
+    assert len(asked) == 1  # no second question for the same ceremony
+    make_with_token()
+    assert len(asked) == 2  # the token's touch served once

@@ -18,13 +18,16 @@ from tests.conftest import run_keyctl
 # A child process that saves the state and is stopped between writing the temp file and renaming it.
 SAVE_AND_STALL = """
 import os, sys, time
-from keyctl.authenticator import store
+from keyctl.authenticator import new_state, store
 def stall(src, dst):
     print("temp written", flush=True)
     time.sleep(60)
 os.replace = stall
-with store.FileStore(sys.argv[1]).transaction() as state:
-    state.global_counter += 1
+if sys.argv[2] == "create":
+    store.create(sys.argv[1], new_state())
+else:
+    with store.FileStore(sys.argv[1]).transaction() as state:
+        state.global_counter += 1
 """
 
 
@@ -38,9 +41,12 @@ def temps(name: str) -> list[Path]:
     return sorted(p for p in store.virtual_dir().iterdir() if mkstemp_name.fullmatch(p.name))
 
 
-def kill_mid_save(name: str) -> Path:
+def kill_mid_save(name: str, what: str = "save") -> Path:
     child = subprocess.Popen(
-        [sys.executable, "-c", SAVE_AND_STALL, name], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+        [sys.executable, "-c", SAVE_AND_STALL, name, what],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
     )
     assert child.stdout is not None
     assert child.stdout.readline() == "temp written\n"
@@ -68,3 +74,11 @@ def test_delete_removes_the_temp_files_too() -> None:
     removed = run_keyctl(["virtual", "delete", "ci", "--yes"])
     assert removed.exit_code == 0, removed.stderr
     assert list(store.virtual_dir().iterdir()) == []
+
+
+def test_creating_the_name_again_removes_a_killed_create_s_temp_file() -> None:
+    kill_mid_save("ci", "create")
+    assert not store.exists("ci")  # the first save never landed: nothing to load or delete yet
+    store.create("ci", new_state())
+    assert temps("ci") == []
+    assert store.FileStore("ci").load().global_counter == 0

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+import threading
+import time
 
 import pytest
 from cryptography import x509
@@ -19,7 +21,14 @@ from fido2.ctap1 import ApduError, Ctap1, RegistrationData, SignatureData
 from fido2.ctap2 import Ctap2
 from fido2.hid import CAPABILITY, CTAPHID, CtapHidDevice
 
-from keyctl.authenticator import AttestationMode, CounterMode, PresenceMode, VirtualAuthenticator, new_state
+from keyctl.authenticator import (
+    AttestationMode,
+    CounterMode,
+    PresenceMode,
+    PresenceRequest,
+    VirtualAuthenticator,
+    new_state,
+)
 from keyctl.authenticator.state import Protocols
 from tests.authenticator import rp
 from tests.authenticator.conftest import Transport
@@ -111,6 +120,55 @@ def test_nobody_touching_is_conditions_not_satisfied(transport: Transport) -> No
     for presence in (PresenceMode.DENY, PresenceMode.TIMEOUT):
         ctap1 = Ctap1(transport(VirtualAuthenticator(new_state(presence=presence, presence_timeout_s=5))))
         assert apdu_code(lambda: ctap1.register(CHALLENGE, APP)) == USE_NOT_SATISFIED  # noqa: B023
+
+
+def test_prompt_answers_at_once_and_keeps_the_touch_for_the_retry(transport: Transport) -> None:
+    """Under `prompt` a U2F request never blocks on the person (FIDO U2F: test-of-user-presence-required,
+    the host retries): 0x6985 while asking, the yes is kept for the next request and used up by it."""
+    asked: list[PresenceRequest] = []
+    answer = threading.Event()
+
+    def prompter(request: PresenceRequest) -> bool:
+        asked.append(request)
+        return answer.wait(10)
+
+    authenticator = VirtualAuthenticator(new_state(presence=PresenceMode.PROMPT), prompter=prompter)
+    ctap1 = Ctap1(transport(authenticator))
+    started = time.monotonic()
+    assert apdu_code(lambda: ctap1.register(CHALLENGE, APP)) == USE_NOT_SATISFIED
+    assert apdu_code(lambda: ctap1.register(CHALLENGE, APP)) == USE_NOT_SATISFIED
+    assert time.monotonic() - started < 5  # answered while the question is still open
+    assert [request.action for request in asked] == ["register this key (U2F)"]  # asked once, not twice
+    answer.set()
+    deadline = time.monotonic() + 5
+    registration: RegistrationData | None = None
+    refusals: set[int] = set()
+    while registration is None:  # the host's retry loop, as fido2's CTAP1 client backend polls
+        assert time.monotonic() < deadline
+        try:
+            registration = ctap1.register(CHALLENGE, APP)
+        except ApduError as error:
+            refusals.add(error.code)
+            time.sleep(0.05)
+    assert refusals <= {USE_NOT_SATISFIED}
+    registration.verify(APP, CHALLENGE)
+    answer.clear()  # the touch was used up: the next request asks again
+    assert apdu_code(lambda: ctap1.authenticate(CHALLENGE, APP, registration.key_handle)) == USE_NOT_SATISFIED
+    assert len(asked) == 2
+    answer.set()
+
+
+def test_prompt_through_fido2_clients_ctap1_fallback(transport: Transport) -> None:
+    """Fido2Client polls a U2F-only key on 0x6985 until the person at the prompt says yes."""
+
+    def prompter(request: PresenceRequest) -> bool:
+        time.sleep(0.3)  # the person takes a moment
+        return True
+
+    state = new_state(protocols=Protocols.U2F, presence=PresenceMode.PROMPT)
+    device = transport(VirtualAuthenticator(state, prompter=prompter))
+    registered = rp.register(device, attestation="direct")
+    assert registered.fmt == "fido-u2f"
 
 
 def test_status_words_and_apdu_encodings(device: CtapHidDevice) -> None:

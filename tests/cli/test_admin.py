@@ -20,6 +20,7 @@ from keyctl.server import ServerHandle, start
 from keyctl.webauthn import flows, profile
 from keyctl.webauthn.session import Session
 from tests.conftest import Result
+from tests.terminal import TerminalSession
 from tests.webauthn.conftest import PASSWORD, authenticator, client, sign_up
 
 Cli = Callable[..., Result]
@@ -223,3 +224,103 @@ def test_the_token_from_a_stored_profile_and_refusals(
     assert json.loads(audited.stdout)["summary"]["server"] == server.url
     assert cli("admin", "logout").exit_code == 0
     assert cli("admin", "users", "list").exit_code == 3
+
+
+def test_users_delete_asks_first_and_ends_the_account(cli: Cli, server: ServerHandle) -> None:
+    session = with_passkeys(server, "gus@example.com", 1)
+    server.create_user("hal@example.com", PASSWORD)
+    refused = admin(cli, "users", "delete", "gus@example.com")
+    assert refused.exit_code == 8, refused.stderr
+    assert "pass --yes" in refused.stderr
+    me = httpx.get(f"{server.url}/api/me", cookies=session.client.cookies)
+    assert me.json()["email"] == "gus@example.com"  # nothing changed
+    unknown = admin(cli, "users", "delete", "nobody@example.com", "--yes")
+    assert unknown.exit_code == 4
+    assert "keyctl admin users list" in unknown.stderr
+    deleted = admin(cli, "users", "delete", "Gus@Example.com", "--yes")
+    assert deleted.exit_code == 0, deleted.stderr
+    assert "deleted the account gus@example.com and its 1 passkey(s)" in deleted.stderr
+    listed = json.loads(admin(cli, "users", "list", "--json").stdout)
+    assert [u["email"] for u in listed] == ["hal@example.com"]
+    gone = httpx.get(f"{server.url}/api/me", cookies=session.client.cookies)
+    assert gone.status_code == 401
+    session.close()
+
+
+def test_users_delete_on_a_terminal_asks_and_no_keeps_the_account(server: ServerHandle) -> None:
+    server.create_user("ida@example.com", PASSWORD)
+    args = ["admin", "users", "delete", "ida@example.com", "--token-env", "ADMIN_TOKEN"]
+    answers = {"n": 8, "y": 0}
+    for answer, code in answers.items():
+        term = TerminalSession(args)
+        term.expect("Delete the account ida@example.com and its 0 passkey(s)")
+        term.type(answer + "\n")
+        assert term.wait() == code, term.text
+        emails = [u["email"] for u in httpx_admin(server).get("/api/admin/users").json()["users"]]
+        assert emails == ([] if answer == "y" else ["ida@example.com"])
+
+
+def httpx_admin(server: ServerHandle) -> httpx.Client:
+    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def test_invites_list_and_revoke(cli: Cli, server: ServerHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    links = []
+    for email in ("jo@example.com", "jo@example.com", "a-long-address.for-the-invite-table@example.com"):
+        created = admin(cli, "invites", "create", email)
+        assert created.exit_code == 0, created.stderr
+        links.append(created.stdout.strip())
+    listed = admin(cli, "invites", "list", "--json")
+    assert listed.exit_code == 0, listed.stderr
+    # Oldest first; these were created within a second or so, so sort them by address here.
+    invites = sorted(json.loads(listed.stdout), key=lambda i: i["email"] != "jo@example.com")
+    assert [i["email"] for i in invites] == [
+        "jo@example.com",
+        "jo@example.com",
+        "a-long-address.for-the-invite-table@example.com",
+    ]
+    assert not any(link.rsplit("/", 1)[1] in listed.stdout for link in links)
+    monkeypatch.setenv("COLUMNS", "80")
+    table = admin(cli, "invites", "list")
+    assert invites[2]["id"][:11] + "…" in table.stdout
+    assert invites[2]["id"] not in table.stdout
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    refused = admin(cli, "invites", "revoke", invites[2]["id"][:11] + "…")
+    assert refused.exit_code == 8, refused.stderr
+    assert len(json.loads(admin(cli, "invites", "list", "--json").stdout)) == 3
+    by_id = admin(cli, "invites", "revoke", invites[2]["id"][:11] + "…", "--yes")
+    assert by_id.exit_code == 0, by_id.stderr
+    by_email = admin(cli, "invites", "revoke", "JO@example.com", "--yes")
+    assert by_email.exit_code == 0, by_email.stderr
+    assert "revoked 2 invite(s) for jo@example.com" in by_email.stderr
+    assert json.loads(admin(cli, "invites", "list", "--json").stdout) == []
+    assert "no pending invites" in admin(cli, "invites", "list").stderr
+    for link in links:
+        accepted = httpx.post(
+            f"{server.url}/api/invites/accept",
+            json={"token": link.rsplit("/", 1)[1], "password": PASSWORD},
+            headers={"Origin": server.url},
+        )
+        assert accepted.status_code == 404, accepted.text
+    none_left = admin(cli, "invites", "revoke", "jo@example.com", "--yes")
+    assert none_left.exit_code == 4
+    assert "keyctl admin invites list" in none_left.stderr
+
+
+def test_passkeys_rename(cli: Cli, server: ServerHandle) -> None:
+    session = with_passkeys(server, "kim@example.com", 2)
+    ids = [p["id"] for p in json.loads(admin(cli, "passkeys", "list", "kim@example.com", "--json").stdout)]
+    renamed = admin(cli, "passkeys", "rename", "kim@example.com", ids[1][:11] + "…", "Spare key", "--json")
+    assert renamed.exit_code == 0, renamed.stderr
+    assert json.loads(renamed.stdout)["name"] == "Spare key"
+    assert [p["name"] for p in session.call("GET", "/api/passkeys")["passkeys"]] == ["key 0", "Spare key"]
+    too_long = admin(cli, "passkeys", "rename", "kim@example.com", ids[0], "x" * 65)
+    assert too_long.exit_code == 3, too_long.stderr
+    assert "name must be 1 to 64" in too_long.stderr
+    unknown = admin(cli, "passkeys", "rename", "kim@example.com", "zzzz", "Other")
+    assert unknown.exit_code == 4
+    assert "keyctl admin passkeys list kim@example.com" in unknown.stderr
+    assert [p["name"] for p in session.call("GET", "/api/passkeys")["passkeys"]] == ["key 0", "Spare key"]
+    text = admin(cli, "passkeys", "rename", "kim@example.com", ids[0], "Desk key")
+    assert "is now named 'Desk key'" in text.stderr
+    session.close()

@@ -120,6 +120,17 @@ def test_pin_set_then_retries_and_verify(cli: Any, spec: str, pin_env: Any) -> N
     assert "already has a PIN" in again.stderr
 
 
+def test_retries_of_a_key_without_a_pin(cli: Any, spec: str) -> None:
+    """A key without a PIN answers getPINRetries with PIN_NOT_SET, as real keys do (issue #23 item 5)."""
+    result = cli("key", "pin", "retries", "--device", spec, "--json")
+    assert result.exit_code == ExitCode.PIN_NOT_SET
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "error: the key has no PIN yet",
+        "  fix: set one first: 'keyctl key pin set'",
+    ]
+
+
 @pytest.mark.parametrize(("bad_pin", "reason"), [("abc", "too short"), ("x" * 64, "too long")])
 def test_pin_policy_is_checked_before_sending(
     cli: Any, spec: str, pin_env: Any, bad_pin: str, reason: str
@@ -288,6 +299,27 @@ def test_config_min_pin_length_and_always_uv(cli: Any, spec: str, pin_env: Any) 
     forced = cli("key", "config", "force-change", "--device", spec, "--pin-env", "TEST_PIN")
     assert forced.exit_code == 0, forced.stderr
     assert json.loads(cli("key", "info", "--device", spec, "--json").stdout)["force_pin_change"] is True
+
+
+def test_a_forced_pin_change_is_said_as_such(cli: Any, spec: str, pin_env: Any) -> None:
+    """While a change is forced the key refuses a token with PIN_POLICY_VIOLATION (CTAP 2.1 §6.5.5.7.2):
+    the right PIN was given, no new PIN was refused (issue #23 item 1, as keyctl's client sees it)."""
+    pin_env(PIN, "7305-newer")
+    cli("key", "pin", "set", "--device", spec, "--pin-env", "TEST_PIN")
+    assert cli("key", "config", "force-change", "--device", spec, "--pin-env", "TEST_PIN").exit_code == 0
+    for command in (("pin", "verify"), ("creds", "list")):
+        refused = cli("key", *command, "--device", spec, "--pin-env", "TEST_PIN")
+        assert refused.exit_code == ExitCode.PIN_POLICY, refused.stderr
+        assert refused.stderr.splitlines() == [
+            "error: the key requires a new PIN before it accepts this one (a forced PIN change)",
+            "  fix: change it: 'keyctl key pin change'",
+        ]
+    changed = cli(
+        "key", "pin", "change", "--device", spec, "--pin-env", "TEST_PIN", "--new-pin-env", "TEST_NEW_PIN"
+    )
+    assert changed.exit_code == 0, changed.stderr
+    pin_env("7305-newer")
+    assert cli("key", "pin", "verify", "--device", spec, "--pin-env", "TEST_PIN").exit_code == 0
 
 
 def test_reset_only_inside_the_power_up_window(

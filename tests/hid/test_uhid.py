@@ -4,8 +4,12 @@ The real kernel is tests/vm's job; this pins the event layout and the errors."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +19,11 @@ from fido2.ctap2.base import Ctap2
 from fido2.hid import CtapHidDevice
 from fido2.hid.base import CtapHidConnection, HidDescriptor, parse_report_descriptor
 
-from keyctl.authenticator import VirtualAuthenticator
+from keyctl.authenticator import VirtualAuthenticator, store
 from keyctl.errors import ExitCode, NotSupported
 from keyctl.hid import uhid
+from tests.authenticator.test_power import PIN, block_pin_auth, pin_works
+from tests.conftest import run_keyctl
 
 UHID_OUTPUT, UHID_INPUT2, UHID_CREATE2, UHID_DESTROY = 6, 12, 11, 1
 
@@ -132,3 +138,50 @@ def test_the_rule_in_the_remedy_is_the_shipped_rules_file() -> None:
     shipped = Path(__file__).resolve().parents[2] / "scripts" / "udev" / "71-keyctl-uhid.rules"
     rules = [line for line in shipped.read_text().splitlines() if line and not line.startswith("#")]
     assert rules == [uhid.UDEV_RULE]
+
+
+# `keyctl virtual attach` in its own process, its /dev/uhid a socket pair end handed over at start-up
+ATTACH_WITH_FD = (
+    "import sys; from keyctl.hid import uhid; fd = int(sys.argv.pop(1)); uhid.open_uhid = lambda path: fd; "
+    "from keyctl.__main__ import main; sys.argv[0] = 'keyctl'; main()"
+)
+
+
+def test_attach_registers_for_power_cycle_and_handles_sigusr1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`keyctl virtual power-cycle NAME` and SIGUSR1 reach an attached key as they reach `serve`: PIN
+    auth blocked by three wrong PINs works again, on the same (still attached) device."""
+    monkeypatch.setenv(store.ENV_VIRTUAL_KEY, store.new_ci_key())
+    monkeypatch.setenv("CI_PIN", PIN)
+    assert run_keyctl(["virtual", "create", "pc", "--uv", "none", "--pin-env", "CI_PIN"]).exit_code == 0
+    device_end, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    kernel.settimeout(20)
+    fd = device_end.fileno()
+    process = subprocess.Popen(
+        [sys.executable, "-c", ATTACH_WITH_FD, str(fd), "virtual", "attach", "pc"],
+        pass_fds=(fd,),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    device_end.close()
+    assert process.stderr is not None
+    try:
+        assert struct.unpack_from("<I", kernel.recv(uhid.EVENT_SIZE)) == (UHID_CREATE2,)
+        assert "attached virtual:pc" in process.stderr.readline()
+        hid = CtapHidDevice(
+            HidDescriptor("uhid-test", 0x1209, 0x4B43, 64, 64, None, None), KernelSide(kernel)
+        )
+        block_pin_auth(hid)
+        cycled = run_keyctl(["virtual", "power-cycle", "pc"])
+        assert cycled.exit_code == 0, cycled.stderr
+        assert f"pid {process.pid}" in cycled.stderr
+        assert "power-cycled" in process.stderr.readline()
+        assert pin_works(hid)
+        block_pin_auth(hid)
+        os.kill(process.pid, signal.SIGUSR1)
+        assert "power-cycled" in process.stderr.readline()
+        assert pin_works(hid)
+    finally:
+        process.terminate()
+        process.wait(10)
+        kernel.close()
+    assert run_keyctl(["virtual", "power-cycle", "pc"]).exit_code == ExitCode.NOT_FOUND  # unregistered

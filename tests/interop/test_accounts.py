@@ -70,6 +70,26 @@ def test_account_or_credential_chooses(two_accounts: Any) -> None:
     assert all(name in missing.value.message for name in names)
 
 
+def test_a_key_that_has_not_verified_you_names_no_accounts(two_accounts: Any) -> None:
+    """Without user verification an authenticator returns only the user ids (CTAP 2.1 §6.2.2): --account
+    cannot match, and the error says why and what chooses instead."""
+    run, (key, _), names = two_accounts
+    with pytest.raises(NoCredential) as missing:
+        _login(run, key, account=names[0], uv="discouraged")
+    assert missing.value.message.startswith(
+        f"Passkey not found on this device for account {names[0]} at localhost: the key names accounts only"
+        " after it has verified you (it has: user id "
+    )
+    assert missing.value.remedy == (
+        "choose one with --credential ID, or add --uv required (a PIN or built-in verification)"
+    )
+    with pytest.raises(flows.AmbiguousAccount) as ambiguous:
+        _login(run, key, uv="discouraged")
+    chosen = ambiguous.value.candidates[1]
+    assert chosen.name is None
+    assert _login(run, key, credential=chosen.credential_id, uv="discouraged")["username"] in names
+
+
 def _keyctl(run: matrix.Run, device: str, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "keyctl", "login", "--server", run.rp.url, "--profile", str(PROFILE),

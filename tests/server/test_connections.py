@@ -116,7 +116,10 @@ def test_malformed_content_length_gets_the_json_error_shape(
     assert set(json.loads(body)) == {"error", "message"}
 
 
-def test_two_content_lengths_get_the_json_error_shape(server: ServerHandle) -> None:
+def test_two_content_lengths_get_the_json_error_shape(
+    server: ServerHandle, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     sock = connect(server)
     sock.sendall(
         b"POST /api/signin/password HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
@@ -126,6 +129,9 @@ def test_two_content_lengths_get_the_json_error_shape(server: ServerHandle) -> N
     sock.close()
     assert status == 400
     assert json.loads(body)["error"] == "invalid_request"
+    # A client's malformed request is logged in one debug line, never as a warning (log flooding).
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert any(r.getMessage().startswith("refused a malformed HTTP request") for r in caplog.records)
 
 
 @pytest.fixture

@@ -117,8 +117,11 @@ FIELDS_BY_PATH = {
     "/api/passkeys/register/options": ["name", "residentKey", "userVerification"],
     "/api/passkeys/login/options": ["email", "userVerification"],
     "/api/passkeys/{id}": ["name"],
+    "/api/admin/users/{email}/passkeys/{id}": ["name"],
     "/api/admin/users": ["email", "password"],
     "/api/admin/invites": ["email"],
+    "/api/password/forgot": ["email"],
+    "/api/password/reset": ["token", "new_password"],
     "/api/admin/unblock": ["ip", "email"],
 }
 WEBAUTHN_FIELDS = ["id", "rawId", "type", "response", "clientExtensionResults", "authenticatorAttachment"]
@@ -174,11 +177,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def _sign_in(env: Env) -> None:
-    """A signed-in session for the account, enrolling TOTP again if a fuzzed admin call reset it."""
+    """A signed-in session for the account, enrolling TOTP again if a fuzzed admin call reset it (and
+    creating the account again if one deleted it)."""
     env.clock.advance(30)
     with http_client(env.server.url) as http:
         with http_client(env.server.url, headers={"Authorization": f"Bearer {env.server.admin_token}"}) as a:
             a.post("/api/admin/unblock", json={"ip": "127.0.0.1"})
+            a.post("/api/admin/users", json={"email": EMAIL, "password": PASSWORD})  # or user_exists
         step = http.post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD}).json()
         if step["status"] == "totp_enrollment_required":
             env.secret = http.post("/api/signin/totp/enroll", json={}).json()["secret"]

@@ -1,6 +1,6 @@
 """Issue #14 paths no other test could fail on: an admin 2FA reset between the password step and the 2FA
 step, the 2FA step's own re-read of the account, the rate limit on the unauthenticated ``/api/signout``,
-and the JSON content type on PATCH."""
+the JSON content type on PATCH, and suspicious-IP throttling at the 2FA step."""
 
 from __future__ import annotations
 
@@ -112,3 +112,31 @@ def test_a_patch_needs_a_json_content_type_too(
     assert error_of(response) == "unsupported_media_type"
     assert snapshot(server) == before
     assert account.http.get("/api/passkeys").json()["passkeys"][0]["name"] == passkey["name"]
+
+
+def test_2fa_failures_spend_the_ip_allowance_and_a_blocked_ip_stops_at_the_2fa_step(
+    db_target: Path | str, clock: FakeClock
+) -> None:
+    """Suspicious-IP throttling counts wrong codes as it counts wrong passwords, and a sign-in already past
+    its password step cannot finish from the blocked IP."""
+    with start(db_target, clock=clock, rate_limit=100_000, max_failures=5, ip_max_failures=4) as server:
+        accounts = [enroll(server, clock, f"user{n}@example.com") for n in range(3)]
+        clock.advance(30)
+        waiting = client(server)
+        step = waiting.post("/api/signin/password", json={"email": accounts[0].email, "password": PASSWORD})
+        assert step.json() == {"status": "totp_required"}, step.text
+        for account in accounts[1:]:  # two wrong codes on each of two accounts: neither reaches its 5
+            http = client(server)
+            http.post("/api/signin/password", json={"email": account.email, "password": PASSWORD})
+            wrong = totp_code(account.secret, clock() + 3600)
+            for _ in range(2):
+                assert error_of(http.post("/api/signin/totp", json={"code": wrong})) == "invalid_code"
+        code = totp_code(accounts[0].secret, clock())
+        refused = waiting.post("/api/signin/totp", json={"code": code})
+        assert refused.status_code == 429, refused.text
+        assert error_of(refused) == "ip_blocked"
+        with admin(server) as a:
+            assert [b["ip"] for b in a.get("/api/admin/blocks").json()["ip_blocks"]] == ["127.0.0.1"]
+            assert a.get("/api/admin/blocks").json()["blocks"] == []
+            assert a.post("/api/admin/unblock", json={"ip": "127.0.0.1"}).status_code == 200
+        assert waiting.post("/api/signin/totp", json={"code": code}).status_code == 200

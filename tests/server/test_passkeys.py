@@ -133,6 +133,7 @@ def test_username_first_login_skips_totp_and_updates_metadata(server: ServerHand
         "user": {"email": EMAIL},
         "method": "passkey",
         "passkey_prompt": False,
+        "session": done.json()["session"],  # the expiry times: test_session_expiry.py
         "credential_id": passkey["id"],
     }
     me = http.get("/api/me").json()

@@ -93,6 +93,7 @@ def test_first_login_enrolls_totp_with_a_confirmed_recovery_code(
         "user": {"email": EMAIL},
         "method": "totp",
         "passkey_prompt": True,
+        "session": done.json()["session"],  # the expiry times: test_session_expiry.py
     }
     assert http.get("/api/me").json()["email"] == EMAIL
     assert "totp_enrolled" in [e["event"] for e in audit_events(server)]

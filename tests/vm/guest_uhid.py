@@ -272,9 +272,10 @@ def test_power_cycle_reaches_the_attached_key(key1: Attached) -> None:
 
 
 def test_the_prompt_policy_asks_on_the_terminal_of_attach(key1: Attached, tmp_path: Path) -> None:
-    from keyctl.authenticator import PresenceMode, new_state, store
+    from keyctl.authenticator import AttestationMode, PresenceMode, new_state, store
 
-    store.create("k4", new_state(presence=PresenceMode.PROMPT))
+    # (with "none" attestation fido2-cred -M has no signature to print and fails with "output error")
+    store.create("k4", new_state(presence=PresenceMode.PROMPT, attestation_mode=AttestationMode.X5C))
     master, terminal = pty.openpty()
     command = [sys.executable, "-m", "keyctl", "virtual", "attach", "k4"]
     process = subprocess.Popen(

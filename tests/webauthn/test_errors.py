@@ -122,6 +122,25 @@ def test_a_wrong_pin_says_how_many_attempts_are_left(
     assert result.exit_code == 0, result.stderr
 
 
+def test_a_forced_pin_change_is_not_a_wrong_pin(
+    cli: Cli, reference: Reference, udp_authenticator: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key refuses the right PIN until it is changed (CTAP 2.1 §6.5.5.7.2: PIN_POLICY_VIOLATION)."""
+    key = authenticator(Policy(uv=UvMode.NONE), pin_code="123456")
+    with key.store.transaction() as state:
+        state.force_pin_change = True  # as authenticatorConfig setMinPINLength with forceChangePin leaves it
+    device = udp_authenticator(key)
+    jar = _jar(reference, "u@example.com", tmp_path)
+    monkeypatch.setenv("KEY_PIN", "123456")
+    result = _register(cli, reference, jar, device, "--pin-env", "KEY_PIN")
+    assert result.exit_code == ExitCode.NOT_VERIFIED, result.stderr
+    assert result.stderr.splitlines() == [
+        "error: We could not verify you: the key requires a new PIN before it accepts this one"
+        " (a forced PIN change)",
+        "  fix: change it: 'keyctl key pin change'",
+    ]
+
+
 def test_the_same_key_twice_is_already_registered(
     cli: Cli, reference: Reference, udp_authenticator: Serve, tmp_path: Path
 ) -> None:

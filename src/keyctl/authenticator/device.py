@@ -20,6 +20,7 @@ from keyctl.authenticator.credentials import Alg, PrivateKey, WrappedKey
 from keyctl.authenticator.model import ModelProfile
 from keyctl.authenticator.ports import (
     Clock,
+    LatchedTouch,
     Link,
     Policy,
     PresenceMode,
@@ -250,6 +251,7 @@ class Device:
         self.enumeration: Enumeration | None = None
         self.enrollment: Enrollment | None = None
         self.large_blob_write: LargeBlobWrite | None = None
+        self.u2f_touch = LatchedTouch(self.clock)
 
     def may_reset(self) -> bool:
         window = self.reset_window_s

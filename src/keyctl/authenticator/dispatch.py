@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from keyctl.authenticator import cbor
+from keyctl.authenticator import cbor, model
 from keyctl.authenticator.commands import (
     bio_enrollment,
     client_pin,
@@ -55,6 +55,10 @@ HANDLERS: dict[int, Handler] = {
 }
 
 
+# Commands a model of a real key has only with the getInfo option that announces them.
+MODEL_OPTION = {CREDENTIAL_MANAGEMENT: "credMgmt", LARGE_BLOBS: "largeBlobs", CONFIG: "authnrCfg"}
+
+
 def dispatch(device: Device, message: bytes, link: Link) -> bytes:
     if not message:
         return bytes([Status.INVALID_LENGTH])
@@ -66,10 +70,13 @@ def dispatch(device: Device, message: bytes, link: Link) -> bytes:
     if message[0] != CREDENTIAL_MANAGEMENT:
         device.enumeration = None
     try:
-        params = cbor.decode(message[1:]) if len(message) > 1 else {}
-        if not isinstance(params, dict):
-            raise CtapFailure(Status.CBOR_UNEXPECTED_TYPE)
         with device.store.transaction() as state:
+            option = MODEL_OPTION.get(message[0])
+            if option is not None and not model.has(state.model, option):
+                raise CtapFailure(Status.INVALID_COMMAND)  # as a key without the command answers
+            params = cbor.decode(message[1:]) if len(message) > 1 else {}
+            if not isinstance(params, dict):
+                raise CtapFailure(Status.CBOR_UNEXPECTED_TYPE)
             result = handler(device, state, params, link)
     except cbor.CborError:
         return bytes([Status.INVALID_CBOR])

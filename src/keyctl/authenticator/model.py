@@ -167,6 +167,11 @@ def apply(info: dict[int, Any], model: ModelProfile) -> dict[int, Any]:
     return info
 
 
+def has(model: ModelProfile | None, option: str) -> bool:
+    """Has the authenticator the feature behind this getInfo option? Without a model, all of keyctl's."""
+    return model is None or option in model.options
+
+
 def extensions(model: ModelProfile | None, requested: dict[str, Any]) -> dict[str, Any]:
     """The extension inputs the authenticator processes: a model ignores those it does not have."""
     if model is None:

@@ -124,6 +124,9 @@ class Token:
     permissions: Permission
     rp_id: str | None
     issued_at: float
+    # CTAP 2.1 §6.5.2.1 userPresent: set when built-in UV issued the token with the user's touch, so the
+    # next makeCredential/getAssertion with it needs no second touch; cleared by that use.
+    user_present: bool = False
 
     def check(self, proto: Protocol, message: bytes, param: bytes, now: float) -> None:
         """Verify a pinUvAuthParam made with this token (PIN_AUTH_INVALID unless it matches)."""

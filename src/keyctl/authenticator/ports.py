@@ -173,6 +173,43 @@ def confirm_presence(policy: Policy, action: str, rp_id: str | None, link: Link,
         raise CtapFailure(Status.OPERATION_DENIED)
 
 
+TOUCH_KEPT_S = 10.0  # how long a U2F touch waits for the request (retry) that uses it
+
+
+class LatchedTouch:
+    """U2F's test of user presence: a request never waits for the person. Without a touch it is answered
+    SW_CONDITIONS_NOT_SATISFIED ("test-of-user-presence-required", FIDO U2F Raw Message Formats §3.3,
+    §5.1) while the key asks; the host retries, and a touch given meanwhile is kept for the next request,
+    which uses it up."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._asking = False
+        self._touched_at: float | None = None
+
+    def take(self, prompter: Prompter, request: PresenceRequest) -> bool:
+        """True when a kept touch serves this request; otherwise ask (once at a time) and return False."""
+        with self._lock:
+            touched_at, self._touched_at = self._touched_at, None
+            if touched_at is not None and self._clock.monotonic() - touched_at <= TOUCH_KEPT_S:
+                return True
+            if not self._asking:
+                self._asking = True
+                threading.Thread(target=self._ask, args=(prompter, request), daemon=True).start()
+            return False
+
+    def _ask(self, prompter: Prompter, request: PresenceRequest) -> None:
+        touched = False
+        try:
+            touched = prompter(request)
+        finally:
+            with self._lock:
+                self._asking = False
+                if touched:
+                    self._touched_at = self._clock.monotonic()
+
+
 class SampleStatus(IntEnum):
     """lastEnrollSampleStatus of authenticatorBioEnrollment (CTAP 2.1 §6.7)."""
 

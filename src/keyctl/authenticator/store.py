@@ -240,6 +240,7 @@ def create(name: str, state: AuthenticatorState, force: bool = False) -> None:
                 f"a virtual authenticator named {name!r} already exists",
                 "choose another name, or delete it first with 'keyctl virtual delete'",
             )
+        _remove_stale_temps(name)  # a create killed before its first save landed left one
         env_key = _env_key()
         if env_key is not None:
             key, source = env_key, SOURCE_ENV

@@ -19,9 +19,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from keyctl.authenticator import attestation, credentials
 from keyctl.authenticator.credentials import Alg, WrappedKey
 from keyctl.authenticator.device import Device
-from keyctl.authenticator.ports import Link, PresenceMode
+from keyctl.authenticator.ports import Link, PresenceMode, PresenceRequest
 from keyctl.authenticator.state import AttestationMode, AuthenticatorState
-from keyctl.authenticator.status import CtapFailure
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +114,16 @@ def handle(device: Device, raw: bytes, link: Link) -> bytes:
 
 
 def _touch(device: Device, state: AuthenticatorState, action: str, link: Link) -> None:
-    """Test of user presence. A U2F key answers at once; no touch yet is CONDITIONS_NOT_SATISFIED and
-    the host retries, so 'timeout' (nobody touches) and 'deny' answer that at once."""
-    if device.policy(state).presence in (PresenceMode.DENY, PresenceMode.TIMEOUT):
-        raise ApduError(Sw.CONDITIONS_NOT_SATISFIED)
-    try:
-        device.confirm_presence(state, action, None, link)
-    except CtapFailure:
-        raise ApduError(Sw.CONDITIONS_NOT_SATISFIED) from None
+    """Test of user presence. A U2F key answers at once: no touch (yet) is CONDITIONS_NOT_SATISFIED and
+    the host retries. 'timeout' (nobody touches) and 'deny' always answer that; 'prompt' asks on the
+    terminal without waiting and keeps a yes for the retry (ports.LatchedTouch)."""
+    policy = device.policy(state)
+    if policy.presence is PresenceMode.AUTO:
+        return
+    prompter = policy.prompter if policy.presence is PresenceMode.PROMPT else None
+    if prompter is not None and device.u2f_touch.take(prompter, PresenceRequest(action)):
+        return
+    raise ApduError(Sw.CONDITIONS_NOT_SATISFIED)
 
 
 def _register(device: Device, state: AuthenticatorState, apdu: Apdu, link: Link) -> bytes:

@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from keyctl.admin import AdminApi
 
 app = typer.Typer(no_args_is_help=True)
-users_app = typer.Typer(no_args_is_help=True, help="Accounts: list, show, add, reset-2fa.")
-invites_app = typer.Typer(no_args_is_help=True, help="Invite links for new accounts.")
-passkeys_app = typer.Typer(no_args_is_help=True, help="A user's passkeys: list, delete.")
+users_app = typer.Typer(no_args_is_help=True, help="Accounts: list, show, add, delete, reset-2fa.")
+invites_app = typer.Typer(no_args_is_help=True, help="Invite links for new accounts: create, list, revoke.")
+passkeys_app = typer.Typer(no_args_is_help=True, help="A user's passkeys: list, rename, delete.")
 blocks_app = typer.Typer(no_args_is_help=True, help="Brute-force blocks: list, lift.")
 app.add_typer(users_app, name="users")
 app.add_typer(invites_app, name="invites")
@@ -187,6 +187,25 @@ def users_reset_2fa(
         term.success(f"2FA of {user['email']} reset: it enrolls TOTP again at the next sign-in")
 
 
+@users_app.command("delete")
+def users_delete(
+    email: EmailArg,
+    yes: YesOption = False,
+    server: ServerOption = None,
+    token_env: TokenEnvOption = None,
+) -> None:
+    """Delete an account, its passkeys, sessions and invites.
+
+    Its failed-attempt blocks stay. The audit log keeps its events."""
+    term = Terminal()
+    with _api(server, token_env) as api:
+        user = api.user(email)
+        count = len(user.get("passkeys", []))
+        term.confirm(f"Delete the account {user['email']} and its {count} passkey(s) on {api.server}?", yes)
+        api.delete_user(user["email"])
+    term.success(f"deleted the account {user['email']} and its {count} passkey(s)")
+
+
 @invites_app.command("create")
 def invites_create(
     email: EmailArg,
@@ -207,6 +226,70 @@ def invites_create(
         term.status(
             f"expires {_day(invite.get('expires_at'))} UTC; the link is a secret: send it to {email} only"
         )
+
+
+@invites_app.command("list")
+def invites_list(
+    server: ServerOption = None, token_env: TokenEnvOption = None, as_json: JsonOption = False
+) -> None:
+    """List the pending invites (ids shortened; in full with --json).
+
+    The links themselves are never shown again."""
+    term = Terminal(as_json)
+    with _api(server, token_env) as api:
+        invites = api.invites()
+    if as_json:
+        term.json(invites)
+    elif not invites:
+        term.status("no pending invites")
+    else:
+        rows = [
+            (_short(i["id"]), i["email"], _day(i.get("created_at")), _day(i.get("expires_at")))
+            for i in invites
+        ]
+        term.table(["id", "email", "created", "expires"], rows)
+
+
+@invites_app.command("revoke")
+def invites_revoke(
+    which: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID|EMAIL", help="An invite's id (or a unique start of it), or an email: all its invites."
+        ),
+    ],
+    yes: YesOption = False,
+    server: ServerOption = None,
+    token_env: TokenEnvOption = None,
+) -> None:
+    """Revoke pending invites: their links stop working."""
+    from keyctl.errors import NotFound
+
+    term = Terminal()
+    with _api(server, token_env) as api:
+        invites = api.invites()
+        if "@" in which:
+            chosen = [i for i in invites if i["email"] == which.strip().lower()]
+        else:
+            chosen = _unique_start(invites, which, "invite", "keyctl admin invites list")
+        if not chosen:
+            raise NotFound(f"no pending invite for {which}", "list them with: keyctl admin invites list")
+        emails = ", ".join(sorted({i["email"] for i in chosen}))
+        term.confirm(f"Revoke {len(chosen)} invite(s) for {emails}?", yes)
+        for invite in chosen:
+            api.revoke_invite(invite["id"])
+    term.success(f"revoked {len(chosen)} invite(s) for {emails}: their links no longer work")
+
+
+def _unique_start(items: list[dict[str, Any]], given: str, what: str, lister: str) -> list[dict[str, Any]]:
+    """The one item whose id is ``given`` or starts with it (a table's shortened id works too)."""
+    prefix = given.rstrip("…")
+    matches = [i for i in items if i["id"] == prefix] or [i for i in items if i["id"].startswith(prefix)]
+    if len(matches) > 1:
+        raise InvalidInput(
+            f"{given} starts {len(matches)} {what} ids", f"give more of the id (see: {lister})"
+        )
+    return matches
 
 
 def _passkey_table(term: Terminal, passkeys: list[dict[str, Any]]) -> None:
@@ -242,6 +325,37 @@ def passkeys_list(
         _passkey_table(term, passkeys)
 
 
+def _one_passkey(api: AdminApi, email: str, credential_id: str) -> dict[str, Any]:
+    from keyctl.errors import NotFound
+
+    lister = f"keyctl admin passkeys list {email}"
+    matches = _unique_start(api.user(email).get("passkeys", []), credential_id, f"{email}'s passkey", lister)
+    if not matches:
+        raise NotFound(f"{email} has no passkey {credential_id}", f"list them with: {lister}")
+    return matches[0]
+
+
+@passkeys_app.command("rename")
+def passkeys_rename(
+    email: EmailArg,
+    credential_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The passkey's id, or a unique start of it.")
+    ],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The new name (1 to 64 characters).")],
+    server: ServerOption = None,
+    token_env: TokenEnvOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rename one of a user's passkeys."""
+    term = Terminal(as_json)
+    with _api(server, token_env) as api:
+        passkey = api.rename_passkey(email, _one_passkey(api, email, credential_id)["id"], name)
+    if as_json:
+        term.json(passkey)
+    else:
+        term.success(f"passkey {_short(passkey['id'])} of {email} is now named {passkey['name']!r}")
+
+
 @passkeys_app.command("delete")
 def passkeys_delete(
     email: EmailArg,
@@ -253,25 +367,9 @@ def passkeys_delete(
     token_env: TokenEnvOption = None,
 ) -> None:
     """Delete one of a user's passkeys."""
-    from keyctl.errors import NotFound
-
     term = Terminal()
     with _api(server, token_env) as api:
-        passkeys = api.user(email).get("passkeys", [])
-        prefix = credential_id.rstrip("…")
-        matches = [p for p in passkeys if p["id"] == prefix] or [
-            p for p in passkeys if p["id"].startswith(prefix)
-        ]
-        if not matches:
-            raise NotFound(
-                f"{email} has no passkey {credential_id}",
-                f"list them with: keyctl admin passkeys list {email}",
-            )
-        if len(matches) > 1:
-            raise InvalidInput(
-                f"{credential_id} starts {len(matches)} passkey ids of {email}", "give more of the id"
-            )
-        passkey = matches[0]
+        passkey = _one_passkey(api, email, credential_id)
         term.confirm(f"Delete passkey {passkey.get('name') or _short(passkey['id'])} of {email}?", yes)
         api.delete_passkey(email, passkey["id"])
     term.success(f"deleted passkey {_short(passkey['id'])} of {email}")

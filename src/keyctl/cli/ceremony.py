@@ -232,6 +232,7 @@ def _finish(
             {
                 **result.as_json(),
                 **_model(result.server),
+                **_session_expiry(result.server),
                 **({"recovery_code": recovery_code} if recovery_code else {}),
             }
         )
@@ -245,6 +246,16 @@ def _finish(
             term.line(f"credential {result.credential_id} ({result.authenticator})")
     if recovery_code and not term.json_mode:
         term.line(f"recovery code (shown once, keep it safe): {recovery_code}")
+
+
+def _session_expiry(verdict: object) -> dict[str, str]:
+    """When the new session ends, when the server's answer says (keyctl's reference server does, under
+    ``session``): after a time without requests, and at the latest."""
+    session = verdict.get("session") if isinstance(verdict, dict) else None
+    if not isinstance(session, dict):
+        return {}
+    keys = ("idle_expires_at", "absolute_expires_at")
+    return {key: session[key] for key in keys if isinstance(session.get(key), str)}
 
 
 def _model(verdict: object) -> dict[str, str | None]:

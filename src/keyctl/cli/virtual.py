@@ -508,7 +508,8 @@ def _reset_window(value: str) -> float | None:
 
 @app.command("power-cycle")
 def power_cycle(name: NameArg) -> None:
-    """Power-cycle a running 'keyctl virtual serve NAME' (ends PIN_AUTH_BLOCKED, opens the reset window)."""
+    """Power-cycle a running 'keyctl virtual serve NAME' or 'attach NAME' (ends PIN_AUTH_BLOCKED, opens the
+    reset window)."""
     from keyctl.hid.control import power_cycle as cycle
 
     pids = cycle(name)

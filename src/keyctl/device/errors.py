@@ -100,6 +100,15 @@ def from_ctap(error: CtapError, pin_retries: int | None = None) -> errors.Keyctl
     return error_class(message, remedy)
 
 
+def forced_pin_change() -> errors.PinPolicy:
+    """The key refuses its own PIN until it is changed (getInfo's forcePINChange): a token request then
+    answers PIN_POLICY_VIOLATION, or PIN_INVALID through CTAP 2.0's getPinToken (CTAP 2.1 §6.5.5.7)."""
+    return errors.PinPolicy(
+        "the key requires a new PIN before it accepts this one (a forced PIN change)",
+        "change it: 'keyctl key pin change'",
+    )
+
+
 @contextmanager
 def key_errors() -> Iterator[None]:
     """Turn CTAP errors and a vanished device into KeyctlErrors (PIN retries are added by the caller)."""

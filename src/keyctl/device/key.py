@@ -27,7 +27,7 @@ from fido2.webauthn import (
     PublicKeyCredentialUserEntity,
 )
 
-from keyctl.device.errors import from_ctap, key_errors
+from keyctl.device.errors import forced_pin_change, from_ctap, key_errors
 from keyctl.errors import InvalidInput, KeyctlError, NotFound, NotSupported, PinNotSet, PinPolicy
 from keyctl.fido2_fixes import keep_empty_values
 
@@ -180,6 +180,8 @@ class SecurityKey:
         client_pin = self._client_pin()
         if not self.ctap2.info.options.get("clientPin"):
             raise PinNotSet("the key has no PIN yet", "set one first: 'keyctl key pin set'")
+        if self.ctap2.info.force_pin_change:  # the PIN is refused, right or wrong: not worth an attempt
+            raise forced_pin_change()
         with pin_errors(client_pin):
             if permissions and ClientPin.is_token_supported(self.ctap2.info):
                 token = client_pin.get_pin_token(pin, permissions, rp_id)

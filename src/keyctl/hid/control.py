@@ -1,6 +1,6 @@
 """Power as a control: which processes serve a stored virtual authenticator, and power-cycling them.
 
-`keyctl virtual serve NAME` registers itself while it runs (one file per process under
+`keyctl virtual serve NAME` (and `attach NAME`) registers itself while it runs (one file per process under
 ``virtual/NAME.serving/``, holding its pid and the process start time) and power-cycles its authenticator
 on SIGUSR1; ``power_cycle(NAME)`` signals every live server of that name. The start time is compared
 before signalling, so a pid the system has since reused for another program is never signalled.
@@ -77,7 +77,7 @@ def power_cycle(name: str) -> list[int]:
     if not signalled:
         raise NotFound(
             f"virtual authenticator {name!r} is not being served",
-            f"start 'keyctl virtual serve {name}'; without a server, every process that opens "
-            f"virtual:{name} starts powered up anyway",
+            f"start 'keyctl virtual serve {name}' (or 'attach {name}'); without a server, every process "
+            f"that opens virtual:{name} starts powered up anyway",
         )
     return signalled

@@ -39,6 +39,17 @@ DEFAULT_IP_MAX_FAILURES = 100
 logger = logging.getLogger(__name__)
 
 
+class _ParserRefusalsAtDebug(logging.Filter):
+    """uvicorn warns for every request its HTTP parser refuses: a client's error, which anyone can send
+    without signing in (log flooding). HttpProtocol logs it at debug level instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Invalid HTTP request received."
+
+
+_parser_refusals_at_debug = _ParserRefusalsAtDebug()
+
+
 class HttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol, with two changes.
 
@@ -53,6 +64,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.logger.addFilter(_parser_refusals_at_debug)  # once: a logger keeps one copy of a filter
         self._arm()
 
     def on_message_complete(self) -> None:
@@ -69,6 +81,7 @@ class HttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
+        logger.debug("refused a malformed HTTP request from %s", self.client)
         self._send_error(400, "invalid_request", "malformed HTTP request (check Content-Length and headers)")
 
     def _arm(self) -> None:

@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from keyctl.server.policy import Policy, PolicyError, SignedIn, iso
+from keyctl.server.policy import Invite, Policy, PolicyError, SignedIn, iso
 
 logger = logging.getLogger(__name__)
 
@@ -269,6 +269,8 @@ class Api:
             Endpoint("POST", "/api/signin/totp", self.signin_totp, "auth", inline=True),
             Endpoint("POST", "/api/signin/recovery", self.signin_recovery, "auth", inline=True),
             Endpoint("POST", "/api/invites/accept", self.accept_invite, "auth"),
+            Endpoint("POST", "/api/password/forgot", self.forgot_password, "auth"),
+            Endpoint("POST", "/api/password/reset", self.reset_password, "auth"),
             Endpoint("POST", "/api/signout", self.signout, "auth", inline=True),
             Endpoint("GET", "/api/me", self.me, "user", inline=True),
             Endpoint("POST", "/api/passkeys/prompt", self.passkey_prompt),
@@ -281,10 +283,15 @@ class Api:
             Endpoint("POST", "/api/passkeys/login/verify", self.login_verify, "auth", inline=True),
             Endpoint("POST", "/api/admin/users", self.admin_create_user, "admin"),
             Endpoint("GET", "/api/admin/users", self.admin_users, "admin"),
+            Endpoint("DELETE", "/api/admin/users/{email}", self.admin_delete_user, "admin"),
             Endpoint("POST", "/api/admin/invites", self.admin_invite, "admin"),
+            Endpoint("GET", "/api/admin/invites", self.admin_invites, "admin"),
+            Endpoint("DELETE", "/api/admin/invites/{id}", self.admin_revoke_invite, "admin"),
+            Endpoint("PATCH", "/api/admin/users/{email}/passkeys/{id}", self.admin_rename_passkey, "admin"),
             Endpoint("DELETE", "/api/admin/users/{email}/passkeys/{id}", self.admin_delete_passkey, "admin"),
             Endpoint("POST", "/api/admin/users/{email}/reset-2fa", self.admin_reset_2fa, "admin"),
             Endpoint("POST", "/api/admin/users/{email}/enrollment", self.admin_enrollment, "admin"),
+            Endpoint("POST", "/api/admin/users/{email}/password-reset", self.admin_password_reset, "admin"),
             Endpoint("GET", "/api/admin/blocks", self.admin_blocks, "admin"),
             Endpoint("POST", "/api/admin/unblock", self.admin_unblock, "admin"),
             Endpoint("GET", "/api/admin/audit", self.admin_audit, "admin"),
@@ -320,6 +327,19 @@ class Api:
         user = self.p.accept_invite(text(c.body, "token", 64), text(c.body, "password"), c.ip)
         return Reply({"status": "created", "email": user.email}, status=201)
 
+    def forgot_password(self, c: Call) -> Reply:
+        self.p.request_password_reset(text(c.body, "email", 320), c.ip)
+        return Reply(
+            {
+                "status": "reset_link_sent",
+                "message": "If an account exists for this email, a reset link was sent",
+            }
+        )
+
+    def reset_password(self, c: Call) -> Reply:
+        email = self.p.reset_password(text(c.body, "token", 64), text(c.body, "new_password"), c.ip)
+        return Reply({"status": "password_reset", "email": email})
+
     def signout(self, c: Call) -> Reply:
         self.p.signout(c.token, c.ip)
         return Reply({"status": "signed_out"}, session=_CLEAR)
@@ -331,6 +351,7 @@ class Api:
                 "email": me.email,
                 "passkey_prompt": me.passkey_prompt,
                 "passkeys": [k.as_json() for k in me.passkeys],
+                "session": {**me.expiry.as_json(), "server_time": iso(me.now)},
             }
         )
 
@@ -393,6 +414,20 @@ class Api:
             {"users": [u.as_json() for u in users], "next_cursor": None if cursor is None else str(cursor)}
         )
 
+    def admin_delete_user(self, c: Call) -> Reply:
+        self.p.admin_delete_user(c.path["email"])
+        return Reply({"status": "deleted"})
+
+    def admin_invites(self, c: Call) -> Reply:
+        return Reply({"invites": [_invite_json(i) for i in self.p.admin_invites()]})
+
+    def admin_revoke_invite(self, c: Call) -> Reply:
+        return Reply({"status": "revoked", "invite": _invite_json(self.p.admin_revoke_invite(c.path["id"]))})
+
+    def admin_rename_passkey(self, c: Call) -> Reply:
+        passkey = self.p.admin_rename_passkey(c.path["email"], c.path["id"], text(c.body, "name", 256))
+        return Reply(passkey.as_json())
+
     def admin_delete_passkey(self, c: Call) -> Reply:
         self.p.admin_delete_passkey(c.path["email"], c.path["id"])
         return Reply({"status": "deleted"})
@@ -404,6 +439,10 @@ class Api:
         token, email, expires = self.p.admin_enrollment(c.path["email"], c.ip)
         body = {"status": "enrollment_session", "user": {"email": email}, "expires_at": iso(expires)}
         return Reply(body, status=201, session=token)
+
+    def admin_password_reset(self, c: Call) -> Reply:
+        link, expires = self.p.admin_password_reset(c.path["email"])
+        return Reply({"reset_url": link, "expires_at": iso(expires)}, status=201)
 
     def admin_blocks(self, c: Call) -> Reply:
         blocks = self.p.admin_blocks()
@@ -426,15 +465,30 @@ class Api:
         return Reply({"events": [e.as_json() for e in events], "next_after": after})
 
 
+def _invite_json(invite: Invite) -> dict[str, Any]:
+    return {
+        "id": invite.id,
+        "email": invite.email,
+        "created_at": iso(invite.created_at),
+        "expires_at": iso(invite.expires_at),
+    }
+
+
 def _pages(policy: Policy) -> list[Route]:
     page = (resources.files(__package__) / "page.html").read_text(encoding="utf-8")
     invite_page = (resources.files(__package__) / "invite.html").read_text(encoding="utf-8")
+    reset_page = (resources.files(__package__) / "reset.html").read_text(encoding="utf-8")
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def invite(request: Request) -> Response:
         return HTMLResponse(invite_page, headers={"Cache-Control": "no-store"})
+
+    async def reset(request: Request) -> Response:
+        return HTMLResponse(
+            reset_page, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
 
     async def unblock(request: Request) -> Response:
         try:
@@ -446,6 +500,7 @@ def _pages(policy: Policy) -> list[Route]:
     return [
         Route("/", index, methods=["GET"]),
         Route("/invite/{token}", invite, methods=["GET"]),
+        Route("/reset/{token}", reset, methods=["GET"]),
         Route("/unblock/{token}", unblock, methods=["GET"]),
     ]
 

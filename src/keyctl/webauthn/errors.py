@@ -74,6 +74,9 @@ def from_ctap(
         return timed_out(timeout_s)
     if code == ERR.OPERATION_DENIED:
         return canceled(registering)
+    if code == ERR.PIN_POLICY_VIOLATION:  # a ceremony sets no PIN: only a token request refused it
+        forced = device_errors.forced_pin_change()
+        return NotVerified(f"We could not verify you: {forced.message}", forced.remedy)
     mapped = device_errors.from_ctap(CtapError(code), pin_retries)
     if isinstance(mapped, (PinBlocked, PinAuthBlocked, PinNotSet)):
         # A sign-in page says "We could not verify you" for every PIN problem: one exit code here.

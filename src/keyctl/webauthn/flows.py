@@ -111,6 +111,16 @@ def _picker(request: Request, rp_id: str, client: Client) -> Callable[[Sequence[
         elif request.user is not None:
             matches = [a for a in accounts if a.name == request.user]
             wanted = request.user
+        if (
+            not matches
+            and request.account is not None
+            and not any(a.name or a.display_name for a in accounts)
+        ):
+            raise NoCredential(
+                f"Passkey not found on this device for account {request.account} at {rp_id}: the key names"
+                f" accounts only after it has verified you (it has: {_listing(accounts)})",
+                "choose one with --credential ID, or add --uv required (a PIN or built-in verification)",
+            )
         if not matches:
             raise NoCredential(
                 f"Passkey not found on this device for {wanted} at {rp_id} (it has: {_listing(accounts)})",

@@ -7,7 +7,7 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from keyctl.authenticator import params, pin
+from keyctl.authenticator import model, params, pin
 from keyctl.authenticator.device import Device
 from keyctl.authenticator.pin import Permission
 from keyctl.authenticator.ports import Link
@@ -183,14 +183,24 @@ def _issue(
     shared: bytes,
     permissions: Permission,
     rp_id: str | None,
+    *,
+    user_present: bool = False,
 ) -> dict[int, Any]:
     device.token = pin.Token(
         value=device.rng.random(pin.TOKEN_SIZE),
         permissions=permissions,
         rp_id=rp_id,
         issued_at=device.clock.monotonic(),
+        user_present=user_present,
     )
     return {2: proto.encrypt(shared, device.token.value, device.rng.random(16))}
+
+
+MODEL_PERMISSIONS = (
+    (Permission.CREDENTIAL_MGMT, "credMgmt"),
+    (Permission.LARGE_BLOB_WRITE, "largeBlobs"),
+    (Permission.AUTHENTICATOR_CFG, "authnrCfg"),
+)
 
 
 def _permissions(device: Device, state: AuthenticatorState, request: ClientPinRequest) -> Permission:
@@ -200,6 +210,9 @@ def _permissions(device: Device, state: AuthenticatorState, request: ClientPinRe
     supported = pin.SUPPORTED_PERMISSIONS
     if not device.has_sensor(state):  # no fingerprint sensor, so nothing to bio-enroll
         supported &= ~Permission.BIO_ENROLL
+    for permission, option in MODEL_PERMISSIONS:  # a model of a real key lacking the feature
+        if not model.has(state.model, option):
+            supported &= ~permission
     if raw & ~supported:
         raise CtapFailure(Status.UNAUTHORIZED_PERMISSION)
     return Permission(raw)
@@ -241,4 +254,5 @@ def _token_using_uv(
         raise CtapFailure(Status.NOT_ALLOWED)
     device.confirm_presence(state, "verify it is you", request.rp_id, link)
     device.verify_user(state)
-    return _issue(device, proto, shared, permissions, request.rp_id)
+    # §6.5.5.7.3 step 13: the UV method collected the user's touch, so the token carries it.
+    return _issue(device, proto, shared, permissions, request.rp_id, user_present=True)

@@ -15,7 +15,7 @@ from keyctl.authenticator.commands.common import (
     lookup,
     rp_id_hash,
 )
-from keyctl.authenticator.commands.user_verification import authorize
+from keyctl.authenticator.commands.user_verification import authorize, collect_presence
 from keyctl.authenticator.credentials import WrappedKey
 from keyctl.authenticator.device import AssertionContext, Device, PendingAssertions
 from keyctl.authenticator.pin import Permission
@@ -93,7 +93,9 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
     if up and "hmac-secret" in extensions:
         hmac_request = hmac_secret_request(device, extensions["hmac-secret"])
     if up:
-        device.confirm_presence(state, "sign in", request.rp_id, link)
+        collect_presence(
+            device, state, "sign in", request.rp_id, link, used_token=request.pin_uv_param is not None
+        )
     context = AssertionContext(
         rp_hash=rp_id_hash(request.rp_id),
         client_data_hash=request.client_data_hash,

@@ -15,7 +15,7 @@ from keyctl.authenticator.commands.common import (
     lookup,
     rp_id_hash,
 )
-from keyctl.authenticator.commands.user_verification import authorize
+from keyctl.authenticator.commands.user_verification import authorize, collect_presence
 from keyctl.authenticator.credentials import MAX_CRED_BLOB, Alg, WrappedKey
 from keyctl.authenticator.device import Device
 from keyctl.authenticator.pin import Permission
@@ -127,7 +127,9 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
         if found is not None and (found[0].cred_protect != 3 or uv):
             device.confirm_presence(state, "confirm this key is already registered", request.rp_id, link)
             raise CtapFailure(Status.CREDENTIAL_EXCLUDED)
-    device.confirm_presence(state, "create a passkey", request.rp_id, link)
+    collect_presence(
+        device, state, "create a passkey", request.rp_id, link, used_token=request.pin_uv_param is not None
+    )
 
     ext_out: dict[str, Any] = {}
     cred_protect = ext_in.get("credProtect")

@@ -46,3 +46,18 @@ def authorize(
             return True
         raise CtapFailure(Status.PUAT_REQUIRED if device.protected(state) else Status.PIN_NOT_SET)
     return False
+
+
+def collect_presence(
+    device: Device, state: AuthenticatorState, action: str, rp_id: str, link: Link, *, used_token: bool
+) -> None:
+    """User presence for makeCredential/getAssertion (CTAP 2.1 §6.1.2 step 14, §6.2.2 step 9).
+
+    A token issued through built-in UV already carries the user's touch (its userPresent flag): the
+    first command made with it asks for none, and any use clears the flag, so each touch serves once.
+    """
+    token = device.token if used_token else None
+    if token is not None and token.user_present:
+        token.user_present = False
+        return
+    device.confirm_presence(state, action, rp_id, link)

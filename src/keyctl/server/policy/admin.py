@@ -1,10 +1,12 @@
-"""Invites and the admin API: the bearer token, invite links and accepting them, the account list, an
-admin's passkey removal, technicians' enrollment sessions, and resetting an account's 2FA."""
+"""Invites and the admin API: the bearer token, invite links (create, list, revoke, accept), accounts
+(list, delete), an admin's passkey rename and removal, technicians' enrollment sessions, and resetting an
+account's 2FA. Every admin change is an audit event with ``by: admin``."""
 
 from __future__ import annotations
 
 import hmac
 import secrets
+from dataclasses import dataclass
 
 from keyctl.server import passwords
 from keyctl.server.policy import sessions
@@ -17,13 +19,27 @@ from keyctl.server.policy.core import (
     PASSKEY_ENROLLMENT,
     PENDING_TTL,
     Context,
+    Passkey,
     PolicyError,
     User,
+    check_name,
     credential_id_bytes,
     normalize_email,
+    passkey_view,
     token_hash,
 )
 from keyctl.server.storage import Row, Tx
+
+
+@dataclass(frozen=True)
+class Invite:
+    """A pending invite (not used, not expired). Its id is the stored hash of the link's token: it names
+    the invite without revealing the link."""
+
+    id: str
+    email: str
+    created_at: float
+    expires_at: float
 
 
 def check_admin(ctx: Context, bearer: str | None) -> None:
@@ -88,6 +104,73 @@ def admin_users(ctx: Context, limit: int, cursor: int) -> tuple[list[User], int 
         more = len(rows) > limit
         rows = rows[:limit]
         return [ctx.user_view(db, r) for r in rows], (rows[-1]["id"] if more else None)
+
+    return ctx.run(work)
+
+
+def admin_delete_user(ctx: Context, email: str) -> None:
+    """Delete an account with its passkeys and sessions (signed in or not), and its pending invites (an
+    old link must not create the account again). Failed-attempt counts stay: they exist for unknown
+    emails too, and a block must outlive the account it protected."""
+
+    def work(db: Tx, now: float) -> None:
+        user = _admin_user(ctx, db, email)
+        passkeys = len(ctx.passkey_rows(db, user["id"]))
+        db.execute("DELETE FROM ceremony_challenges WHERE user_id = ?", (user["id"],))
+        db.execute("DELETE FROM passkeys WHERE user_id = ?", (user["id"],))
+        db.execute("DELETE FROM sessions WHERE user_id = ?", (user["id"],))
+        db.execute("DELETE FROM invites WHERE email = ?", (user["email"],))
+        db.execute("DELETE FROM users WHERE id = ?", (user["id"],))
+        ctx.audit(db, "user_deleted", user["email"], None, by="admin", passkeys=passkeys)
+
+    ctx.run(work)
+
+
+def admin_invites(ctx: Context) -> list[Invite]:
+    """The pending invites, oldest first."""
+
+    def work(db: Tx, now: float) -> list[Invite]:
+        rows = db.all(
+            "SELECT * FROM invites WHERE created_at >= ? ORDER BY created_at, token_hash",
+            (now - INVITE_TTL,),
+        )
+        return [
+            Invite(r["token_hash"], r["email"], r["created_at"], r["created_at"] + INVITE_TTL) for r in rows
+        ]
+
+    return ctx.run(work)
+
+
+def admin_revoke_invite(ctx: Context, invite_id: str) -> Invite:
+    def work(db: Tx, now: float) -> Invite:
+        row = db.one(
+            "SELECT * FROM invites WHERE token_hash = ? AND created_at >= ?", (invite_id, now - INVITE_TTL)
+        )
+        if row is None:
+            raise PolicyError("not_found", "no such pending invite (used, expired or revoked)")
+        db.execute("DELETE FROM invites WHERE token_hash = ?", (invite_id,))
+        ctx.audit(db, "invite_revoked", row["email"], None, by="admin", invite_id=invite_id)
+        return Invite(row["token_hash"], row["email"], row["created_at"], row["created_at"] + INVITE_TTL)
+
+    return ctx.run(work)
+
+
+def admin_rename_passkey(ctx: Context, email: str, credential_id: str, name: str) -> Passkey:
+    raw = credential_id_bytes(credential_id)
+    name = check_name(name)
+
+    def work(db: Tx, now: float) -> Passkey:
+        user = _admin_user(ctx, db, email)
+        if not db.execute(
+            "UPDATE passkeys SET name = ? WHERE credential_id = ? AND user_id = ?", (name, raw, user["id"])
+        ):
+            raise PolicyError("not_found", "no such passkey for this account")
+        ctx.audit(
+            db, "passkey_renamed", user["email"], None, credential_id=credential_id, name=name, by="admin"
+        )
+        row = db.one("SELECT * FROM passkeys WHERE credential_id = ?", (raw,))
+        assert row is not None
+        return passkey_view(row)
 
     return ctx.run(work)
 

@@ -53,6 +53,7 @@ SKIP_SIGNINS = 10
 SKIP_TTL = 7 * 24 * 3600
 SNOOZE_TTL = 30 * 24 * 3600
 INVITE_TTL = 7 * 24 * 3600
+RESET_TTL = 24 * 3600  # a password reset link
 IP_REFILL_PERIOD = 24 * 3600  # an IP's failure allowance refills fully over a day
 MAX_NAME = 64
 LIMIT_MESSAGE = f"Passkey limit reached: at most {MAX_PASSKEYS} passkeys per account, remove one first"
@@ -167,11 +168,31 @@ class User:
 
 
 @dataclass(frozen=True)
+class Expiry:
+    """When a signed-in session ends: after IDLE_TTL without a request, and ABSOLUTE_TTL after sign-in."""
+
+    idle_expires_at: float
+    absolute_expires_at: float
+
+    @classmethod
+    def of(cls, created_at: float, now: float) -> Expiry:
+        """The expiry of a session created at ``created_at`` and seen (used) at ``now``."""
+        return cls(now + IDLE_TTL, created_at + ABSOLUTE_TTL)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "idle_expires_at": iso(self.idle_expires_at),
+            "absolute_expires_at": iso(self.absolute_expires_at),
+        }
+
+
+@dataclass(frozen=True)
 class SignedIn:
     token: str  # the new session cookie value (never in the JSON body)
     email: str
     method: str  # "totp" | "recovery" | "passkey"
     passkey_prompt: bool
+    expiry: Expiry
     credential_id: str | None = None
     new_recovery_code: str | None = None
 
@@ -182,6 +203,7 @@ class SignedIn:
             "user": {"email": self.email},
             "method": self.method,
             "passkey_prompt": self.passkey_prompt,
+            "session": self.expiry.as_json(),
         }
         if self.credential_id is not None:
             body["credential_id"] = self.credential_id

@@ -36,6 +36,7 @@ from keyctl.server.policy.core import (
     SYNCED_MESSAGE,
     UNVERIFIABLE,
     Context,
+    Expiry,
     Passkey,
     PolicyError,
     SignedIn,
@@ -392,5 +393,10 @@ def _login(
     token = sessions.new_session(db, row["user_id"], ACTIVE, now)
     ctx.audit(db, "signin_ok", email, ip, method="passkey", credential_id=credential_id)
     return SignedIn(
-        token=token, email=email, method="passkey", passkey_prompt=False, credential_id=credential_id
+        token=token,
+        email=email,
+        method="passkey",
+        passkey_prompt=False,
+        expiry=Expiry.of(now, now),
+        credential_id=credential_id,
     )

@@ -1,5 +1,6 @@
 """The passkey prompt: after a sign-in without one, an account with no passkey is asked to add one, unless
-it skipped (for 7 days or 10 sign-ins) or snoozed (30 days); and the signed-in user's page (``me``)."""
+it skipped (for 7 days or 10 sign-ins) or snoozed (30 days); and the signed-in user's page (``me``), with
+the times its session ends."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from keyctl.server.policy.core import (
     SKIP_TTL,
     SNOOZE_TTL,
     Context,
+    Expiry,
     Passkey,
     PolicyError,
     passkey_view,
@@ -24,6 +26,8 @@ class Me:
     email: str
     passkey_prompt: bool
     passkeys: tuple[Passkey, ...]
+    expiry: Expiry
+    now: float  # the server's time, for a page counting down to the expiry with its own clock
 
 
 def prompt_due(user: Row, passkey_count: int, now: float) -> bool:
@@ -42,7 +46,8 @@ def me(ctx: Context, token: str | None) -> Me:
         session = sessions.session(db, token, ACTIVE, now)
         user = ctx.user_by_id(db, session["user_id"])
         passkeys = tuple(passkey_view(p) for p in ctx.passkey_rows(db, user["id"]))
-        return Me(user["email"], prompt_due(user, len(passkeys), now), passkeys)
+        expiry = Expiry.of(session["created_at"], now)
+        return Me(user["email"], prompt_due(user, len(passkeys), now), passkeys, expiry, now)
 
     return ctx.run(work)
 

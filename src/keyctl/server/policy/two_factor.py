@@ -16,6 +16,7 @@ from keyctl.server.policy.core import (
     RECOVERY_CONFIRM,
     TOTP,
     Context,
+    Expiry,
     PolicyError,
     SignedIn,
 )
@@ -44,7 +45,14 @@ def complete_signin(
     token = sessions.new_session(db, user_id, ACTIVE, now)
     ctx.audit(db, "signin_ok", session["email"], ip, method=method)
     due = prompt.prompt_due(user, len(ctx.passkey_rows(db, user_id)), now)
-    return SignedIn(token=token, email=session["email"], method=method, passkey_prompt=due, **extra)
+    return SignedIn(
+        token=token,
+        email=session["email"],
+        method=method,
+        passkey_prompt=due,
+        expiry=Expiry.of(now, now),
+        **extra,
+    )
 
 
 def _check_still_unenrolled(db: Tx, session: Row) -> None:
