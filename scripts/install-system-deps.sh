@@ -7,8 +7,11 @@
 # one the package may have started); for `keyctl virtual attach` (tests/vm): QEMU, a Debian kernel with the
 # uhid module and busybox to boot a throwaway guest, and libfido2's tools as a foreign client.
 set -euo pipefail
+# The guest's kernel: Debian's and Ubuntu's generic kernel packages have different names.
+kernel=linux-image-amd64
+grep -qsx 'ID=ubuntu' /etc/os-release && kernel=linux-image-generic
 packages=(gnome-keyring dbus-daemon dbus-x11 oathtool chromium curl ruby-webauthn ruby-webrick postgresql
-  qemu-system-x86 linux-image-amd64 busybox-static fido2-tools)
+  qemu-system-x86 "$kernel" busybox-static fido2-tools)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 missing=()

@@ -120,6 +120,8 @@ FIELDS_BY_PATH = {
     "/api/admin/users/{email}/passkeys/{id}": ["name"],
     "/api/admin/users": ["email", "password"],
     "/api/admin/invites": ["email"],
+    "/api/password/forgot": ["email"],
+    "/api/password/reset": ["token", "new_password"],
     "/api/admin/unblock": ["ip", "email"],
 }
 WEBAUTHN_FIELDS = ["id", "rawId", "type", "response", "clientExtensionResults", "authenticatorAttachment"]

@@ -269,6 +269,8 @@ class Api:
             Endpoint("POST", "/api/signin/totp", self.signin_totp, "auth", inline=True),
             Endpoint("POST", "/api/signin/recovery", self.signin_recovery, "auth", inline=True),
             Endpoint("POST", "/api/invites/accept", self.accept_invite, "auth"),
+            Endpoint("POST", "/api/password/forgot", self.forgot_password, "auth"),
+            Endpoint("POST", "/api/password/reset", self.reset_password, "auth"),
             Endpoint("POST", "/api/signout", self.signout, "auth", inline=True),
             Endpoint("GET", "/api/me", self.me, "user", inline=True),
             Endpoint("POST", "/api/passkeys/prompt", self.passkey_prompt),
@@ -289,6 +291,7 @@ class Api:
             Endpoint("DELETE", "/api/admin/users/{email}/passkeys/{id}", self.admin_delete_passkey, "admin"),
             Endpoint("POST", "/api/admin/users/{email}/reset-2fa", self.admin_reset_2fa, "admin"),
             Endpoint("POST", "/api/admin/users/{email}/enrollment", self.admin_enrollment, "admin"),
+            Endpoint("POST", "/api/admin/users/{email}/password-reset", self.admin_password_reset, "admin"),
             Endpoint("GET", "/api/admin/blocks", self.admin_blocks, "admin"),
             Endpoint("POST", "/api/admin/unblock", self.admin_unblock, "admin"),
             Endpoint("GET", "/api/admin/audit", self.admin_audit, "admin"),
@@ -323,6 +326,19 @@ class Api:
     def accept_invite(self, c: Call) -> Reply:
         user = self.p.accept_invite(text(c.body, "token", 64), text(c.body, "password"), c.ip)
         return Reply({"status": "created", "email": user.email}, status=201)
+
+    def forgot_password(self, c: Call) -> Reply:
+        self.p.request_password_reset(text(c.body, "email", 320), c.ip)
+        return Reply(
+            {
+                "status": "reset_link_sent",
+                "message": "If an account exists for this email, a reset link was sent",
+            }
+        )
+
+    def reset_password(self, c: Call) -> Reply:
+        email = self.p.reset_password(text(c.body, "token", 64), text(c.body, "new_password"), c.ip)
+        return Reply({"status": "password_reset", "email": email})
 
     def signout(self, c: Call) -> Reply:
         self.p.signout(c.token, c.ip)
@@ -424,6 +440,10 @@ class Api:
         body = {"status": "enrollment_session", "user": {"email": email}, "expires_at": iso(expires)}
         return Reply(body, status=201, session=token)
 
+    def admin_password_reset(self, c: Call) -> Reply:
+        link, expires = self.p.admin_password_reset(c.path["email"])
+        return Reply({"reset_url": link, "expires_at": iso(expires)}, status=201)
+
     def admin_blocks(self, c: Call) -> Reply:
         blocks = self.p.admin_blocks()
         ip_blocks = self.p.admin_ip_blocks()
@@ -457,12 +477,18 @@ def _invite_json(invite: Invite) -> dict[str, Any]:
 def _pages(policy: Policy) -> list[Route]:
     page = (resources.files(__package__) / "page.html").read_text(encoding="utf-8")
     invite_page = (resources.files(__package__) / "invite.html").read_text(encoding="utf-8")
+    reset_page = (resources.files(__package__) / "reset.html").read_text(encoding="utf-8")
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def invite(request: Request) -> Response:
         return HTMLResponse(invite_page, headers={"Cache-Control": "no-store"})
+
+    async def reset(request: Request) -> Response:
+        return HTMLResponse(
+            reset_page, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+        )
 
     async def unblock(request: Request) -> Response:
         try:
@@ -474,6 +500,7 @@ def _pages(policy: Policy) -> list[Route]:
     return [
         Route("/", index, methods=["GET"]),
         Route("/invite/{token}", invite, methods=["GET"]),
+        Route("/reset/{token}", reset, methods=["GET"]),
         Route("/unblock/{token}", unblock, methods=["GET"]),
     ]
 

@@ -2,6 +2,7 @@
 
 - ``core``: settings, limits, the refusal type, views, input checks, the ``Context`` every part runs in;
 - ``accounts``: accounts and passwords (the password step, breached passwords, password change);
+- ``password_reset``: forgotten passwords (reset links, the reset);
 - ``two_factor``: TOTP enrollment, the TOTP and recovery-code steps, completing a sign-in;
 - ``sessions``: session tokens, stages, expiry, sign-out;
 - ``passkeys``: registration, the passkey list, passkey sign-in; ``prompt``: the add-a-passkey prompt;
@@ -21,7 +22,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from keyctl.server.policy import accounts, admin, audit, passkeys, prompt, protection, sessions, two_factor
+from keyctl.server.policy import (
+    accounts,
+    admin,
+    audit,
+    passkeys,
+    password_reset,
+    prompt,
+    protection,
+    sessions,
+    two_factor,
+)
 from keyctl.server.policy.accounts import PasswordStep
 from keyctl.server.policy.admin import Invite
 from keyctl.server.policy.audit import AuditEvent
@@ -100,6 +111,16 @@ class Policy:
 
     def change_password(self, token: str | None, new_password: str, ip: str) -> PasswordStep:
         return accounts.change_password(self.ctx, token, new_password, ip)
+
+    # forgotten passwords
+    def request_password_reset(self, email: str, ip: str) -> None:
+        password_reset.request_reset(self.ctx, email, ip)
+
+    def reset_password(self, token: str, new_password: str, ip: str) -> str:
+        return password_reset.reset_password(self.ctx, token, new_password, ip)
+
+    def admin_password_reset(self, email: str) -> tuple[str, float]:
+        return password_reset.admin_reset_link(self.ctx, email)
 
     # two-factor
     def totp_enroll(self, token: str | None) -> Enrollment:

@@ -223,10 +223,23 @@ POSTGRESQL_V3: tuple[Step, ...] = (
     )""",
 )
 
+# Version 4: password reset links (single use, 24 hours).
+_V4_TABLES = (
+    """CREATE TABLE password_resets (
+        token_hash TEXT PRIMARY KEY,
+        user_id {int} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        created_at {real} NOT NULL
+    )""",
+    "CREATE INDEX password_resets_user ON password_resets(user_id)",
+)
+SQLITE_V4: tuple[Step, ...] = tuple(s.format(real="REAL", int="INTEGER") for s in _V4_TABLES)
+POSTGRESQL_V4: tuple[Step, ...] = tuple(s.format(real="DOUBLE PRECISION", int="BIGINT") for s in _V4_TABLES)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, passkeys, sessions, invites, failures, audit", SQLITE_V1, POSTGRESQL_V1),
     Migration(2, "shared state: challenges, request counts; passkey order", SQLITE_V2, POSTGRESQL_V2),
     Migration(3, "suspicious-IP throttling", SQLITE_V3, POSTGRESQL_V3),
+    Migration(4, "password reset links", SQLITE_V4, POSTGRESQL_V4),
 )
 LATEST = MIGRATIONS[-1].version
 
