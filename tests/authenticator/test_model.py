@@ -7,6 +7,7 @@ what fido2's Ctap2 reads back over both transports is compared with the statemen
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import partial
 from typing import Any
 
@@ -121,9 +122,15 @@ def test_cli_model(monkeypatch: pytest.MonkeyPatch) -> None:
     assert created.exit_code == 0, created.stderr
     assert "left out, version FIDO_2_1_PRE" in created.stderr
     assert "left out, algorithm -35" in created.stderr
-    info = run_keyctl(["virtual", "info", "yk", "--json"])
-    assert '"model_dropped"' in info.stdout
-    assert YUBIKEY_5_NFC in info.stdout
+    info = json.loads(run_keyctl(["virtual", "info", "yk", "--json"]).stdout)
+    assert info["aaguid"] == YUBIKEY_5_NFC
+    assert "version FIDO_2_1" in info["model_kept"]
+    assert "option largeBlobs" in info["model_kept"]
+    assert "maxMsgSize 1536" in info["model_kept"]
+    dropped = " | ".join(info["model_dropped"])
+    for item in ("FIDO_2_1_PRE", "credentialMgmtPreview", "-35"):
+        assert item in dropped, item
+    assert not any("FIDO_2_1_PRE" in kept for kept in info["model_kept"])
     by_name = run_keyctl(["virtual", "create", "yk2", "--model", "YubiKey 5 Series with NFC KVZR57"])
     assert by_name.exit_code == 0, by_name.stderr
     for args, code in (
