@@ -1,6 +1,6 @@
 """Ceremony challenges, in the database (storage/state.py) on both backends: single use (also for threads
 released together on one challenge), expiry, kind, the sweep of expired ones, a restart that keeps the
-ceremonies in flight, four verifies of one assertion in flight at once, and the old challenges table
+ceremonies in flight, four verifies of one assertion released together, and the old challenges table
 dropped from existing databases."""
 
 from __future__ import annotations
