@@ -168,27 +168,32 @@ def client_loop(urls: list[str], key: Any, seconds: float, bare: bool, base: int
     The sign counter starts at ``base``: a forked client's counter dies with it, the server's does not."""
     for credential in key.credentials.values():
         credential.counter = base
-    http = [httpx.Client(base_url=url, verify=False) for url in urls]
-    latencies = []
-    n = 0
-    ends = time.perf_counter() + seconds
-    while time.perf_counter() < ends:
-        first, second = http[n % len(http)], http[(n + 1) % len(http)]
-        n += 1
-        began = time.perf_counter()
-        if bare:
-            if (
-                first.get("/bench/nothing").status_code != 404
-                or second.get("/bench/nothing").status_code != 404
-            ):
-                raise SystemExit("the bare round trip did not get its 404")
-        else:
-            options = first.post("/api/passkeys/login/options", json={"email": EMAIL}).json()
-            verdict = second.post("/api/passkeys/login/verify", json=key.get(options))
-            if verdict.status_code != 200:
-                raise SystemExit(f"login failed: {verdict.text}")
-        latencies.append(time.perf_counter() - began)
-    out.put(latencies)
+    latencies: list[float] | None = []
+    try:
+        http = [httpx.Client(base_url=url, verify=False) for url in urls]
+        n = 0
+        ends = time.perf_counter() + seconds
+        while time.perf_counter() < ends:
+            first, second = http[n % len(http)], http[(n + 1) % len(http)]
+            n += 1
+            began = time.perf_counter()
+            if bare:
+                if (
+                    first.get("/bench/nothing").status_code != 404
+                    or second.get("/bench/nothing").status_code != 404
+                ):
+                    raise SystemExit("the bare round trip did not get its 404")
+            else:
+                options = first.post("/api/passkeys/login/options", json={"email": EMAIL}).json()
+                verdict = second.post("/api/passkeys/login/verify", json=key.get(options))
+                if verdict.status_code != 200:
+                    raise SystemExit(f"login failed: {verdict.text}")
+            latencies.append(time.perf_counter() - began)
+    except BaseException:
+        latencies = None  # tells the parent, which would otherwise wait for this client forever
+        raise
+    finally:
+        out.put(latencies)
 
 
 def load(
@@ -208,7 +213,10 @@ def load(
     began = time.perf_counter()
     for c in clients:
         c.start()
-    latencies = sorted(x for _ in clients for x in out.get())
+    results = [out.get() for _ in clients]
+    if any(r is None for r in results):
+        raise SystemExit("a client process failed (its error is above)")
+    latencies = sorted(x for r in results for x in r)
     elapsed = time.perf_counter() - began
     for c in clients:
         c.join()
