@@ -163,43 +163,60 @@ def launch(database: str, *options: str) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit(f"the reference server at {url} did not start")
 
 
-def client_loop(urls: list[str], key: Any, seconds: float, bare: bool, out: Any) -> None:
-    """One client process: logins (or pairs of bare round trips) until ``seconds`` pass; the latencies."""
-    http = [httpx.Client(base_url=url, verify=False) for url in urls]
-    latencies = []
-    n = 0
-    ends = time.perf_counter() + seconds
-    while time.perf_counter() < ends:
-        first, second = http[n % len(http)], http[(n + 1) % len(http)]
-        n += 1
-        began = time.perf_counter()
-        if bare:
-            if (
-                first.get("/bench/nothing").status_code != 404
-                or second.get("/bench/nothing").status_code != 404
-            ):
-                raise SystemExit("the bare round trip did not get its 404")
-        else:
-            options = first.post("/api/passkeys/login/options", json={"email": EMAIL}).json()
-            verdict = second.post("/api/passkeys/login/verify", json=key.get(options))
-            if verdict.status_code != 200:
-                raise SystemExit(f"login failed: {verdict.text}")
-        latencies.append(time.perf_counter() - began)
-    out.put(latencies)
+def client_loop(urls: list[str], key: Any, seconds: float, bare: bool, base: int, out: Any) -> None:
+    """One client process: logins (or pairs of bare round trips) until ``seconds`` pass; the latencies.
+    The sign counter starts at ``base``: a forked client's counter dies with it, the server's does not."""
+    for credential in key.credentials.values():
+        credential.counter = base
+    latencies: list[float] | None = []
+    try:
+        http = [httpx.Client(base_url=url, verify=False) for url in urls]
+        n = 0
+        ends = time.perf_counter() + seconds
+        while time.perf_counter() < ends:
+            first, second = http[n % len(http)], http[(n + 1) % len(http)]
+            n += 1
+            began = time.perf_counter()
+            if bare:
+                if (
+                    first.get("/bench/nothing").status_code != 404
+                    or second.get("/bench/nothing").status_code != 404
+                ):
+                    raise SystemExit("the bare round trip did not get its 404")
+            else:
+                options = first.post("/api/passkeys/login/options", json={"email": EMAIL}).json()
+                verdict = second.post("/api/passkeys/login/verify", json=key.get(options))
+                if verdict.status_code != 200:
+                    raise SystemExit(f"login failed: {verdict.text}")
+            latencies.append(time.perf_counter() - began)
+    except BaseException:
+        latencies = None  # tells the parent, which would otherwise wait for this client forever
+        raise
+    finally:
+        out.put(latencies)
 
 
 def load(
-    urls: list[str], keys: list[Any], seconds: float, bare: bool, server_pids: list[int], db_pids: list[int]
+    urls: list[str],
+    keys: list[Any],
+    seconds: float,
+    bare: bool,
+    server_pids: list[int],
+    db_pids: list[int],
+    base: int = 0,
 ) -> tuple[float, float, float, float, float]:
     """Operations/s, p50 and p99 latency (ms), server and database CPU ms per operation."""
     context = multiprocessing.get_context("fork")
     out = context.Queue()
-    clients = [context.Process(target=client_loop, args=(urls, k, seconds, bare, out)) for k in keys]
+    clients = [context.Process(target=client_loop, args=(urls, k, seconds, bare, base, out)) for k in keys]
     server_before, db_before = tree_cpu_seconds(server_pids), tree_cpu_seconds(db_pids)
     began = time.perf_counter()
     for c in clients:
         c.start()
-    latencies = sorted(x for _ in clients for x in out.get())
+    results = [out.get() for _ in clients]
+    if any(r is None for r in results):
+        raise SystemExit("a client process failed (its error is above)")
+    latencies = sorted(x for r in results for x in r)
     elapsed = time.perf_counter() - began
     for c in clients:
         c.join()
@@ -245,9 +262,9 @@ def scale(setups: list[str], clients: int, seconds: float, rounds: int) -> None:
                     keys.append(key)
                 pids = [server.pid for server, _ in instances]
                 rows = []
-                for _ in range(rounds):
+                for number in range(rounds):
                     bare = load(urls, keys, seconds, True, pids, db_pids)
-                    logins = load(urls, keys, seconds, False, pids, db_pids)
+                    logins = load(urls, keys, seconds, False, pids, db_pids, base=(number + 1) * 10_000_000)
                     rows.append([*logins, bare[0]])
                 results[setup] = [list(column) for column in zip(*rows, strict=True)]
             finally:

@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL cluster for tests and benchmarks: Debian's ``postgresql`` binaries, ``initdb`` in a
 temporary directory, listening on a Unix socket in that directory only (no TCP port), stopped and deleted
 when done. Nothing is left running: ``stop()`` runs from the fixture's teardown and, should that be skipped
-(an interrupted run), from ``atexit``.
+(an interrupted run), from ``atexit``; should the process die without either (SIGKILL, a ``timeout``), a
+watchdog shell started with the cluster stops it and deletes its directory within a second.
 
 PostgreSQL refuses to run as root, and CI runs as root: then the cluster belongs to ``nobody`` (through
 ``runuser``); otherwise to the user running the tests.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import atexit
 import glob
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -75,6 +77,17 @@ class Cluster:
             self.stop()
             raise
         atexit.register(self.stop)
+        stop = shlex.join(
+            [*self._as, str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]
+        )
+        wait = f"while kill -0 {os.getpid()} 2>/dev/null; do sleep 0.5; done"
+        self._watchdog = subprocess.Popen(
+            ["sh", "-c", f"{wait}; {stop}; rm -rf {shlex.quote(str(self.dir))}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C to the tests does not reach it before it is needed
+        )
 
     def _run(self, program: str, *args: str) -> None:
         result = subprocess.run(
@@ -99,6 +112,10 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop the server, wait until its process is gone, delete the directory."""
+        watchdog = getattr(self, "_watchdog", None)
+        if watchdog is not None:
+            watchdog.kill()
+            watchdog.wait()
         if self._running:
             self._running = False
             pid = int((self.data / "postmaster.pid").read_text().split()[0])

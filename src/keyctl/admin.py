@@ -1,5 +1,5 @@
-"""The admin API of keyctl's reference server, as ``keyctl admin`` uses it: where the server and its token
-come from, and one typed call per endpoint.
+"""The admin API of keyctl's reference server, as ``keyctl admin``, ``keyctl audit server`` and
+``keyctl enroll`` use it: where the server and its token come from, and one call per endpoint.
 
 The server URL comes from ``--server``, else ``$KEYCTL_ADMIN_SERVER``, else the stored profile
 (``admin.json`` in the config dir, written by ``keyctl admin login``); the token from the environment
@@ -29,6 +29,9 @@ from keyctl.errors import (
 ENV_SERVER = "KEYCTL_ADMIN_SERVER"
 ENV_TOKEN = "KEYCTL_ADMIN_TOKEN"
 PROFILE_FILE = "admin.json"
+PAGE_SIZE = 200  # users per page (the reference server's maximum)
+# Where the paged endpoints are; a server profile's [admin] table can name others (keyctl audit server).
+DEFAULT_PATHS: Mapping[str, str] = {"users": "/api/admin/users", "audit": "/api/admin/audit"}
 
 
 def keyring_account(server: str) -> str:
@@ -112,10 +115,13 @@ class AuditQuery:
 class AdminApi:
     """One method per admin endpoint; refusals become catalogue errors with the server's message."""
 
-    def __init__(self, server: str, token: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, server: str, token: str, timeout: float = 30.0, paths: Mapping[str, str] = DEFAULT_PATHS
+    ) -> None:
         import httpx
 
         self.server = check_url(server)
+        self.paths = paths
         self._http = httpx.Client(
             base_url=self.server,
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -154,15 +160,21 @@ class AdminApi:
             answer = None
         if response.status_code < 300 and isinstance(answer, dict):
             return answer
+        if response.status_code < 300:
+            raise ServerUnavailable(
+                f"{self.server}{path} answered {method} with JSON of an unexpected shape"
+                if answer is not None
+                else f"{self.server}{path} did not answer {method} with JSON",
+                "check that this is a keyctl server (or give its --profile)",
+            )
         raise _refusal(self.server, method, path, response.status_code, answer)
 
     # users
     def users(self) -> Iterator[dict[str, Any]]:
         cursor: str | None = None
         while True:
-            page = self._call(
-                "GET", "/api/admin/users", query={"limit": 200, **({"cursor": cursor} if cursor else {})}
-            )
+            query = {"limit": PAGE_SIZE, **({"cursor": cursor} if cursor else {})}
+            page = self._call("GET", self.paths["users"], query=query)
             yield from page.get("users", [])
             cursor = page.get("next_cursor")
             if not cursor:
@@ -227,7 +239,7 @@ class AdminApi:
         """The events after id ``after`` that match ``query``, and the id to continue from."""
         events: list[dict[str, Any]] = []
         while True:
-            page = self._call("GET", "/api/admin/audit", query={"after": after, "limit": 1000})
+            page = self._call("GET", self.paths["audit"], query={"after": after, "limit": 1000})
             batch = page.get("events", [])
             if batch:
                 after = max(after, *(int(event["id"]) for event in batch))
@@ -246,7 +258,9 @@ def _matches(event: Mapping[str, Any], query: AuditQuery) -> bool:
 
 def _refusal(server: str, method: str, path: str, status: int, answer: Any) -> KeyctlError:
     said = answer.get("message") if isinstance(answer, dict) else None
-    detail = f"{server} answered {status} to {method} {path}" + (f": {said}" if isinstance(said, str) else "")
+    detail = f"{method} {server}{path} answered HTTP {status}" + (
+        f": {said}" if isinstance(said, str) else ""
+    )
     if status == 401 or status == 403:
         return SignInFailed(
             f"{server} refused the admin token ({status})",

@@ -208,19 +208,19 @@ def test_csv_and_html_outputs(cli: Any, populated: ServerHandle, metadata: None,
 def test_pages_through_the_admin_api(
     cli: Any, populated: ServerHandle, metadata: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from keyctl.audit import server as audit_server
+    from keyctl import admin
 
     pages: list[int] = []
-    get = audit_server.AdminClient._get
+    call = admin.AdminApi._call
 
-    def counting(self: Any, path: str, params: dict[str, Any]) -> dict[str, Any]:
-        page = get(self, path, params)
+    def counting(self: Any, method: str, path: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        page = call(self, method, path, *args, **kwargs)
         if path.endswith("/users"):
             pages.append(len(page["users"]))
         return page
 
-    monkeypatch.setattr(audit_server, "PAGE_SIZE", 2)
-    monkeypatch.setattr(audit_server.AdminClient, "_get", counting)
+    monkeypatch.setattr(admin, "PAGE_SIZE", 2)
+    monkeypatch.setattr(admin.AdminApi, "_call", counting)
     report = _report(_audit(cli, populated, "--json"))
     assert report["summary"]["users"] == 7
     assert pages == [2, 2, 2, 1]  # the server honoured the page size and handed out cursors

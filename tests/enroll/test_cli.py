@@ -64,7 +64,7 @@ def test_no_secret_option_takes_a_value_on_the_command_line() -> None:
     command = get_command(build_app()).commands["enroll"]  # type: ignore[attr-defined]
     names = [name for param in command.params for name in param.opts]
     secretish = [n for n in names if re.search(r"pin|token|password|secret", n)]
-    assert secretish == ["--pin-policy", "--pin-env", "--admin-token-env"]
+    assert secretish == ["--pin-policy", "--pin-env", "--token-env", "--admin-token-env"]
 
 
 def test_a_separate_process_gets_its_secrets_from_the_environment(rig: Rig, tmp_path: Path) -> None:
@@ -277,3 +277,26 @@ def test_insert_timeout_bounds_the_wait_for_a_usb_key(rig: Rig, enroll: Any) -> 
     assert "no new security key was inserted within 2 s" in result.stderr
     assert 2 <= waited < 30  # the default is 300 s
     assert rig.passkeys() == {ANN: []}
+
+
+def test_the_admin_token_comes_from_where_keyctl_admin_takes_it(
+    rig: Rig, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--token-env VAR, else $KEYCTL_ADMIN_TOKEN, else the keyring entry 'keyctl admin login' stored."""
+    for email in (ANN, BEN):
+        rig.server.create_user(email, PASSWORD)
+    spec = rig.key()
+    base = ["enroll", "--server", rig.server.url, "--device", spec, "--pin-env", "TEST_PIN"]
+    monkeypatch.setenv("KEYCTL_ADMIN_TOKEN", rig.server.admin_token)
+    from_env = cli(*base, "--user", ANN)
+    assert from_env.exit_code == 0, from_env.stderr
+    monkeypatch.setenv("KEYCTL_ADMIN_TOKEN", "not-the-token")
+    wrong = cli(*base, "--user", BEN)
+    assert wrong.exit_code == ExitCode.SIGN_IN_FAILED, wrong.stderr
+    monkeypatch.delenv("KEYCTL_ADMIN_TOKEN")
+    stored = cli("admin", "login", "--server", rig.server.url, "--token-env", "TEST_ADMIN_TOKEN")
+    assert stored.exit_code == 0, stored.stderr
+    from_keyring = cli(*base, "--user", BEN)
+    assert from_keyring.exit_code == 0, from_keyring.stderr
+    assert set(rig.passkeys()) == {ANN, BEN}
+    assert all(len(ids) == 1 for ids in rig.passkeys().values())

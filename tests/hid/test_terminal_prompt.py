@@ -91,3 +91,64 @@ def test_without_a_terminal_nobody_can_touch() -> None:
 
     assert result.exit_code == ExitCode.PASSKEY_CANCELED, result.stderr
     assert _pin_is_set("headless")
+
+
+def test_u2f_through_a_served_key_asks_without_holding_the_request() -> None:
+    """`keyctl virtual serve` on a terminal, reached by fido2's Ctap1 over UDP: U2F_REGISTER is answered
+    0x6985 at once while the terminal asks; after the 'y' the host's retry gets the registration."""
+    from fido2.ctap1 import ApduError, Ctap1, RegistrationData
+
+    from keyctl.hid import open_device
+    from tests.authenticator.test_power import _free_udp_port
+
+    _create_prompting_key("u2f-prompted")
+    port = _free_udp_port()
+    controller, terminal = pty.openpty()
+    command = [
+        sys.executable,
+        "-m",
+        "keyctl",
+        "virtual",
+        "serve",
+        "u2f-prompted",
+        "--udp",
+        f"127.0.0.1:{port}",
+    ]
+    process = subprocess.Popen(command, stdin=terminal, stdout=terminal, stderr=terminal)
+    os.close(terminal)
+    seen = b""
+
+    def wait_for(text: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 30
+        while text not in seen:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {text!r}; the terminal showed: {seen.decode(errors='replace')}"
+            if select.select([controller], [], [], remaining)[0]:
+                seen += os.read(controller, 4096)
+
+    challenge, application = b"c" * 32, b"a" * 32
+    try:
+        wait_for(b"serving virtual:u2f-prompted")
+        ctap1 = Ctap1(open_device(f"udp:127.0.0.1:{port}"))
+        started = time.monotonic()
+        with pytest.raises(ApduError) as refused:
+            ctap1.register(challenge, application)
+        assert refused.value.code == 0x6985
+        assert time.monotonic() - started < 5  # not held until the person answers
+        wait_for(b"Touch the virtual key to register this key (U2F)? [y/N]")
+        os.write(controller, b"y\n")
+        registration: RegistrationData | None = None
+        deadline = time.monotonic() + 30
+        while registration is None:  # the host's retries, as a browser's U2F polling
+            assert time.monotonic() < deadline
+            try:
+                registration = ctap1.register(challenge, application)
+            except ApduError as error:
+                assert error.code == 0x6985  # noqa: PT017
+                time.sleep(0.1)
+        registration.verify(application, challenge)
+    finally:
+        process.kill()
+        process.wait()
+        os.close(controller)

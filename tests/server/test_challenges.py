@@ -1,6 +1,6 @@
 """Ceremony challenges, in the database (storage/state.py) on both backends: single use (also for threads
 released together on one challenge), expiry, kind, the sweep of expired ones, a restart that keeps the
-ceremonies in flight, four verifies of one assertion in flight at once, and the old challenges table
+ceremonies in flight, four verifies of one assertion released together, and the old challenges table
 dropped from existing databases."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
@@ -118,16 +117,12 @@ def test_two_concurrent_verifies_of_one_assertion_sign_in_once(
         assert http.get("/api/me").status_code == 401
     start = threading.Barrier(4)
 
-    def verify(http: httpx.Client) -> tuple[float, float, httpx.Response]:
-        start.wait()
-        sent = time.monotonic()
-        answer = http.post("/api/passkeys/login/verify", json=response)
-        return sent, time.monotonic(), answer
+    def verify(http: httpx.Client) -> httpx.Response:
+        start.wait()  # released together (under load one may still be answered before another leaves)
+        return http.post("/api/passkeys/login/verify", json=response)
 
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(verify, clients))
-    assert max(sent for sent, _, _ in results) < min(done for _, done, _ in results)  # all were in flight
-    answers = [answer for _, _, answer in results]
+        answers = list(pool.map(verify, clients))
     assert sorted(r.status_code for r in answers) == [200, 401, 401, 401]
     assert all(error_of(r) == "session_expired" for r in answers if r.status_code != 200)
     details = [row[0] for row in sql(server, "SELECT detail FROM audit WHERE event = 'signin_ok'")]

@@ -1,4 +1,5 @@
-"""Read every user and passkey of a relying party through its admin API (keyctl's reference server).
+"""Read every user and passkey of a relying party through its admin API (keyctl's reference server), with
+the one admin client keyctl has (``keyctl.admin.AdminApi``).
 
 Pages are streamed: users are yielded as they arrive so memory stays flat for large servers.
 """
@@ -11,97 +12,39 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-import httpx
-
+from keyctl.admin import AdminApi, AuditQuery
 from keyctl.audit.findings import Passkey, UserRecord
 from keyctl.audit.mds import MetadataBlob
-from keyctl.errors import InvalidInput, ServerUnavailable, SignInFailed
-
-PAGE_SIZE = 200
+from keyctl.errors import InvalidInput, ServerUnavailable
 
 
-class AdminClient:
-    """The admin API as a server profile's ``[admin]`` table names it: ``users`` (paged by cursor) and
-    ``audit`` (the audit log, paged by id), with keyctl's reference-server shapes."""
-
-    def __init__(self, base_url: str, token: str, paths: Mapping[str, str], timeout: float = 30.0) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise InvalidInput(f"{base_url!r} is not an http(s) URL", "e.g. --server http://127.0.0.1:8765")
-        missing = sorted({"users", "audit"} - set(paths))
-        if missing:
-            raise InvalidInput(
-                f"the server profile does not say where the admin API's {missing[0]} endpoint is",
-                "add an [admin] table with users and audit paths to the profile (see the keyctl profile)",
-            )
-        self.paths = paths
-        self.base_url = base_url.rstrip("/")
-        self.http = httpx.Client(
-            base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout
+def admin_api(server: str, token: str, paths: Mapping[str, str]) -> AdminApi:
+    """The admin API at the paths a server profile's ``[admin]`` table names (users, paged by cursor;
+    the audit log, paged by id; keyctl's reference-server shapes)."""
+    missing = sorted({"users", "audit"} - set(paths))
+    if missing:
+        raise InvalidInput(
+            f"the server profile does not say where the admin API's {missing[0]} endpoint is",
+            "add an [admin] table with users and audit paths to the profile (see the keyctl profile)",
         )
+    return AdminApi(server, token, paths=paths)
 
-    def close(self) -> None:
-        self.http.close()
 
-    def __enter__(self) -> AdminClient:
-        return self
+def counter_anomalies(api: AdminApi) -> Counter[str]:
+    """How often each credential's sign counter went backwards, from the audit log."""
+    anomalies: Counter[str] = Counter()
+    events, _ = api.audit(AuditQuery(event="counter_regression"))
+    for event in events:
+        credential = (event.get("detail") or {}).get("credential_id")
+        if isinstance(credential, str):
+            anomalies[credential] += 1
+    return anomalies
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
-    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
-        try:
-            response = self.http.get(path, params=params)
-        except httpx.HTTPError as error:
-            raise ServerUnavailable(
-                f"Passkey unavailable: cannot reach {self.base_url} ({type(error).__name__})",
-                "check the URL and that the server is running",
-            ) from None
-        if response.status_code in (401, 403):
-            raise SignInFailed(
-                f"{self.base_url} refused the admin token (HTTP {response.status_code})",
-                "pass the server's admin token with --token-env VAR (or $KEYCTL_ADMIN_TOKEN)",
-            )
-        if response.status_code != 200:
-            raise ServerUnavailable(
-                f"Passkey unavailable: {self.base_url}{path} answered HTTP {response.status_code}",
-                "check that this is a keyctl server (or give its --profile)",
-            )
-        try:
-            body = response.json()
-        except ValueError:
-            raise ServerUnavailable(
-                f"Passkey unavailable: {self.base_url}{path} did not answer JSON", ""
-            ) from None
-        if not isinstance(body, dict):
-            raise ServerUnavailable(f"{self.base_url}{path} answered JSON of an unexpected shape", "")
-        return body
-
-    def counter_anomalies(self) -> Counter[str]:
-        """How often each credential's sign counter went backwards, from the audit log."""
-        anomalies: Counter[str] = Counter()
-        after: int | None = 0
-        while after is not None:
-            page = self._get(self.paths["audit"], {"after": after, "limit": 1000})
-            for event in page.get("events", []):
-                if event.get("event") == "counter_regression":
-                    credential = (event.get("detail") or {}).get("credential_id")
-                    if isinstance(credential, str):
-                        anomalies[credential] += 1
-            after = page.get("next_after")
-        return anomalies
-
-    def users(self, anomalies: Counter[str] | None = None) -> Iterator[UserRecord]:
-        cursor: str | None = None
-        while True:
-            params: dict[str, Any] = {"limit": PAGE_SIZE}
-            if cursor:
-                params["cursor"] = cursor
-            page = self._get(self.paths["users"], params)
-            for user in page.get("users", []):
-                yield _user_record(user, anomalies or Counter())
-            cursor = page.get("next_cursor")
-            if not cursor:
-                return
+def user_records(api: AdminApi, anomalies: Counter[str]) -> Iterator[UserRecord]:
+    """Every user with their passkeys, streamed page by page."""
+    for user in api.users():
+        yield _user_record(user, anomalies)
 
 
 def _time(value: str) -> datetime:

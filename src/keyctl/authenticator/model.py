@@ -40,6 +40,17 @@ OPTIONS = (
     "bioEnroll",
     "uvBioEnroll",
 )
+# Options whose false says the model lacks the feature (CTAP 2.1 §6.4: "false, or absent: not supported"),
+# unlike clientPin, uv, alwaysUv, ep and bioEnroll, whose value is a state of a feature that is there.
+CAPABILITIES = (
+    "rk",
+    "pinUvAuthToken",
+    "credMgmt",
+    "makeCredUvNotRqd",
+    "authnrCfg",
+    "setMinPINLength",
+    "largeBlobs",
+)
 ALGORITHMS = (int(Alg.ES256), int(Alg.EDDSA))
 PIN_UV_PROTOCOLS = (2, 1)
 # getInfo limits keyctl can honour at the model's value when it is at most keyctl's own.
@@ -68,6 +79,7 @@ class ModelProfile:
     min_pin_length: int | None
     kept: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
+    off: list[str] = field(default_factory=list)  # CAPABILITIES the model reports false: it lacks them
 
     def to_cbor(self) -> dict[str, Any]:
         return {
@@ -81,6 +93,7 @@ class ModelProfile:
             "minPinLength": self.min_pin_length,
             "kept": self.kept,
             "dropped": self.dropped,
+            "off": self.off,
         }
 
     @classmethod
@@ -96,6 +109,7 @@ class ModelProfile:
             min_pin_length=data["minPinLength"],
             kept=list(data["kept"]),
             dropped=list(data["dropped"]),
+            off=list(data.get("off", [])),
         )
 
 
@@ -118,6 +132,10 @@ def profile(name: str, get_info: dict[str, Any]) -> ModelProfile:
     result.extensions = _split("extension", list(get_info.get("extensions") or []), EXTENSIONS, result)
     options = get_info.get("options") or {}
     result.options = _split("option", list(options), OPTIONS, result)
+    result.off = [o for o in result.options if o in CAPABILITIES and options[o] is False]
+    result.options = [o for o in result.options if o not in result.off]
+    off = {f"option {o}" for o in result.off}
+    result.kept = [f"{k}: false (the model lacks it)" if k in off else k for k in result.kept]
     if options.get("plat") is True:
         result.options.remove("plat")
         result.dropped.append("option plat: true: keyctl's security key is a roaming authenticator")
@@ -158,7 +176,7 @@ def apply(info: dict[int, Any], model: ModelProfile) -> dict[int, Any]:
     """getInfo as the model reports it: only what it has and keyctl implements."""
     info[1] = [v for v in info[1] if v in model.versions]
     info[2] = [e for e in info[2] if e in model.extensions]
-    info[4] = {k: v for k, v in info[4].items() if k in model.options}
+    info[4] = {k: v for k, v in info[4].items() if k in model.options} | dict.fromkeys(model.off, False)
     info[6] = [p for p in info[6] if p in model.pin_uv_protocols] or info[6]
     info[10] = [a for a in info[10] if a["alg"] in model.algorithms]
     info.update(model.info)
@@ -170,6 +188,12 @@ def apply(info: dict[int, Any], model: ModelProfile) -> dict[int, Any]:
 def has(model: ModelProfile | None, option: str) -> bool:
     """Has the authenticator the feature behind this getInfo option? Without a model, all of keyctl's."""
     return model is None or option in model.options
+
+
+def uv_for_every_credential(model: ModelProfile | None) -> bool:
+    """A protected CTAP 2.1 key without makeCredUvNotRqd verifies the user for non-discoverable credentials
+    too (§6.1.2 step 6); CTAP 2.0 had no such rule."""
+    return model is not None and "FIDO_2_1" in model.versions and "makeCredUvNotRqd" not in model.options
 
 
 def extensions(model: ModelProfile | None, requested: dict[str, Any]) -> dict[str, Any]:

@@ -178,8 +178,8 @@ TOUCH_KEPT_S = 10.0  # how long a U2F touch waits for the request (retry) that u
 
 class LatchedTouch:
     """U2F's test of user presence: a request never waits for the person. Without a touch it is answered
-    SW_CONDITIONS_NOT_SATISFIED ("test-of-user-presence-required", FIDO U2F Raw Message Formats §3.3,
-    §5.1) while the key asks; the host retries, and a touch given meanwhile is kept for the next request,
+    SW_CONDITIONS_NOT_SATISFIED ("test-of-user-presence-required", FIDO U2F Raw Message Formats, status
+    codes) while the key asks; the host retries, and a touch given meanwhile is kept for the next request,
     which uses it up."""
 
     def __init__(self, clock: Clock) -> None:

@@ -148,7 +148,7 @@ def server(
 
     from keyctl.audit import mds
     from keyctl.audit.findings import audit_users, load_policy
-    from keyctl.audit.server import AdminClient, model_rows, passkey_rows
+    from keyctl.audit.server import admin_api, counter_anomalies, model_rows, passkey_rows, user_records
     from keyctl.webauthn.profile import load
 
     threshold = _threshold(fail_on, as_json, as_csv)
@@ -163,9 +163,8 @@ def server(
     per_model: Counter[str] = Counter()
     passkeys: list[dict[str, object]] = []
     findings: list[Finding] = []
-    with AdminClient(server_url, token, admin_paths) as client:
-        anomalies = client.counter_anomalies()
-        for user in client.users(anomalies):
+    with admin_api(server_url, token, admin_paths) as api:
+        for user in user_records(api, counter_anomalies(api)):
             users += 1
             per_model.update(p.aaguid for p in user.passkeys)
             passkeys.extend(passkey_rows(user, metadata))

@@ -123,7 +123,13 @@ def enroll(
         Path | None, typer.Option("--log", help="Enrollment log to append to: .csv, .json or .jsonl.")
     ] = None,
     admin_token_env: Annotated[
-        str | None, typer.Option("--admin-token-env", metavar="VAR", help="Env var holding the admin token.")
+        str | None,
+        typer.Option(
+            "--token-env",
+            "--admin-token-env",
+            metavar="VAR",
+            help="The admin token's environment variable (else $KEYCTL_ADMIN_TOKEN, the keyring, a prompt).",
+        ),
     ] = None,
     timeout: TimeoutOption = 60.0,
     insert_timeout: Annotated[
@@ -132,6 +138,7 @@ def enroll(
     as_json: JsonOption = False,
 ) -> None:
     """Enroll security keys for a batch of users (admin-issued enrollment sessions, one key per user)."""
+    from keyctl.admin import resolve
     from keyctl.enroll import log as enrollment_log
     from keyctl.enroll import pins
     from keyctl.enroll.batch import Batch, enroll_user
@@ -154,6 +161,10 @@ def enroll(
     if log is not None:
         enrollment_log.check_path(log)
     the_profile = profiles.load(profile)
+    # The token as keyctl admin takes it (stdin is not used: the technician may need it for PINs).
+    _, admin_token = resolve(
+        server, admin_token_env, ask=lambda: read_secret("admin API token", stdin_line=False)
+    )
     claimed = origins.origin_of(server)
     origins.require_secure(claimed)
     prompts = TerminalPrompts(term, pin_env)
@@ -161,7 +172,7 @@ def enroll(
         server=server,
         profile=the_profile,
         origin=claimed,
-        admin_token=read_secret("admin API token", admin_token_env, stdin_line=False),
+        admin_token=admin_token,
         keys=keys,
         prompts=prompts,
         pin_policy=policy,

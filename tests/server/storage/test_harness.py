@@ -6,10 +6,15 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import psycopg
 
 from tests.postgres import Cluster, running
+
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _postmaster_pid(cluster: Cluster) -> int:
@@ -42,3 +47,22 @@ def test_a_cluster_serves_fresh_databases_on_a_private_socket_and_leaves_nothing
         cluster.stop()
     assert not cluster.dir.exists()
     assert not running(pid), f"postmaster {pid} still running after stop()"
+
+
+def test_a_cluster_whose_test_process_is_killed_is_stopped_by_its_watchdog() -> None:
+    """SIGKILL leaves no teardown and no atexit: the watchdog still stops the cluster and removes it."""
+    script = "from tests.postgres import Cluster; c = Cluster(); print(c.dir, flush=True); input()"
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    assert process.stdout is not None
+    directory = Path(process.stdout.readline().strip())
+    pid = int((directory / "data" / "postmaster.pid").read_text().split()[0])
+    assert running(pid)
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 20
+    while (running(pid) or directory.exists()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not running(pid), f"postmaster {pid} outlived the killed test process"
+    assert not directory.exists()

@@ -80,6 +80,8 @@ def handle(
         GET_TOKEN_USING_PIN,
     ):
         raise CtapFailure(Status.INVALID_SUBCOMMAND)
+    if sub in (GET_TOKEN_USING_UV, GET_TOKEN_USING_PIN) and not model.has(state.model, "pinUvAuthToken"):
+        raise CtapFailure(Status.INVALID_SUBCOMMAND)  # a model of a CTAP 2.0 key: getPinToken only
     proto = pin.protocol(_need(request.protocol))
     if sub == GET_KEY_AGREEMENT:
         return {1: device.key_agreement.cose()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keyctl.authenticator import cbor, params
+from keyctl.authenticator import cbor, model, params
 from keyctl.authenticator.commands.common import check_pin_uv_auth
 from keyctl.authenticator.device import Device
 from keyctl.authenticator.pin import Permission
@@ -16,6 +16,12 @@ ENABLE_ENTERPRISE_ATTESTATION = 0x01
 TOGGLE_ALWAYS_UV = 0x02
 SET_MIN_PIN_LENGTH = 0x03
 MAX_RP_IDS = 8
+# the getInfo option that says a subcommand is there (a model of a real key may lack it)
+SUBCOMMAND_OPTION = {
+    ENABLE_ENTERPRISE_ATTESTATION: "ep",
+    TOGGLE_ALWAYS_UV: "alwaysUv",
+    SET_MIN_PIN_LENGTH: "setMinPINLength",
+}
 
 
 def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link: Link) -> None:
@@ -23,7 +29,7 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
     sub_params = params.optional(raw, 2, dict)
     protocol = params.optional(raw, 3, int)
     pin_uv_param = params.optional(raw, 4, bytes)
-    if sub not in (ENABLE_ENTERPRISE_ATTESTATION, TOGGLE_ALWAYS_UV, SET_MIN_PIN_LENGTH):
+    if sub not in SUBCOMMAND_OPTION or not model.has(state.model, SUBCOMMAND_OPTION[sub]):
         raise CtapFailure(Status.INVALID_SUBCOMMAND)
     if pin_uv_param is not None or device.protected(state) or state.always_uv:
         message = b"\xff" * 32 + b"\x0d" + bytes([sub])

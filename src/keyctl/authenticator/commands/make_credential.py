@@ -97,6 +97,8 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
     if request.options.get("up") is False:
         raise CtapFailure(Status.INVALID_OPTION)
     rk = request.options.get("rk", False)
+    if rk and not model.has(state.model, "rk"):
+        raise CtapFailure(Status.UNSUPPORTED_OPTION)  # a model without discoverable credentials
     resident = rk or state.kind is not Kind.SECURITY_KEY  # platforms and providers store every passkey
     enterprise = _enterprise(state, request)
     uv = authorize(
@@ -109,7 +111,7 @@ def handle(device: Device, state: AuthenticatorState, raw: dict[Any, Any], link:
         pin_uv_protocol=request.pin_uv_protocol,
         uv_option=request.options.get("uv", False),
         permission=Permission.MAKE_CREDENTIAL,
-        needs_uv=rk,
+        needs_uv=rk or model.uv_for_every_credential(state.model),
     )
     # extension inputs that can be malformed are checked before any touch
     ext_in = model.extensions(state.model, request.extensions)  # a model ignores what it lacks
