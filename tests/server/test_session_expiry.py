@@ -17,7 +17,13 @@ from tests.server.softauth import SoftAuthenticator
 from tests.server.test_browser import CHROMIUM_ARGS
 
 HOUR = 3600
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 DAY = 24 * HOUR
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
 def iso(at: float) -> str:
@@ -92,7 +98,7 @@ def page_at(clock: FakeClock) -> Iterator[Page]:
 
 @pytest.mark.browser
 def test_the_page_warns_before_the_enforced_logout(
-    server: ServerHandle, clock: FakeClock, page_at: Page, tmp_path: Path
+    server: ServerHandle, clock: FakeClock, page_at: Page
 ) -> None:
     page = page_at
     account = enroll(server, clock)
@@ -107,14 +113,14 @@ def test_the_page_warns_before_the_enforced_logout(
     page.clock.fast_forward(61 * 1000)  # 4 hours minus a second left
     expect(notice).to_be_visible()
     expect(page.locator("#expiry-text")).to_contain_text("in about 4 hours")
-    page.screenshot(path=tmp_path / "expiry-4h.png")
+    shot(page, "expiry-4h")
     page.click("#expiry-dismiss")
     expect(notice).to_be_hidden()
 
     page.clock.fast_forward((4 * HOUR - 5 * 60) * 1000)  # 5 minutes minus a second left
     expect(notice).to_be_visible()
     expect(page.locator("#expiry-text")).to_contain_text("ends in 5 minutes")
-    page.screenshot(path=tmp_path / "expiry-5min.png")
+    shot(page, "expiry-5min")
 
     page.clock.fast_forward(4 * 60 * 1000)  # 59 s left: the countdown, over everything, no way to close it
     expect(countdown).to_be_visible()
@@ -124,7 +130,7 @@ def test_the_page_warns_before_the_enforced_logout(
     page.keyboard.press("Escape")
     page.clock.run_for(10_000)
     expect(page.locator("#countdown-seconds")).to_have_text("49")
-    page.screenshot(path=tmp_path / "expiry-countdown.png")
+    shot(page, "expiry-countdown")
 
     # At the end the page logs out, as the server does at the same moment.
     clock.advance(DAY + 1)

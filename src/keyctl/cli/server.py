@@ -127,6 +127,20 @@ def run(
             help="A load balancer's address or network: its X-Forwarded-For names the client (repeatable).",
         ),
     ] = None,
+    admin_email: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--admin-email", help="Where security alerts (risk blocks) go, in the outbox (repeatable)."
+        ),
+    ] = None,
+    captcha_allow: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--captcha-allow",
+            metavar="CIDR",
+            help="Addresses never asked for a CAPTCHA, e.g. CI runners (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Run the server until Ctrl-C or SIGTERM (without a subcommand); `user add` adds accounts."""
     if ctx.invoked_subcommand is not None:
@@ -156,6 +170,8 @@ def run(
         rate_limit=rate_limit,
         device_bound_only=device_bound_only,
         trusted_proxies=tuple(trusted_proxy or ()),
+        admin_emails=tuple(admin_email or ()),
+        captcha_exempt=tuple(captcha_allow or ()),
     )
     listening = f", listening on {prepared.local_url}" if origin is not None else ""
     terminal.status(

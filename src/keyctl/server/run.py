@@ -148,15 +148,15 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _networks(cidrs: tuple[str, ...]) -> tuple[str, ...]:
-    """--trusted-proxy values as normalized networks (an address alone is a /32 or /128)."""
+def _networks(cidrs: tuple[str, ...], option: str = "--trusted-proxy") -> tuple[str, ...]:
+    """--trusted-proxy (or ``option``) values as normalized networks (an address alone is a /32 or /128)."""
     networks = []
     for cidr in cidrs:
         try:
             networks.append(str(ipaddress.ip_network(cidr.strip(), strict=False)))
         except ValueError:
             raise InvalidInput(
-                f"--trusted-proxy {cidr!r} is not an address or network",
+                f"{option} {cidr!r} is not an address or network",
                 "pass the load balancer's address or network, e.g. 10.0.0.5 or 10.0.0.0/24",
             ) from None
     return tuple(networks)
@@ -231,6 +231,8 @@ def prepare(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ip_max_failures: int = DEFAULT_IP_MAX_FAILURES,
     trusted_proxies: tuple[str, ...] = (),
+    admin_emails: tuple[str, ...] = (),
+    captcha_exempt: tuple[str, ...] = (),
 ) -> Prepared:
     """Open the database, bind the socket and build the app, without serving yet."""
     if origin is not None:
@@ -253,6 +255,8 @@ def prepare(
             device_bound_only=device_bound_only,
             ip_max_failures=ip_max_failures,
             trusted_proxies=_networks(trusted_proxies),
+            admin_emails=tuple(e.strip().lower() for e in admin_emails),
+            captcha_exempt=_networks(captcha_exempt, "--captcha-allow"),
         )
         policy = Policy(open_database(db), settings, clock)
         policy.cleanup()
@@ -288,6 +292,8 @@ def start(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
     ip_max_failures: int = DEFAULT_IP_MAX_FAILURES,
     trusted_proxies: tuple[str, ...] = (),
+    admin_emails: tuple[str, ...] = (),
+    captcha_exempt: tuple[str, ...] = (),
 ) -> ServerHandle:
     """Serve in a background thread; returns once the server accepts connections."""
     prepared = prepare(
@@ -304,6 +310,8 @@ def start(
         request_timeout=request_timeout,
         ip_max_failures=ip_max_failures,
         trusted_proxies=trusted_proxies,
+        admin_emails=admin_emails,
+        captcha_exempt=captcha_exempt,
     )
     thread = threading.Thread(
         target=prepared.server.run, kwargs={"sockets": [prepared.sock]}, name="keyctl-server", daemon=True
@@ -388,7 +396,13 @@ def worker_app() -> Starlette:
     HttpProtocol.request_timeout = spec["request_timeout"]
     fields = spec["settings"]
     settings = Settings(
-        **{**fields, "outbox": Path(fields["outbox"]), "trusted_proxies": tuple(fields["trusted_proxies"])}
+        **{
+            **fields,
+            "outbox": Path(fields["outbox"]),
+            "trusted_proxies": tuple(fields["trusted_proxies"]),
+            "admin_emails": tuple(fields["admin_emails"]),
+            "captcha_exempt": tuple(fields["captcha_exempt"]),
+        }
     )
     policy = Policy(open_database(spec["db"]), settings)
     return build_app(policy, secure_cookie=settings.origin.startswith("https://"))

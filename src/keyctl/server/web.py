@@ -45,6 +45,8 @@ STATUS = {
     "session_expired": 401,
     "unauthorized": 401,
     "blocked": 403,
+    "captcha_required": 403,
+    "risk_blocked": 403,
     "step_up_required": 403,
     "forbidden_origin": 403,
     "not_found": 404,
@@ -64,6 +66,7 @@ _CLEAR = ""  # Reply.session value that clears the cookie
 @dataclass(frozen=True)
 class Call:
     ip: str
+    user_agent: str
     token: str | None
     body: Mapping[str, Any]
     path: Mapping[str, str]
@@ -79,9 +82,8 @@ class Reply:
 
 def error_response(error: PolicyError) -> JSONResponse:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
-    return JSONResponse(
-        {"error": error.code, "message": error.message}, status_code=STATUS[error.code], headers=headers
-    )
+    body = {"error": error.code, "message": error.message, **(error.extra or {})}
+    return JSONResponse(body, status_code=STATUS[error.code], headers=headers)
 
 
 def text(body: Mapping[str, Any], key: str, max_len: int = MAX_TEXT) -> str:
@@ -194,6 +196,7 @@ def _route(policy: Policy, endpoint: Endpoint, secure_cookie: bool, trusted: Seq
             body = await _json_body(request) if endpoint.needs_body else {}
             call = Call(
                 ip=ip,
+                user_agent=request.headers.get("user-agent", "")[:200],
                 token=request.cookies.get(COOKIE),
                 body=body,
                 path=dict(request.path_params),
@@ -298,13 +301,19 @@ class Api:
             Endpoint("POST", "/api/admin/users/{email}/enrollment", self.admin_enrollment, "admin"),
             Endpoint("POST", "/api/admin/users/{email}/password-reset", self.admin_password_reset, "admin"),
             Endpoint("GET", "/api/admin/blocks", self.admin_blocks, "admin"),
+            Endpoint("GET", "/api/admin/risk-blocks", self.admin_risk_blocks, "admin"),
             Endpoint("POST", "/api/admin/unblock", self.admin_unblock, "admin"),
             Endpoint("GET", "/api/admin/audit", self.admin_audit, "admin"),
         ]
 
     # sign-in
     def signin_password(self, c: Call) -> Reply:
-        step = self.p.signin_password(text(c.body, "email", 320), text(c.body, "password"), c.ip)
+        self.p.check_captcha(
+            c.ip, optional_text(c.body, "captcha_id", 64), optional_text(c.body, "captcha_answer", 32)
+        )
+        step = self.p.signin_password(
+            text(c.body, "email", 320), text(c.body, "password"), c.ip, c.user_agent
+        )
         return Reply({"status": step.status}, session=step.token)
 
     def change_password(self, c: Call) -> Reply:
@@ -473,6 +482,19 @@ class Api:
                 "ip_blocks": [{"ip": b.ip, "since": iso(b.since), "until": iso(b.until)} for b in ip_blocks],
             }
         )
+
+    def admin_risk_blocks(self, c: Call) -> Reply:
+        blocks = [
+            {
+                "time": iso(b.time),
+                "email": b.email,
+                "ip": b.ip,
+                "user_agent": b.user_agent,
+                "reason": b.reason,
+            }
+            for b in self.p.admin_risk_blocks()
+        ]
+        return Reply({"risk_blocks": blocks})
 
     def admin_unblock(self, c: Call) -> Reply:
         count = self.p.admin_unblock(text(c.body, "ip", 64), optional_text(c.body, "email", 320))

@@ -101,6 +101,12 @@ def server_error(
 
 def _remedy(meaning: ServerError, code: object, status: int) -> str:
     """The fix for the refusal's cause: a wrong URL or a block is not a wrong password."""
+    if code == "captcha_required":
+        return (
+            "the server wants a CAPTCHA from this address (many sign-in attempts came from it): sign in "
+            "with a passkey, which needs none, or ask the server's admin to allow this address "
+            "(keyctl server --captcha-allow CIDR)"
+        )
     if code == "blocked":
         return "too many failed attempts: use the unblock link the server emailed, or ask an admin to lift it"
     if status == 404 and meaning is not ServerError.NO_CREDENTIAL:

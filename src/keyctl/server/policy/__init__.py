@@ -8,6 +8,8 @@
 - ``sessions``: session tokens, stages, expiry, sign-out;
 - ``passkeys``: registration, the passkey list, passkey sign-in; ``prompt``: the add-a-passkey prompt;
 - ``protection``: the per-IP request rate, failed-attempt blocks, suspicious-IP throttling;
+- ``bots``: a CAPTCHA for password attempts when one address makes many across accounts;
+- ``risk``: password sign-ins from a new address under a risk condition are blocked, admins alerted;
 - ``admin``: the admin token, invites, accounts, enrollment sessions, 2FA reset; ``audit``: the log.
 
 Every public operation is one unit of work on the storage port (``keyctl.server.storage``): one
@@ -27,10 +29,12 @@ from keyctl.server.policy import (
     accounts,
     admin,
     audit,
+    bots,
     passkeys,
     password_reset,
     prompt,
     protection,
+    risk,
     sessions,
     step_up,
     two_factor,
@@ -53,6 +57,7 @@ from keyctl.server.policy.core import (
 )
 from keyctl.server.policy.prompt import Me
 from keyctl.server.policy.protection import Block, IpBlock
+from keyctl.server.policy.risk import RiskBlock
 from keyctl.server.policy.two_factor import Enrollment
 from keyctl.server.storage import Database
 
@@ -71,6 +76,7 @@ __all__ = [
     "PasswordStep",
     "Policy",
     "PolicyError",
+    "RiskBlock",
     "Settings",
     "SignedIn",
     "User",
@@ -108,8 +114,8 @@ class Policy:
     def create_user(self, email: str, password: str, ip: str | None = None) -> User:
         return accounts.create_user(self.ctx, email, password, ip)
 
-    def signin_password(self, email: str, password: str, ip: str) -> PasswordStep:
-        return accounts.signin_password(self.ctx, email, password, ip)
+    def signin_password(self, email: str, password: str, ip: str, user_agent: str = "") -> PasswordStep:
+        return accounts.signin_password(self.ctx, email, password, ip, user_agent)
 
     def change_password(self, token: str | None, new_password: str, ip: str) -> PasswordStep:
         return accounts.change_password(self.ctx, token, new_password, ip)
@@ -223,6 +229,12 @@ class Policy:
 
     def admin_reset_2fa(self, email: str) -> User:
         return admin.admin_reset_2fa(self.ctx, email)
+
+    def check_captcha(self, ip: str, captcha_id: str | None, answer: str | None) -> None:
+        bots.check(self.ctx, ip, captcha_id, answer)
+
+    def admin_risk_blocks(self) -> list[RiskBlock]:
+        return risk.admin_risk_blocks(self.ctx)
 
     # audit
     def admin_audit(self, after: int, limit: int) -> tuple[list[AuditEvent], int | None]:

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 
 from keyctl.server import passwords
-from keyctl.server.policy import protection, sessions
+from keyctl.server.policy import protection, risk, sessions
 from keyctl.server.policy.core import (
     ACTIVE,
     ENROLL,
@@ -53,7 +53,7 @@ def create_user(ctx: Context, email: str, password: str, ip: str | None = None) 
     return ctx.run(work)
 
 
-def signin_password(ctx: Context, email: str, password: str, ip: str) -> PasswordStep:
+def signin_password(ctx: Context, email: str, password: str, ip: str, user_agent: str = "") -> PasswordStep:
     email = email.strip().lower()
     row = ctx.db.run(lambda db: ctx.user_by_email(db, email))
     # The slow hash runs outside any transaction, and as slowly for an unknown email as for a wrong password.
@@ -68,6 +68,7 @@ def signin_password(ctx: Context, email: str, password: str, ip: str) -> Passwor
             raise protection.failure(
                 ctx, email, ip, "invalid_credentials", "Incorrect email or password", "signin_failed"
             )
+        risk.assess(ctx, db, current, ip, user_agent, now)
         if breached:
             token = sessions.new_session(db, current["id"], PASSWORD_CHANGE, now)
             ctx.audit(db, "signin_password_breached", email, ip)

@@ -83,12 +83,14 @@ class PolicyError(Exception):
         message: str,
         record: Callable[[Tx], None] | None = None,
         retry_after: int | None = None,
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.record = record
         self.retry_after = retry_after
+        self.extra = extra  # more members of the error body (a CAPTCHA to solve)
 
     def also_record(self, step: Callable[[Tx], None]) -> None:
         """Add a step to what the refusal records (in the transaction after the rollback)."""
@@ -120,6 +122,8 @@ class Settings:
     ip_max_failures: int = 100  # failed sign-ins a day from one IP, any accounts, before the IP is blocked
     device_bound_only: bool = False  # refuse synced (backup-eligible) passkeys at registration and login
     trusted_proxies: tuple[str, ...] = ()  # networks whose X-Forwarded-For names the client (web.py)
+    admin_emails: tuple[str, ...] = ()  # who gets security alerts (risk blocks) in the outbox
+    captcha_exempt: tuple[str, ...] = ()  # networks never asked for a CAPTCHA (CI runners)
 
 
 @dataclass(frozen=True)

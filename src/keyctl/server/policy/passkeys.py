@@ -26,7 +26,7 @@ from fido2.webauthn import (
 
 from keyctl.server import aaguids
 from keyctl.server.challenges import Challenge
-from keyctl.server.policy import prompt, sessions
+from keyctl.server.policy import prompt, risk, sessions
 from keyctl.server.policy.core import (
     ACTIVE,
     KNOWN_TRANSPORTS,
@@ -327,6 +327,7 @@ def _login(
         (now, row["user_id"]),
     )
     token = sessions.new_session(db, row["user_id"], ACTIVE, now)
+    risk.record_location(db, row["user_id"], ip, now)
     ctx.audit(db, "signin_ok", email, ip, method="passkey", credential_id=credential_id)
     return SignedIn(
         token=token,

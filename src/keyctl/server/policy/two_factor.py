@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keyctl.server import twofactor
-from keyctl.server.policy import prompt, protection, sessions
+from keyctl.server.policy import prompt, protection, risk, sessions
 from keyctl.server.policy.core import (
     ACTIVE,
     CODE,
@@ -43,6 +43,7 @@ def complete_signin(
     )
     user = ctx.user_by_id(db, user_id)
     token = sessions.new_session(db, user_id, ACTIVE, now)
+    risk.record_location(db, user_id, ip, now)
     ctx.audit(db, "signin_ok", session["email"], ip, method=method)
     due = prompt.prompt_due(user, len(ctx.passkey_rows(db, user_id)), now)
     return SignedIn(

@@ -239,12 +239,41 @@ POSTGRESQL_V4: tuple[Step, ...] = tuple(s.format(real="DOUBLE PRECISION", int="B
 SQLITE_V5: tuple[Step, ...] = ("ALTER TABLE sessions ADD COLUMN verified_at REAL",)
 POSTGRESQL_V5: tuple[Step, ...] = ("ALTER TABLE sessions ADD COLUMN verified_at DOUBLE PRECISION",)
 
+# Version 6: the addresses each account completed a sign-in from (risk assessment).
+_V6_TABLES = (
+    """CREATE TABLE signin_locations (
+        user_id {int} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        ip TEXT NOT NULL,
+        first_at {real} NOT NULL,
+        last_at {real} NOT NULL,
+        PRIMARY KEY (user_id, ip)
+    )""",
+    "CREATE INDEX audit_ip_time ON audit(ip, time)",
+    "CREATE INDEX audit_email_time ON audit(email, time)",
+)
+SQLITE_V6: tuple[Step, ...] = tuple(s.format(real="REAL", int="INTEGER") for s in _V6_TABLES)
+POSTGRESQL_V6: tuple[Step, ...] = tuple(s.format(real="DOUBLE PRECISION", int="BIGINT") for s in _V6_TABLES)
+
+# Version 7: CAPTCHAs handed out (bot detection): the answer hashed, single use, 10 minutes.
+_V7_TABLES = (
+    """CREATE TABLE captchas (
+        id TEXT PRIMARY KEY,
+        ip TEXT NOT NULL,
+        answer_hash TEXT NOT NULL,
+        created_at {real} NOT NULL
+    )""",
+)
+SQLITE_V7: tuple[Step, ...] = tuple(s.format(real="REAL") for s in _V7_TABLES)
+POSTGRESQL_V7: tuple[Step, ...] = tuple(s.format(real="DOUBLE PRECISION") for s in _V7_TABLES)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, passkeys, sessions, invites, failures, audit", SQLITE_V1, POSTGRESQL_V1),
     Migration(2, "shared state: challenges, request counts; passkey order", SQLITE_V2, POSTGRESQL_V2),
     Migration(3, "suspicious-IP throttling", SQLITE_V3, POSTGRESQL_V3),
     Migration(4, "password reset links", SQLITE_V4, POSTGRESQL_V4),
     Migration(5, "step-up: sessions.verified_at", SQLITE_V5, POSTGRESQL_V5),
+    Migration(6, "risk assessment: sign-in locations", SQLITE_V6, POSTGRESQL_V6),
+    Migration(7, "bot detection: CAPTCHAs", SQLITE_V7, POSTGRESQL_V7),
 )
 LATEST = MIGRATIONS[-1].version
 
