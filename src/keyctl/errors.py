@@ -162,6 +162,12 @@ class SignInFailed(PasskeyError):
     default_message = "Sign-in failed"
 
 
+class StepUpRequired(SignInFailed):
+    """The server wants a fresh verification (a TOTP code or a passkey) before a sensitive action."""
+
+    default_message = "Confirm it's you: the server needs a fresh verification for this"
+
+
 class PhishingRefused(PasskeyError):
     exit_code = ExitCode.PHISHING
     default_message = "This server may not ask for passkeys of that site"

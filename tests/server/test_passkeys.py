@@ -293,9 +293,11 @@ def test_registration_challenges_expire_and_belong_to_their_session(
     assert error_of(
         account.http.post("/api/passkeys/register/verify", json=SoftAuthenticator(server.url).create(options))
     ) == ("session_expired")
-    other = sign_in(server, clock, account)
-    options = account.http.post("/api/passkeys/register/options", json={}).json()
-    stolen = other.post("/api/passkeys/register/verify", json=SoftAuthenticator(server.url).create(options))
+    other = sign_in(server, clock, account)  # fresh: account.http's sign-in is too old to add a passkey
+    options = other.post("/api/passkeys/register/options", json={}).json()
+    stolen = account.http.post(
+        "/api/passkeys/register/verify", json=SoftAuthenticator(server.url).create(options)
+    )
     assert error_of(stolen) == "session_expired"
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -351,6 +351,21 @@ def _password_sign_in(
     return signin.password_sign_in(session, credentials, term.status)
 
 
+def _step_up(session: Session, totp: str | None, totp_secret_env: str | None) -> Callable[[], None] | None:
+    """How a reused session confirms its user when the server asks: a code of --totp or --totp-secret-env."""
+    from keyctl.webauthn import signin
+
+    if totp and totp_secret_env:
+        raise InvalidInput("--totp and --totp-secret-env exclude each other", "give one 2FA method")
+    if totp:
+        code = signin.vault_code(totp, _wait_for_next_step)
+    elif totp_secret_env:
+        code = signin.env_code(totp_secret_env, _wait_for_next_step)
+    else:
+        return None
+    return lambda: signin.step_up(session, code)
+
+
 def register(
     server: ServerOption,
     user: Annotated[
@@ -398,8 +413,11 @@ def register(
     with _open_session(server, the_profile, claimed, cookie_jar) as session:
         recovery_code = None
         has_session = bool(the_profile.session_cookie and session.cookie(the_profile.session_cookie))
+        # With a session, --totp/--totp-secret-env alone confirm the user if the server asks (step-up).
+        step_up_only = has_session and not (password_env or recovery_code_env or save_totp)
+        step_up = _step_up(session, totp, totp_secret_env) if step_up_only else None
         wants_password = bool(password_env or totp or totp_secret_env or recovery_code_env or save_totp)
-        if wants_password or (the_profile.signin and not has_session):
+        if (wants_password and not step_up_only) or (the_profile.signin and not has_session):
             signed_in = _password_sign_in(
                 term, session, user, password_env, totp, totp_secret_env, recovery_code_env, save_totp
             )
@@ -409,7 +427,7 @@ def register(
 
             signin.require_account(session, user, str(cookie_jar))
         try:
-            result = flows.register(session, client, request)
+            result = flows.register(session, client, request, step_up)
         finally:
             interaction.done()
         _finish(term, session, result, cookie_jar, print_session, recovery_code)

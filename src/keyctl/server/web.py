@@ -45,6 +45,7 @@ STATUS = {
     "session_expired": 401,
     "unauthorized": 401,
     "blocked": 403,
+    "step_up_required": 403,
     "forbidden_origin": 403,
     "not_found": 404,
     "method_not_allowed": 405,
@@ -270,6 +271,10 @@ class Api:
             Endpoint("POST", "/api/signin/recovery", self.signin_recovery, "auth", inline=True),
             Endpoint("POST", "/api/invites/accept", self.accept_invite, "auth"),
             Endpoint("POST", "/api/password/forgot", self.forgot_password, "auth"),
+            Endpoint("POST", "/api/account/password", self.change_own_password, "auth"),
+            Endpoint("POST", "/api/step-up/totp", self.step_up_totp, "auth"),
+            Endpoint("POST", "/api/step-up/passkey/options", self.step_up_passkey_options, "auth"),
+            Endpoint("POST", "/api/step-up/passkey/verify", self.step_up_passkey_verify, "auth"),
             Endpoint("POST", "/api/password/reset", self.reset_password, "auth"),
             Endpoint("POST", "/api/signout", self.signout, "auth", inline=True),
             Endpoint("GET", "/api/me", self.me, "user", inline=True),
@@ -326,6 +331,21 @@ class Api:
     def accept_invite(self, c: Call) -> Reply:
         user = self.p.accept_invite(text(c.body, "token", 64), text(c.body, "password"), c.ip)
         return Reply({"status": "created", "email": user.email}, status=201)
+
+    def change_own_password(self, c: Call) -> Reply:
+        self.p.change_own_password(c.token, text(c.body, "new_password"), c.ip)
+        return Reply({"status": "password_changed"})
+
+    def step_up_totp(self, c: Call) -> Reply:
+        until = self.p.step_up_totp(c.token, text(c.body, "code", 16), c.ip)
+        return Reply({"status": "verified", "step_up_expires_at": iso(until)})
+
+    def step_up_passkey_options(self, c: Call) -> Reply:
+        return Reply(self.p.step_up_passkey_options(c.token))
+
+    def step_up_passkey_verify(self, c: Call) -> Reply:
+        until = self.p.step_up_passkey_verify(c.token, c.body, c.ip)
+        return Reply({"status": "verified", "step_up_expires_at": iso(until)})
 
     def forgot_password(self, c: Call) -> Reply:
         self.p.request_password_reset(text(c.body, "email", 320), c.ip)

@@ -21,7 +21,7 @@ from fido2.webauthn import (
     UserVerificationRequirement,
 )
 
-from keyctl.errors import InvalidInput, NoCredential, ServerUnavailable, VerificationFailed
+from keyctl.errors import InvalidInput, NoCredential, ServerUnavailable, StepUpRequired, VerificationFailed
 from keyctl.webauthn import ceremony
 from keyctl.webauthn.origin import check_rp_id
 from keyctl.webauthn.profile import Step, bury, dig, fill
@@ -244,10 +244,20 @@ def _json(response: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def register(session: Session, client: Client, request: Request) -> Result:
+def register(
+    session: Session, client: Client, request: Request, step_up: Callable[[], None] | None = None
+) -> Result:
+    """``step_up``: how to confirm the user when the server wants a fresh verification first (then the
+    options are asked for again, once)."""
     steps = session.profile.register
     values = _values(request)
-    raw = _begin(session, steps.begin, values)
+    try:
+        raw = _begin(session, steps.begin, values)
+    except StepUpRequired:
+        if step_up is None:
+            raise
+        step_up()
+        raw = _begin(session, steps.begin, values)
     _check_shape("registration options", raw, _CREATION)
     try:
         options = PublicKeyCredentialCreationOptions.from_dict(raw)

@@ -35,6 +35,7 @@ class ServerError(enum.Enum):
     SESSION_EXPIRED = "session-expired"
     VERIFICATION_FAILED = "verification-failed"
     SIGN_IN_FAILED = "sign-in-failed"
+    STEP_UP_REQUIRED = "step-up-required"  # a sensitive action needs a fresh TOTP code or passkey
     SERVER_UNAVAILABLE = "server-unavailable"
     ORIGIN_REFUSED = "origin-refused"  # the server serves another origin than the one keyctl claims
 

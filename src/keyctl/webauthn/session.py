@@ -28,6 +28,7 @@ from keyctl.errors import (
     SessionExpired,
     SignInFailed,
     StateError,
+    StepUpRequired,
     VerificationFailed,
 )
 from keyctl.fileio import atomic_write
@@ -43,6 +44,7 @@ _ERRORS: dict[ServerError, type[PasskeyError]] = {
     ServerError.SESSION_EXPIRED: SessionExpired,
     ServerError.VERIFICATION_FAILED: VerificationFailed,
     ServerError.SIGN_IN_FAILED: SignInFailed,
+    ServerError.STEP_UP_REQUIRED: StepUpRequired,
     ServerError.SERVER_UNAVAILABLE: ServerUnavailable,
     ServerError.ORIGIN_REFUSED: PhishingRefused,
 }
@@ -53,6 +55,9 @@ _REMEDIES: dict[ServerError, str] = {
     ServerError.SESSION_EXPIRED: "start again: the server's challenge expired or was already used",
     ServerError.VERIFICATION_FAILED: "check that the authenticator is the one registered for this account",
     ServerError.SIGN_IN_FAILED: "check the user name, password and 2FA code",
+    ServerError.STEP_UP_REQUIRED: (
+        "pass --totp NAME or --totp-secret-env VAR to confirm with a code, or sign in again (a fresh session)"
+    ),
     ServerError.SERVER_UNAVAILABLE: "check the server URL and that the server is running",
     ServerError.ORIGIN_REFUSED: "the server belongs to another origin: use its real URL",
 }

@@ -110,6 +110,12 @@ def password_sign_in(session: Session, credentials: Password, say: Callable[[str
     return SignedIn(credentials.email, "totp", False, None, signed_in)
 
 
+def step_up(session: Session, code: CodeSource) -> None:
+    """Confirm the signed-in user with a TOTP code, for a sensitive action the server refused with
+    ``step_up_required``."""
+    _post(session, "step_up_totp", {"code": code()})
+
+
 def session_account(session: Session) -> str | None:
     """The account a reused session belongs to, or None when the profile has no way to ask."""
     if not session.profile.account:

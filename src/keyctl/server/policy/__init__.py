@@ -3,6 +3,7 @@
 - ``core``: settings, limits, the refusal type, views, input checks, the ``Context`` every part runs in;
 - ``accounts``: accounts and passwords (the password step, breached passwords, password change);
 - ``password_reset``: forgotten passwords (reset links, the reset);
+- ``step_up``: a fresh verification (TOTP or passkey) for sensitive actions (``sessions.require_step_up``);
 - ``two_factor``: TOTP enrollment, the TOTP and recovery-code steps, completing a sign-in;
 - ``sessions``: session tokens, stages, expiry, sign-out;
 - ``passkeys``: registration, the passkey list, passkey sign-in; ``prompt``: the add-a-passkey prompt;
@@ -31,6 +32,7 @@ from keyctl.server.policy import (
     prompt,
     protection,
     sessions,
+    step_up,
     two_factor,
 )
 from keyctl.server.policy.accounts import PasswordStep
@@ -111,6 +113,19 @@ class Policy:
 
     def change_password(self, token: str | None, new_password: str, ip: str) -> PasswordStep:
         return accounts.change_password(self.ctx, token, new_password, ip)
+
+    def change_own_password(self, token: str | None, new_password: str, ip: str) -> None:
+        accounts.change_own_password(self.ctx, token, new_password, ip)
+
+    # step-up for sensitive actions
+    def step_up_totp(self, token: str | None, code: str, ip: str) -> float:
+        return step_up.with_totp(self.ctx, token, code, ip)
+
+    def step_up_passkey_options(self, token: str | None) -> dict[str, Any]:
+        return step_up.passkey_options(self.ctx, token)
+
+    def step_up_passkey_verify(self, token: str | None, body: Mapping[str, Any], ip: str) -> float:
+        return step_up.passkey_verify(self.ctx, token, body, ip)
 
     # forgotten passwords
     def request_password_reset(self, email: str, ip: str) -> None:

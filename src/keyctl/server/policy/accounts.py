@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from keyctl.server import passwords
 from keyctl.server.policy import protection, sessions
 from keyctl.server.policy.core import (
+    ACTIVE,
     ENROLL,
     PASSWORD_CHANGE,
     TOTP,
@@ -102,3 +103,30 @@ def change_password(ctx: Context, token: str | None, new_password: str, ip: str)
         return second_factor_step(db, ctx.user_by_id(db, session["user_id"]), now)
 
     return ctx.run(work)
+
+
+def change_own_password(ctx: Context, token: str | None, new_password: str, ip: str) -> None:
+    """A signed-in user's password change (a sensitive action: step-up). The account's other sessions
+    end; this one stays."""
+    weak = passwords.weakness(new_password)
+    if weak is not None:
+        raise PolicyError("weak_password", weak)
+
+    def check(db: Tx, now: float) -> None:  # before a slow hash is spent on it
+        sessions.require_step_up(ctx, sessions.session(db, token, ACTIVE, now), "change_password", ip, now)
+
+    ctx.run(check)
+    hashed = passwords.hash_password(new_password)
+
+    def work(db: Tx, now: float) -> None:
+        session = sessions.session(db, token, ACTIVE, now)
+        sessions.require_step_up(ctx, session, "change_password", ip, now)
+        db.execute("UPDATE users SET password_hash = ? WHERE id = ?", (hashed, session["user_id"]))
+        db.execute(
+            "DELETE FROM sessions WHERE user_id = ? AND token_hash != ?",
+            (session["user_id"], session["token_hash"]),
+        )
+        db.execute("DELETE FROM password_resets WHERE user_id = ?", (session["user_id"],))
+        ctx.audit(db, "password_changed", session["email"], ip, reason="user")
+
+    ctx.run(work)

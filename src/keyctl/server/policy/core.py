@@ -54,6 +54,7 @@ SKIP_TTL = 7 * 24 * 3600
 SNOOZE_TTL = 30 * 24 * 3600
 INVITE_TTL = 7 * 24 * 3600
 RESET_TTL = 24 * 3600  # a password reset link
+STEP_UP_TTL = 5 * 60  # how long a verification allows sensitive actions
 IP_REFILL_PERIOD = 24 * 3600  # an IP's failure allowance refills fully over a day
 MAX_NAME = 64
 LIMIT_MESSAGE = f"Passkey limit reached: at most {MAX_PASSKEYS} passkeys per account, remove one first"

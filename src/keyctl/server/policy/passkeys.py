@@ -96,6 +96,7 @@ def register_options(
 
     def work(db: Tx, now: float) -> dict[str, Any]:
         session = sessions.session(db, token, ACTIVE, now, enrollment=True)
+        sessions.require_step_up(ctx, session, "add_passkey", ip, now)
         user = ctx.user_by_id(db, session["user_id"])
         rows = ctx.passkey_rows(db, user["id"])
         if len(rows) >= MAX_PASSKEYS:
@@ -235,6 +236,7 @@ def rename_passkey(ctx: Context, token: str | None, credential_id: str, name: st
 
     def work(db: Tx, now: float) -> Passkey:
         session = sessions.session(db, token, ACTIVE, now)
+        sessions.require_step_up(ctx, session, "rename_passkey", ip, now)
         if not db.execute(
             "UPDATE passkeys SET name = ? WHERE credential_id = ? AND user_id = ?",
             (name, raw, session["user_id"]),
@@ -253,6 +255,7 @@ def delete_passkey(ctx: Context, token: str | None, credential_id: str, ip: str)
 
     def work(db: Tx, now: float) -> None:
         session = sessions.session(db, token, ACTIVE, now)
+        sessions.require_step_up(ctx, session, "delete_passkey", ip, now)
         if not db.execute(
             "DELETE FROM passkeys WHERE credential_id = ? AND user_id = ?", (raw, session["user_id"])
         ):
@@ -314,6 +317,39 @@ def _login(
     ip: str,
     now: float,
 ) -> SignedIn:
+    row = verify_assertion(ctx, db, challenge, authentication, credential_id, ip, now)
+    email = row["email"]
+    # Like a complete password sign-in, a passkey one resets the failed-attempt count; a block stays
+    # (the unblock link or an admin lifts it).
+    db.execute("DELETE FROM failures WHERE ip = ? AND email = ? AND blocked_since IS NULL", (ip, email))
+    db.execute(
+        "UPDATE users SET last_sign_in_at = ?, signins_since_skip = signins_since_skip + 1 WHERE id = ?",
+        (now, row["user_id"]),
+    )
+    token = sessions.new_session(db, row["user_id"], ACTIVE, now)
+    ctx.audit(db, "signin_ok", email, ip, method="passkey", credential_id=credential_id)
+    return SignedIn(
+        token=token,
+        email=email,
+        method="passkey",
+        passkey_prompt=False,
+        expiry=Expiry.of(now, now),
+        credential_id=credential_id,
+    )
+
+
+def verify_assertion(
+    ctx: Context,
+    db: Tx,
+    challenge: Challenge,
+    authentication: AuthenticationResponse,
+    credential_id: str,
+    ip: str,
+    now: float,
+) -> Row:
+    """Verify an assertion against the stored passkey and record its use (counter, last used); the
+    passkey's row with the account's email. A challenge naming a user (username-first) takes only that
+    user's passkeys."""
     row = db.one(
         "SELECT p.*, u.email, u.user_handle FROM passkeys p JOIN users u ON u.id = p.user_id "
         "WHERE credential_id = ?",
@@ -383,20 +419,4 @@ def _login(
         "UPDATE passkeys SET sign_count = ?, last_used_at = ?, backed_up = ? WHERE credential_id = ?",
         (counter, now, auth_data.is_backed_up(), authentication.raw_id),
     )
-    # Like a complete password sign-in, a passkey one resets the failed-attempt count; a block stays
-    # (the unblock link or an admin lifts it).
-    db.execute("DELETE FROM failures WHERE ip = ? AND email = ? AND blocked_since IS NULL", (ip, email))
-    db.execute(
-        "UPDATE users SET last_sign_in_at = ?, signins_since_skip = signins_since_skip + 1 WHERE id = ?",
-        (now, row["user_id"]),
-    )
-    token = sessions.new_session(db, row["user_id"], ACTIVE, now)
-    ctx.audit(db, "signin_ok", email, ip, method="passkey", credential_id=credential_id)
-    return SignedIn(
-        token=token,
-        email=email,
-        method="passkey",
-        passkey_prompt=False,
-        expiry=Expiry.of(now, now),
-        credential_id=credential_id,
-    )
+    return row

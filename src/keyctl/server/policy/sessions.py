@@ -14,6 +14,7 @@ from keyctl.server.policy.core import (
     PASSWORD_CHANGE,
     PENDING_TTL,
     RECOVERY_CONFIRM,
+    STEP_UP_TTL,
     TOTP,
     Context,
     PolicyError,
@@ -25,8 +26,9 @@ from keyctl.server.storage import Row, Tx
 def new_session(db: Tx, user_id: int, stage: str, now: float) -> str:
     token = secrets.token_urlsafe(32)
     db.execute(
-        "INSERT INTO sessions (token_hash, user_id, stage, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?)",
-        (token_hash(token), user_id, stage, now, now),
+        "INSERT INTO sessions (token_hash, user_id, stage, created_at, last_seen_at, verified_at) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (token_hash(token), user_id, stage, now, now, now),  # a sign-in is a verification (step-up)
     )
     return token
 
@@ -63,6 +65,22 @@ def session(db: Tx, token: str | None, stage: str, now: float, enrollment: bool 
     if stage == ACTIVE:
         db.execute("UPDATE sessions SET last_seen_at = ? WHERE token_hash = ?", (now, row["token_hash"]))
     return row
+
+
+STEP_UP_MESSAGE = (
+    "Confirm it's you: this action needs a fresh verification (a code from your authenticator app or a "
+    f"passkey, at most {STEP_UP_TTL // 60} minutes old)"
+)
+
+
+def require_step_up(ctx: Context, session: Row, action: str, ip: str, now: float) -> None:
+    """Refuse a sensitive action (audited) unless the session verified its user less than STEP_UP_TTL ago
+    (a sign-in, or a step-up: ``policy.step_up``). Admin-issued enrollment sessions are not asked."""
+    verified_at = session["verified_at"] if session["verified_at"] is not None else session["created_at"]
+    if session["stage"] == ACTIVE and now - verified_at >= STEP_UP_TTL:
+        raise ctx.refuse(
+            "step_up_required", STEP_UP_MESSAGE, "step_up_required", session["email"], ip, action=action
+        )
 
 
 def signout(ctx: Context, token: str | None, ip: str) -> None:

@@ -235,11 +235,16 @@ _V4_TABLES = (
 SQLITE_V4: tuple[Step, ...] = tuple(s.format(real="REAL", int="INTEGER") for s in _V4_TABLES)
 POSTGRESQL_V4: tuple[Step, ...] = tuple(s.format(real="DOUBLE PRECISION", int="BIGINT") for s in _V4_TABLES)
 
+# Version 5: when a session last verified its user (step-up for sensitive actions); NULL: at sign-in.
+SQLITE_V5: tuple[Step, ...] = ("ALTER TABLE sessions ADD COLUMN verified_at REAL",)
+POSTGRESQL_V5: tuple[Step, ...] = ("ALTER TABLE sessions ADD COLUMN verified_at DOUBLE PRECISION",)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, passkeys, sessions, invites, failures, audit", SQLITE_V1, POSTGRESQL_V1),
     Migration(2, "shared state: challenges, request counts; passkey order", SQLITE_V2, POSTGRESQL_V2),
     Migration(3, "suspicious-IP throttling", SQLITE_V3, POSTGRESQL_V3),
     Migration(4, "password reset links", SQLITE_V4, POSTGRESQL_V4),
+    Migration(5, "step-up: sessions.verified_at", SQLITE_V5, POSTGRESQL_V5),
 )
 LATEST = MIGRATIONS[-1].version
 
