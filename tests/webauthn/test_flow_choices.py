@@ -129,7 +129,7 @@ def test_a_user_handle_at_webauthns_bounds_is_registered(length: int) -> None:
 
 def _accounts_app(accounts: list[tuple[str, str]]) -> Callable[[State], Starlette]:
     """SimpleWebAuthn's convention, one registration per account (user name, display name) in turn, then
-    username-less logins (no allowCredentials); py_webauthn verifies both."""
+    username-less logins (no allowCredentials member); py_webauthn verifies both."""
 
     def app(state: State) -> Starlette:
         challenges: list[bytes] = []
@@ -167,7 +167,9 @@ def _accounts_app(accounts: list[tuple[str, str]]) -> Callable[[State], Starlett
         async def login_options(request: Request) -> Response:
             made = webauthn.generate_authentication_options(rp_id=RP_ID)
             challenges.append(made.challenge)
-            return JSONResponse(webauthn.helpers.options_to_json_dict(made))
+            options = webauthn.helpers.options_to_json_dict(made)
+            del options["allowCredentials"]  # an empty list would say "no passkeys for this user"
+            return JSONResponse(options)
 
         async def login_verify(request: Request) -> Response:
             body = await request.json()
@@ -215,3 +217,19 @@ def test_account_matches_a_display_name_when_no_user_name_does() -> None:
         "login:bob@example.com",
         "login:bob@example.com",
     ]
+
+
+def test_user_picks_its_passkey_when_the_server_lists_none() -> None:
+    """``keyctl login --user NAME`` at a server that sends no allowCredentials: the key offers every
+    account, and the one of that user name signs in (mutant: ``a.name != request.user``)."""
+    key = authenticator()
+    accounts = [("ana@example.com", "Ana"), ("bob@example.com", "Bob")]
+    with (
+        serve(_accounts_app(accounts)) as server,
+        Session(server.url, profile.load("simplewebauthn"), server.url) as session,
+    ):
+        for _ in accounts:
+            flows.register(session, client(server.url, lambda: connect(key)), flows.Request())
+        for name, _display_name in [*accounts, *accounts]:
+            flows.login(session, client(server.url, lambda: connect(key)), flows.Request(user=name))
+    assert server.state.verified[2:] == [f"login:{name}" for name, _ in [*accounts, *accounts]]
