@@ -55,7 +55,13 @@ MODULES: dict[str, list[str]] = {
         "tests/server/test_enrollment.py",
         "tests/server/test_challenges.py",
     ],
-    "webauthn/flows.py": ["tests/webauthn"],  # every profile and option goes through it
+    "webauthn/flows.py": [  # the quick, pointed files first: pytest -x stops at the first failure
+        "tests/webauthn/test_flow_choices.py",  # what flows decides: --uv, --account, user handles
+        "tests/interop/test_accounts.py",  # the account chooser (--account, --credential, a terminal)
+        "tests/webauthn",  # every profile and option goes through it
+        "tests/interop/test_builtin_profile.py",
+        "tests/interop/test_matrix.py",  # every ceremony against other people's relying parties
+    ],
     "webauthn/origin.py": ["tests/webauthn/test_origin.py", "tests/webauthn/test_errors.py"],
     "totp/codes.py": ["tests/totp/test_codes.py"],
 }

@@ -121,3 +121,21 @@ def test_status_lines_are_what_rich_would_print(message: str) -> None:
         Terminal().status(message)
     Console(file=theirs, markup=False, highlight=False, emoji=False, soft_wrap=True).print(message)
     assert ours.getvalue() == theirs.getvalue()
+
+
+def test_the_virtual_authenticator_imports_a_command_module_on_its_first_use() -> None:
+    """A sign-in sends getInfo, clientPIN and getAssertion: the other command modules are not loaded."""
+    code = (
+        "import sys\n"
+        "from fido2.ctap2 import Ctap2\n"
+        "from keyctl.authenticator import VirtualAuthenticator\n"
+        "from keyctl.hid.inprocess import connect\n"
+        "Ctap2(connect(VirtualAuthenticator())).get_info()\n"
+        "prefix = 'keyctl.authenticator.commands.'\n"
+        "print(' '.join(m.removeprefix(prefix) for m in sys.modules if m.startswith(prefix)))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    loaded = set(proc.stdout.split())
+    assert "get_info" in loaded
+    assert not {"make_credential", "bio_enrollment", "credential_management", "config", "reset"} & loaded

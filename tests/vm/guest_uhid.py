@@ -494,10 +494,16 @@ def test_the_udev_rules_apply_to_the_attached_key_and_dev_uhid(key1: Attached) -
         ["/lib/systemd/systemd-udevd"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
     try:
+        # A uevent sent before udevd listens is lost (and settle then has nothing to wait for): wait until
+        # the daemon answers on its control socket, then trigger and wait for those very events.
+        deadline = time.monotonic() + 60
+        while subprocess.run(["udevadm", "control", "--ping"], capture_output=True).returncode != 0:
+            assert daemon.poll() is None, daemon.stderr.read() if daemon.stderr else "udevd exited"
+            assert time.monotonic() < deadline, "systemd-udevd did not answer within 60 s"
+            time.sleep(0.2)
         sysfs = f"/sys/class/hidraw/{key1.path.name}"
         for target in (sysfs, "/sys/devices/virtual/misc/uhid"):
-            subprocess.run(["udevadm", "trigger", "--action=add", target], check=True, timeout=60)
-        subprocess.run(["udevadm", "settle", "--timeout=60"], check=True, timeout=90)
+            subprocess.run(["udevadm", "trigger", "--action=add", "--settle", target], check=True, timeout=90)
         properties = udev_properties(sysfs)
         assert "ID_FIDO_TOKEN=1" in properties
         assert "ID_SECURITY_TOKEN=1" in properties

@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import Callable
 from typing import Any
 
 from keyctl.authenticator import cbor, model
-from keyctl.authenticator.commands import (
-    bio_enrollment,
-    client_pin,
-    config,
-    credential_management,
-    get_assertion,
-    get_info,
-    large_blobs,
-    make_credential,
-    reset,
-    selection,
-)
 from keyctl.authenticator.device import Device
 from keyctl.authenticator.ports import Link
 from keyctl.authenticator.state import AuthenticatorState
@@ -40,19 +29,28 @@ SELECTION = 0x0B
 LARGE_BLOBS = 0x0C
 CONFIG = 0x0D
 
-HANDLERS: dict[int, Handler] = {
-    MAKE_CREDENTIAL: make_credential.handle,
-    GET_ASSERTION: get_assertion.handle,
-    GET_INFO: get_info.handle,
-    CLIENT_PIN: client_pin.handle,
-    RESET: reset.handle,
-    GET_NEXT_ASSERTION: get_assertion.handle_next,
-    BIO_ENROLLMENT: bio_enrollment.handle,
-    CREDENTIAL_MANAGEMENT: credential_management.handle,
-    SELECTION: selection.handle,
-    LARGE_BLOBS: large_blobs.handle,
-    CONFIG: config.handle,
+# Command modules are imported on a command's first use: a one-shot sign-in process sends four of them.
+HANDLERS: dict[int, tuple[str, str]] = {
+    MAKE_CREDENTIAL: ("make_credential", "handle"),
+    GET_ASSERTION: ("get_assertion", "handle"),
+    GET_INFO: ("get_info", "handle"),
+    CLIENT_PIN: ("client_pin", "handle"),
+    RESET: ("reset", "handle"),
+    GET_NEXT_ASSERTION: ("get_assertion", "handle_next"),
+    BIO_ENROLLMENT: ("bio_enrollment", "handle"),
+    CREDENTIAL_MANAGEMENT: ("credential_management", "handle"),
+    SELECTION: ("selection", "handle"),
+    LARGE_BLOBS: ("large_blobs", "handle"),
+    CONFIG: ("config", "handle"),
 }
+
+
+def _handler(command: int) -> Handler | None:
+    if command not in HANDLERS:
+        return None
+    module, function = HANDLERS[command]
+    handler: Handler = getattr(importlib.import_module(f"keyctl.authenticator.commands.{module}"), function)
+    return handler
 
 
 # Commands a model of a real key has only with the getInfo option that announces them.
@@ -62,7 +60,7 @@ MODEL_OPTION = {CREDENTIAL_MANAGEMENT: "credMgmt", LARGE_BLOBS: "largeBlobs", CO
 def dispatch(device: Device, message: bytes, link: Link) -> bytes:
     if not message:
         return bytes([Status.INVALID_LENGTH])
-    handler = HANDLERS.get(message[0])
+    handler = _handler(message[0])
     if handler is None:
         return bytes([Status.INVALID_COMMAND])
     if message[0] != GET_NEXT_ASSERTION:

@@ -16,7 +16,6 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -26,10 +25,7 @@ from keyctl.authenticator import cbor
 from keyctl.authenticator.state import AuthenticatorState
 from keyctl.authenticator.status import CtapFailure
 from keyctl.errors import AlreadyExists, InvalidInput, NotFound, StateError
-from keyctl.fileio import atomic_write
-
-if TYPE_CHECKING:
-    import filelock
+from keyctl.fileio import FileLock, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +60,11 @@ def _lock_path(name: str) -> Path:
     return virtual_dir() / f".{check_name(name)}.lock"
 
 
-def _lock(name: str) -> filelock.FileLock:
-    """The cross-process lock of one authenticator; its directories are made private (0700) first, since
-    filelock would create them with the umask's mode."""
-    import filelock
-
+def _lock(name: str) -> FileLock:
+    """The cross-process lock of one authenticator, in a private (0700) directory."""
     config.data_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
     virtual_dir().mkdir(exist_ok=True, mode=0o700)
-    return filelock.FileLock(_lock_path(name), timeout=LOCK_TIMEOUT_S, mode=0o600)
+    return FileLock(_lock_path(name), timeout=LOCK_TIMEOUT_S, mode=0o600)
 
 
 def _remove_stale_temps(name: str) -> None:

@@ -17,7 +17,6 @@ import enum
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +82,13 @@ class Profile:
     admin: Mapping[str, str] = field(default_factory=dict)  # admin API: users (paged), audit (log)
 
 
+# The package's own folder, not importlib.resources: that import costs every sign-in process a few ms,
+# and keyctl is never run from a zip.
+BUILTIN_DIR = Path(__file__).parent / "profiles"
+
+
 def builtin_names() -> list[str]:
-    folder = resources.files(__package__) / "profiles"
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml"))
+    return sorted(p.name.removesuffix(".toml") for p in BUILTIN_DIR.iterdir() if p.name.endswith(".toml"))
 
 
 def load(spec: str = DEFAULT_PROFILE) -> Profile:
@@ -109,7 +112,7 @@ def load(spec: str = DEFAULT_PROFILE) -> Profile:
             f"no built-in server profile named {spec!r}",
             f"use one of {', '.join(builtin_names())}, or a path to a TOML profile file",
         )
-    text = (resources.files(__package__) / "profiles" / f"{spec}.toml").read_text(encoding="utf-8")
+    text = (BUILTIN_DIR / f"{spec}.toml").read_text(encoding="utf-8")
     return parse(text, source="built-in")
 
 
