@@ -94,6 +94,7 @@ CREATION_FAULTS = [
     (lambda o: o["rp"].pop("name"), "rp.name is missing"),
     (lambda o: o.update(rp="localhost"), "rp is not an object"),
     (lambda o: o.pop("user"), "user is missing"),
+    (lambda o: o["user"].pop("id"), "user.id is missing"),
     (lambda o: o["user"].update(id="user #1"), "user.id is not a base64url string"),
     (lambda o: o["user"].update(id=7), "user.id is not a base64url string"),
     (lambda o: o.pop("pubKeyCredParams"), "pubKeyCredParams is missing"),
