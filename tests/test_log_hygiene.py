@@ -181,7 +181,7 @@ def test_traffic_shows_the_frames_and_bodies(tmp_path: Path, monkeypatch: pytest
     assert "response 200:" in demo.stderr
     assert "set-cookie" in demo.stderr  # httpcore's header trace, kept for --traffic
     debug = run_keyctl(["--debug", "key", "info", "--device", "virtual:ci"])
-    assert " DEBUG " in debug.stderr
+    assert re.search(r" DEBUG keyctl\.hid: opening VirtualSpec\(name='ci'\)", debug.stderr), debug.stderr
     assert not re.search(r"SEND:|RECV:|device (sends|receives)", debug.stderr)  # frames are for --traffic
 
 

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from keyctl.hid.spec import UdpSpec, UsbSpec, VirtualSpec, parse
@@ -12,11 +13,14 @@ from keyctl.hid.spec import UdpSpec, UsbSpec, VirtualSpec, parse
 if TYPE_CHECKING:
     from fido2.hid import CtapHidDevice
 
+logger = logging.getLogger(__name__)
+
 
 def open_device(spec: str) -> CtapHidDevice:
     """``virtual:NAME`` (a stored virtual authenticator, in-process through CTAPHID framing),
     ``udp:HOST:PORT`` (a simulator), ``usb`` or ``usb:PATH`` (a real key)."""
     parsed = parse(spec)
+    logger.debug("opening %s", parsed)
     if isinstance(parsed, VirtualSpec):
         from keyctl.hid.inprocess import open_stored
 
