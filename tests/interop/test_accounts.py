@@ -152,3 +152,20 @@ def test_on_a_terminal_the_person_chooses(two_accounts: Any) -> None:
         process.kill()
     assert process.returncode == 0
     assert out.decode().splitlines()[0] == f"signed in as {second} with a passkey"
+
+
+def test_an_unknown_account_on_a_key_whose_accounts_have_no_display_name(
+    relying_parties: dict[str, RelyingParty],
+) -> None:
+    """SimpleWebAuthn's default options leave displayName empty: the accounts still have names, so an
+    unknown --account is "not found" with the list, not blamed on a key that has not verified you."""
+    run = matrix.Run(relying_parties["simplewebauthn"])
+    key = matrix.key()
+    names = [matrix.user(), matrix.user()]
+    assert all(run.register(key, flows.Request(user=name, resident=True))["verified"] for name in names)
+    with pytest.raises(NoCredential) as missing:
+        _login(run, key, account="nobody@example.com")
+    assert missing.value.message.startswith(
+        "Passkey not found on this device for account nobody@example.com at localhost (it has: "
+    ), missing.value.message
+    assert all(name in missing.value.message for name in names)
