@@ -59,7 +59,18 @@ MODULES: dict[str, list[str]] = {
             *(f"tests/server/{t}.py" for t in tests),
         ]
         for name, tests in {
-            "__init__": ["test_signin", "test_passkeys", "test_enrollment", "test_step_up", "test_admin"],
+            "__init__": [  # the facade the web layer calls: every concern's server tests
+                "test_told_times",
+                "test_admin_changes",
+                "test_admin",
+                "test_risk",
+                "test_step_up",
+                "test_enrollment",
+                "test_signin",
+                "test_passkeys",
+                "test_password_reset",
+                "test_captcha",
+            ],
             "core": [
                 "test_told_times",
                 "test_passwords",
