@@ -51,8 +51,8 @@ MODULES: dict[str, list[str]] = {
         "tests/authenticator/test_presence.py",  # keepalives and CANCEL while a touch is awaited
         "tests/authenticator/test_keepalive.py",
     ],
-    # The sign-in policy, one entry per module of the package: the server tests of its concern, then its
-    # own unit tests (tests/server/policy/test_<module>.py) where they exist (see _tests).
+    # The sign-in policy, one entry per module of the package: its own tests (tests/server/policy/, where
+    # the module has some), then the HTTP tests of its concern (not the browser ones: too slow).
     **{
         f"server/policy/{name}.py": [
             f"tests/server/policy/test_{name}.py",
@@ -85,16 +85,16 @@ MODULES: dict[str, list[str]] = {
                 "test_password_reset",
                 "test_seed_policy",
             ],
-            "two_factor": ["test_enrollment", "test_signin"],
+            "two_factor": ["test_enrollment", "test_signin", "test_hardening", "test_hardening_more"],
             "sessions": ["test_session_expiry", "test_signin"],
             "passkeys": ["test_challenges", "test_device_bound", "test_passkeys"],
             "prompt": ["test_enrollment", "test_signin", "test_passkeys"],
-            "protection": ["test_protection", "test_seed_policy"],
+            "protection": ["test_protection", "test_seed_policy", "test_proxy"],
             "risk": ["test_risk"],
             "bots": ["test_captcha"],
             "step_up": ["test_step_up"],
             "password_reset": ["test_password_reset"],
-            "admin": ["test_told_times", "test_admin", "test_admin_changes"],
+            "admin": ["test_told_times", "test_admin", "test_admin_changes", "test_enrollment"],
             "audit": ["test_admin", "test_admin_changes"],
         }.items()
     },
