@@ -33,6 +33,7 @@ from fido2.webauthn import (
 )
 
 from keyctl.fido2_speedups import cache_fido2_class_lookups
+from keyctl.fileio import open_private
 from keyctl.server.challenges import CHALLENGE_TTL
 from keyctl.server.storage import Database, Row, Tx
 from keyctl.server.storage.state import ChallengeStore, RateCounter
@@ -400,7 +401,7 @@ class Context:
         with self._outbox_lock:
             self.settings.outbox.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # 0600: the links in it let whoever reads them set a password or lift a block.
-            fd = os.open(self.settings.outbox, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = open_private(self.settings.outbox, os.O_WRONLY | os.O_APPEND)
             with os.fdopen(fd, "a", encoding="utf-8") as out:
                 out.write("".join(line + "\n" for line in lines))
 
