@@ -5,6 +5,7 @@ serves on, and SIGTERM stops them all (exit 0, no process left)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -20,6 +21,9 @@ from tests.server.conftest import EMAIL, PASSWORD, http_client, totp_code
 from tests.server.softauth import SoftAuthenticator
 
 TOKEN = "workers-admin-token"
+# A worker imports keyctl and opens the database before it accepts: seconds on a busy machine, beyond
+# httpx's default 5 s for the first request. The test is about outcomes, not latency.
+TIMEOUT = 60
 
 
 def _children(pid: int) -> list[int]:
@@ -63,6 +67,7 @@ def served(db_target: Path | str) -> Iterator[tuple[subprocess.Popen[str], str]]
         stdout=subprocess.DEVNULL,
         text=True,
         env={**os.environ, "RP_DB": str(db_target), "RP_ADMIN": TOKEN},
+        start_new_session=True,  # its own process group: the teardown stops the workers too
     )
     try:
         assert process.stderr is not None
@@ -70,7 +75,9 @@ def served(db_target: Path | str) -> Iterator[tuple[subprocess.Popen[str], str]]
         assert first.startswith("keyctl server: http://localhost:"), first
         yield process, first.split()[2]
     finally:
-        process.kill()
+        # Killing the supervisor alone (a failed test) would leave its workers serving, orphaned.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=20)
 
 
@@ -80,9 +87,9 @@ def test_two_workers_share_ceremonies_survive_a_kill_9_and_stop_on_sigterm(
     process, url = served
     workers = _workers(process)
     key = SoftAuthenticator(url)
-    with http_client(url, headers={"Authorization": f"Bearer {TOKEN}"}) as admin:
+    with http_client(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=TIMEOUT) as admin:
         assert admin.post("/api/admin/users", json={"email": EMAIL, "password": PASSWORD}).status_code == 201
-    with http_client(url) as http:
+    with http_client(url, timeout=TIMEOUT) as http:
         http.post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD})
         secret = http.post("/api/signin/totp/enroll", json={}).json()["secret"]
         code = totp_code(secret, time.time())
@@ -93,9 +100,9 @@ def test_two_workers_share_ceremonies_survive_a_kill_9_and_stop_on_sigterm(
 
     def login() -> int:
         # Options and verify on two fresh connections: either worker may accept either one.
-        with http_client(url) as first:
+        with http_client(url, timeout=TIMEOUT) as first:
             options = first.post("/api/passkeys/login/options", json={"email": EMAIL}).json()
-        with http_client(url) as second:
+        with http_client(url, timeout=TIMEOUT) as second:
             return second.post("/api/passkeys/login/verify", json=key.get(options)).status_code
 
     before = {pid: _cpu_ticks(pid) for pid in workers}
