@@ -45,6 +45,7 @@ MODULES: dict[str, list[str]] = {
         "tests/authenticator/test_webauthn_verification.py",
         "tests/authenticator/test_extensions.py",  # hmac-secret, credBlob, largeBlob(Key), thirdPartyPayment
         "tests/authenticator/test_presence.py",  # when a command asks for a touch (a UV token carries one)
+        "tests/authenticator/test_kinds.py",  # security key, synced provider, platform (alwaysUv)
     ],
     "authenticator/framing.py": [
         "tests/authenticator/test_framing.py",
