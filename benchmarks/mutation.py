@@ -52,11 +52,12 @@ MODULES: dict[str, list[str]] = {
         "tests/authenticator/test_presence.py",  # keepalives and CANCEL while a touch is awaited
         "tests/authenticator/test_keepalive.py",
     ],
-    # The sign-in policy, one entry per module of the package: its own tests (tests/server/policy/, where
-    # the module has some), then the HTTP tests of its concern (not the browser ones: too slow).
+    # The sign-in policy, one entry per module of the package: its own tests (tests/server/policy/; all of
+    # them for core, which every module uses), then the HTTP tests of its concern (not the browser ones:
+    # too slow).
     **{
         f"server/policy/{name}.py": [
-            f"tests/server/policy/test_{name}.py",
+            "tests/server/policy" if name == "core" else f"tests/server/policy/test_{name}.py",
             *(f"tests/server/{t}.py" for t in tests),
         ]
         for name, tests in {
@@ -75,6 +76,7 @@ MODULES: dict[str, list[str]] = {
             "core": [
                 "test_told_times",
                 "test_passwords",
+                "test_bad_input",  # core's checks of names, credential IDs, enums, responses, transports
                 "test_signin",
                 "test_session_expiry",
                 "test_passkeys",
