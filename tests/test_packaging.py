@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import email.parser
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -36,18 +37,19 @@ def _run(args: list[str | Path], env: dict[str, str], timeout: float = 900) -> s
     return proc.stdout
 
 
-def _check_installed(bin_dir: Path, env: dict[str, str]) -> None:
+def _check_installed(bin_dir: Path, env: dict[str, str], installer: str, docs_fact: list[str]) -> None:
     keyctl = bin_dir / "keyctl"
     assert _run([keyctl, "--version"], env) == f"keyctl {__version__}\n"
     assert "demo complete: demo@example.com signed in with a passkey" in _run([keyctl, "demo"], env)
+    docs_fact.append(f"{installer}: keyctl --version and keyctl demo ran from the installed command")
 
 
 @pytest.mark.slow
-def test_pipx_install_gives_a_working_keyctl_and_its_man_pages(tmp_path: Path) -> None:
+def test_pipx_install_gives_a_working_keyctl_and_its_man_pages(tmp_path: Path, docs_fact: list[str]) -> None:
     home, bin_dir, man_dir = tmp_path / "pipx", tmp_path / "bin", tmp_path / "man"
     env = _environment(bin_dir, PIPX_HOME=str(home), PIPX_BIN_DIR=str(bin_dir), PIPX_MAN_DIR=str(man_dir))
     _run([TOOLS / "pipx", "install", "."], env)
-    _check_installed(bin_dir, env)
+    _check_installed(bin_dir, env, "pipx install .", docs_fact)
     # pipx links the wheel's share/man/man1 pages where man looks for them (~/.local/share/man by default)
     assert (man_dir / "man1" / "keyctl-totp.1").read_text() == (ROOT / "man" / "keyctl-totp.1").read_text()
     found = _run(["man", "-w", "keyctl-totp"], {**env, "MANPATH": str(man_dir)})
@@ -55,7 +57,7 @@ def test_pipx_install_gives_a_working_keyctl_and_its_man_pages(tmp_path: Path) -
 
 
 @pytest.mark.slow
-def test_uv_tool_install_gives_a_working_keyctl(tmp_path: Path) -> None:
+def test_uv_tool_install_gives_a_working_keyctl(tmp_path: Path, docs_fact: list[str]) -> None:
     bin_dir = tmp_path / "bin"
     env = _environment(
         bin_dir,
@@ -65,7 +67,7 @@ def test_uv_tool_install_gives_a_working_keyctl(tmp_path: Path) -> None:
         UV_PYTHON_DOWNLOADS="never",
     )
     _run([TOOLS / "uv", "tool", "install", "."], env)
-    _check_installed(bin_dir, env)
+    _check_installed(bin_dir, env, "uv tool install .", docs_fact)
 
 
 @pytest.mark.slow
@@ -88,3 +90,20 @@ def test_the_wheel_carries_types_man_pages_license_and_metadata(tmp_path: Path) 
     assert "Typing :: Typed" in classifiers
     assert "Environment :: Console" in classifiers
     assert metadata["Requires-Python"] == ">=3.11"
+
+
+def test_the_changelog_keeps_a_changelog() -> None:
+    """Keep a Changelog 1.1: ``## [Unreleased]`` first, then ``## [VERSION] - YYYY-MM-DD`` newest first
+    (this version among them), sections only of its six kinds."""
+    text = (ROOT / "CHANGELOG.md").read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    releases = [re.fullmatch(r"## \[([^\]]+)\](?: - (\d{4}-\d{2}-\d{2}))?", line) for line in headings]
+    assert all(releases), headings
+    names = [match[1] for match in releases if match]
+    dates = [match[2] for match in releases[1:] if match]
+    assert names[0] == "Unreleased"
+    assert __version__ in names
+    assert all(dates)
+    assert dates == sorted(dates, reverse=True)
+    kinds = {line[4:] for line in text.splitlines() if line.startswith("### ")}
+    assert kinds <= {"Added", "Changed", "Deprecated", "Removed", "Fixed", "Security"}, kinds

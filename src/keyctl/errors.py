@@ -11,7 +11,7 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Process exit codes; what each means is in ``EXIT_CODE_MEANINGS`` (the man pages' EXIT STATUS)."""
+    """Process exit codes; what each means is ``MEANINGS``."""
 
     OK = 0
     ERROR = 1
@@ -49,33 +49,33 @@ class ExitCode(IntEnum):
     PIPE_CLOSED = 141
 
 
-# What each exit code means, in the user's words: the man pages' EXIT STATUS section is built from this.
-EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+# What each exit code means, for people: the docs' exit-code table is generated from it (tests/docs).
+MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "success",
-    ExitCode.ERROR: "unexpected failure (a bug): rerun with --debug for a traceback",
-    ExitCode.USAGE: "the command line itself is wrong (unknown command or option, missing argument)",
+    ExitCode.ERROR: "unexpected failure (a bug): rerun with `--debug` for a traceback",
+    ExitCode.USAGE: "the command line itself is wrong (unknown command or option)",
     ExitCode.INVALID_INPUT: "a value given to keyctl is malformed (URI, base32 secret, image, option value)",
     ExitCode.NOT_FOUND: "a named thing does not exist (TOTP entry, virtual authenticator, ...)",
-    ExitCode.ALREADY_EXISTS: "the name is already taken (use --force where offered)",
+    ExitCode.ALREADY_EXISTS: "the name is already taken (use `--force` where offered)",
     ExitCode.SECRET_STORE: "the OS keyring is missing, locked, or did not answer in time",
     ExitCode.STATE: "a stored file is corrupt or cannot be written",
     ExitCode.CANCELED: (
-        "the user declined a confirmation, --yes was needed without a terminal, or Ctrl-D at a prompt"
+        "the user declined a confirmation, `--yes` was needed without a terminal, or Ctrl-D at a prompt"
     ),
-    ExitCode.AUDIT_FINDINGS: "an audit found problems at or above the --fail-on severity",
+    ExitCode.AUDIT_FINDINGS: "an audit found problems at or above the `--fail-on` severity",
     ExitCode.NO_CREDENTIAL: "No passkeys available / Passkey not found on this device",
     ExitCode.CREDENTIAL_EXCLUDED: "Passkey already registered for this device",
     ExitCode.PASSKEY_LIMIT: "Passkey limit reached",
     ExitCode.TIMEOUT: "Passkey request timed out",
     ExitCode.PASSKEY_CANCELED: "Passkey setup canceled / Request canceled",
-    ExitCode.NOT_VERIFIED: "We could not verify you (wrong PIN, PIN blocked, user verification failed)",
-    ExitCode.NOT_SUPPORTED: "Passkeys not supported (no authenticator, algorithm or capability for it)",
+    ExitCode.NOT_VERIFIED: "We could not verify you (wrong PIN, PIN blocked, UV failed)",
+    ExitCode.NOT_SUPPORTED: "Passkeys not supported",
     ExitCode.NO_DEVICE: "No compatible device found",
     ExitCode.SESSION_EXPIRED: "Session expired",
     ExitCode.VERIFICATION_FAILED: "Verification failed",
     ExitCode.SERVER_UNAVAILABLE: "Passkey unavailable (server unreachable, 5xx, not JSON)",
-    ExitCode.SIGN_IN_FAILED: "Sign-in failed (password or 2FA step refused by the server)",
-    ExitCode.PHISHING: "origin / rpId mismatch, refused before any authenticator was touched",
+    ExitCode.SIGN_IN_FAILED: "Sign-in failed (password or 2FA step refused)",
+    ExitCode.PHISHING: "Origin / rpId mismatch refused before any authenticator was touched",
     ExitCode.PIN_BLOCKED: "PIN blocked: too many wrong PINs, only a reset helps",
     ExitCode.PIN_AUTH_BLOCKED: "PIN temporarily blocked: 3 wrong PINs in a row, remove and re-insert the key",
     ExitCode.PIN_POLICY: "PIN too short, too long, or refused by the key's policy",
@@ -83,7 +83,9 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.DEVICE_REMOVED: "the key was removed during the operation",
     ExitCode.RESET_REFUSED: "reset refused: only allowed within seconds of plugging the key in",
     ExitCode.INTERRUPTED: "interrupted with Ctrl-C, at a prompt or anywhere else (nothing half-done is kept)",
-    ExitCode.PIPE_CLOSED: "the reader of stdout went away (keyctl ... | head): ends quietly as after SIGPIPE",
+    ExitCode.PIPE_CLOSED: (
+        "the reader of stdout went away (`keyctl ... | head`): ends quietly, as after SIGPIPE"
+    ),
 }
 
 

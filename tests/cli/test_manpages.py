@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from keyctl.cli.app import command_tree
-from keyctl.errors import EXIT_CODE_MEANINGS, ExitCode
+from keyctl.errors import MEANINGS, ExitCode
 
 from ..conftest import run_keyctl
 
@@ -54,7 +54,7 @@ def _commands(group: click.Group, path: str) -> list[tuple[str, click.Command]]:
     return found
 
 
-def test_every_command_option_and_exit_code_is_in_its_rendered_page() -> None:
+def test_every_command_option_and_exit_code_is_in_its_rendered_page(docs_fact: list[str]) -> None:
     rendered: dict[str, str] = {}
     for page in MAN.glob("*.1"):
         text, warnings = _render(page)
@@ -71,8 +71,11 @@ def test_every_command_option_and_exit_code_is_in_its_rendered_page() -> None:
             for opt in param.opts if isinstance(param, click.Option) and not param.hidden else []:
                 assert opt in text, (path, opt)
     for code in ExitCode:
-        line = f"{int(code)} {EXIT_CODE_MEANINGS[code]}"
+        line = f"{int(code)} {MEANINGS[code].replace('`', '')}"
         assert all(line in " ".join(text.split()) for text in rendered.values()), line
+    docs_fact.append(
+        f"man pages: {len(rendered)} rendered without a warning, {len(commands)} commands in them"
+    )
 
 
 def test_man_db_indexes_each_page_by_its_name() -> None:
@@ -81,10 +84,6 @@ def test_man_db_indexes_each_page_by_its_name() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for page in MAN.glob("*.1"):
         assert f'{page}: "{page.stem} - ' in proc.stdout
-
-
-def test_every_exit_code_has_a_meaning() -> None:
-    assert set(EXIT_CODE_MEANINGS) == set(ExitCode)
 
 
 def test_man_install_puts_the_pages_where_man_finds_them(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """Man pages built from the command tree: keyctl(1), and keyctl-NAME(1) for every top-level command and
 command group (a group's page holds all its subcommands). Options, arguments and help text are the ones
-``--help`` shows; EXIT STATUS is keyctl.errors.EXIT_CODE_MEANINGS. The repository keeps a generated copy
-in man/ (scripts/man-pages.sh writes it, the wheel ships it to share/man/man1); ``keyctl man --install``
-writes the pages of the installed version for man(1)."""
+``--help`` shows; EXIT STATUS is keyctl.errors.MEANINGS (Markdown backquotes dropped). The repository
+keeps a generated copy in man/ (scripts/man-pages.sh writes it, the wheel ships it to share/man/man1);
+``keyctl man --install`` writes the pages of the installed version for man(1)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import typer
 
 from keyctl import __version__
 from keyctl.cli.app import command_tree
-from keyctl.errors import EXIT_CODE_MEANINGS, StateError
+from keyctl.errors import MEANINGS, StateError
 
 
 def _escape(text: str) -> str:
@@ -112,8 +112,8 @@ def _page(title: str, summary: str, command: click.Command, ctx: click.Context, 
         else:
             lines += [".SH COMMANDS", *_commands(command, ctx)]
     lines.append(".SH EXIT STATUS")
-    for code, meaning in EXIT_CODE_MEANINGS.items():
-        lines += [".TP", f"\\fB{int(code)}\\fR", _line(meaning)]
+    for code, meaning in MEANINGS.items():
+        lines += [".TP", f"\\fB{int(code)}\\fR", _line(meaning.replace("`", ""))]
     lines += [".SH SEE ALSO", see_also]
     return "\n".join(lines) + "\n"
 
