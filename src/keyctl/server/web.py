@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from keyctl.server.policy import Invite, Policy, PolicyError, SignedIn, iso
+from keyctl.server.policy import ADMIN_HEADER, AdminStepUp, Invite, Policy, PolicyError, SignedIn, iso
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class Call:
     body: Mapping[str, Any]
     path: Mapping[str, str]
     query: Mapping[str, str]
+    step_up: str | None = None  # an admin's step-up token (the Keyctl-Step-Up header)
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ def _route(policy: Policy, endpoint: Endpoint, secure_cookie: bool, trusted: Seq
                 body=body,
                 path=dict(request.path_params),
                 query=dict(request.query_params),
+                step_up=request.headers.get(ADMIN_HEADER),
             )
             reply = (
                 endpoint.handler(call) if endpoint.inline else await run_in_threadpool(endpoint.handler, call)
@@ -289,6 +291,11 @@ class Api:
             Endpoint("DELETE", "/api/passkeys/{id}", self.delete_passkey),
             Endpoint("POST", "/api/passkeys/login/options", self.login_options, "auth", inline=True),
             Endpoint("POST", "/api/passkeys/login/verify", self.login_verify, "auth", inline=True),
+            Endpoint("POST", "/api/admin/step-up/totp", self.admin_step_up_totp, "admin"),
+            Endpoint(
+                "POST", "/api/admin/step-up/passkey/options", self.admin_step_up_passkey_options, "admin"
+            ),
+            Endpoint("POST", "/api/admin/step-up/passkey/verify", self.admin_step_up_passkey_verify, "admin"),
             Endpoint("POST", "/api/admin/users", self.admin_create_user, "admin"),
             Endpoint("GET", "/api/admin/users", self.admin_users, "admin"),
             Endpoint("DELETE", "/api/admin/users/{email}", self.admin_delete_user, "admin"),
@@ -427,6 +434,16 @@ class Api:
         return _signed_in(self.p.login_verify(c.body, c.ip))
 
     # admin
+    def admin_step_up_totp(self, c: Call) -> Reply:
+        step_up = self.p.admin_step_up_totp(text(c.body, "email", 320), text(c.body, "code", 16), c.ip)
+        return _admin_step_up(step_up)
+
+    def admin_step_up_passkey_options(self, c: Call) -> Reply:
+        return Reply(self.p.admin_step_up_passkey_options(text(c.body, "email", 320)))
+
+    def admin_step_up_passkey_verify(self, c: Call) -> Reply:
+        return _admin_step_up(self.p.admin_step_up_passkey_verify(c.body, c.ip))
+
     def admin_create_user(self, c: Call) -> Reply:
         user = self.p.create_user(text(c.body, "email", 320), text(c.body, "password"), c.ip)
         return Reply(user.as_json(), status=201)
@@ -444,7 +461,7 @@ class Api:
         )
 
     def admin_delete_user(self, c: Call) -> Reply:
-        self.p.admin_delete_user(c.path["email"])
+        self.p.admin_delete_user(c.path["email"], c.step_up, c.ip)
         return Reply({"status": "deleted"})
 
     def admin_invites(self, c: Call) -> Reply:
@@ -458,11 +475,11 @@ class Api:
         return Reply(passkey.as_json())
 
     def admin_delete_passkey(self, c: Call) -> Reply:
-        self.p.admin_delete_passkey(c.path["email"], c.path["id"])
+        self.p.admin_delete_passkey(c.path["email"], c.path["id"], c.step_up, c.ip)
         return Reply({"status": "deleted"})
 
     def admin_reset_2fa(self, c: Call) -> Reply:
-        return Reply(self.p.admin_reset_2fa(c.path["email"]).as_json())
+        return Reply(self.p.admin_reset_2fa(c.path["email"], c.step_up, c.ip).as_json())
 
     def admin_enrollment(self, c: Call) -> Reply:
         token, email, expires = self.p.admin_enrollment(c.path["email"], c.ip)
@@ -505,6 +522,18 @@ class Api:
             number(c.query, "after", 0, 0, 2**62), number(c.query, "limit", 100, 1, 1000)
         )
         return Reply({"events": [e.as_json() for e in events], "next_after": after})
+
+
+def _admin_step_up(step_up: AdminStepUp) -> Reply:
+    return Reply(
+        {
+            "status": "verified",
+            "admin": step_up.email,
+            "step_up_token": step_up.token,
+            "header": ADMIN_HEADER,
+            "step_up_expires_at": iso(step_up.expires_at),
+        }
+    )
 
 
 def _invite_json(invite: Invite) -> dict[str, Any]:
