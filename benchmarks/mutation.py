@@ -12,8 +12,9 @@ Operators: comparison swaps (== !=, < <=, > >=, in / not in, is / is not), and <
 Not part of CI (too slow): run it by hand, inside a Secret Service session, e.g.
     dbus-run-session -- bash scripts/with-secret-service.sh \
         .venv/bin/python benchmarks/mutation.py --sample 25 --seed 1 --json mutation-report.json
-``--module`` picks modules (by the keys of MODULES), ``--sample N`` draws N mutants per module (all of
-them without it).
+``--module`` picks modules (a key of MODULES or a prefix: ``--module server/policy`` is the whole package),
+``--sample N`` draws N mutants per module (all of them without it), from a generator seeded with ``--seed``
+for each module afresh.
 """
 
 from __future__ import annotations
@@ -42,19 +43,68 @@ MODULES: dict[str, list[str]] = {
         "tests/authenticator/test_credential_management.py",
         "tests/authenticator/test_bio_enrollment.py",
         "tests/authenticator/test_webauthn_verification.py",
+        "tests/authenticator/test_extensions.py",  # hmac-secret, credBlob, largeBlob(Key), thirdPartyPayment
+        "tests/authenticator/test_presence.py",  # when a command asks for a touch (a UV token carries one)
     ],
     "authenticator/framing.py": [
         "tests/authenticator/test_framing.py",
         "tests/authenticator/test_presence.py",  # keepalives and CANCEL while a touch is awaited
         "tests/authenticator/test_keepalive.py",
     ],
-    "server/policy.py": [
-        "tests/server/test_signin.py",
-        "tests/server/test_passkeys.py",
-        "tests/server/test_protection.py",
-        "tests/server/test_enrollment.py",
-        "tests/server/test_challenges.py",
-    ],
+    # The sign-in policy, one entry per module of the package: its own tests (tests/server/policy/, where
+    # the module has some), then the HTTP tests of its concern (not the browser ones: too slow).
+    **{
+        f"server/policy/{name}.py": [
+            f"tests/server/policy/test_{name}.py",
+            *(f"tests/server/{t}.py" for t in tests),
+        ]
+        for name, tests in {
+            "__init__": [  # the facade the web layer calls: every concern's server tests
+                "test_told_times",
+                "test_admin_changes",
+                "test_admin",
+                "test_risk",
+                "test_step_up",
+                "test_admin_step_up",
+                "test_enrollment",
+                "test_signin",
+                "test_passkeys",
+                "test_password_reset",
+                "test_captcha",
+            ],
+            "core": [
+                "test_told_times",
+                "test_passwords",
+                "test_signin",
+                "test_session_expiry",
+                "test_passkeys",
+            ],
+            "accounts": [
+                "test_passwords",
+                "test_signin",
+                "test_admin",
+                "test_password_reset",
+                "test_seed_policy",
+            ],
+            "two_factor": ["test_enrollment", "test_signin", "test_hardening", "test_hardening_more"],
+            "sessions": ["test_session_expiry", "test_signin"],
+            "passkeys": ["test_challenges", "test_device_bound", "test_passkeys"],
+            "prompt": ["test_enrollment", "test_signin", "test_passkeys"],
+            "protection": ["test_protection", "test_seed_policy", "test_proxy"],
+            "risk": ["test_risk"],
+            "bots": ["test_captcha"],
+            "step_up": ["test_step_up", "test_admin_step_up"],
+            "password_reset": ["test_password_reset"],
+            "admin": [
+                "test_told_times",
+                "test_admin",
+                "test_admin_changes",
+                "test_admin_step_up",
+                "test_enrollment",
+            ],
+            "audit": ["test_admin", "test_admin_changes"],
+        }.items()
+    },
     "webauthn/flows.py": [  # the quick, pointed files first: pytest -x stops at the first failure
         "tests/webauthn/test_flow_choices.py",  # what flows decides: --uv, --account, user handles
         "tests/interop/test_accounts.py",  # the account chooser (--account, --credential, a terminal)
@@ -203,14 +253,20 @@ def _files(module: str) -> list[str]:
     return [str(f.relative_to(REPO / "src" / "keyctl")) for f in found]
 
 
+def _tests(module: str) -> list[str]:
+    """The module's test files and directories that exist (a listed one may not have landed yet)."""
+    return [test for test in MODULES[module] if (REPO / test).exists()]
+
+
 Wanted = set[tuple[str, int, str]]  # (file, line, description) of mutants to run again
 
 
 def run_module(
-    module: str, sample: int | None, rng: random.Random, work: Path, only: Wanted | None = None
+    module: str, sample: int | None, seed: int, work: Path, only: Wanted | None = None
 ) -> list[Outcome]:
-    """Run the module's mutants: all, a sample, or ``only`` those (file, line, description)."""
-    tests = MODULES[module]
+    """Run the module's mutants: all, a sample (drawn with a generator seeded for this module alone, so a
+    module's sample does not depend on which others run), or ``only`` those (file, line, description)."""
+    tests = _tests(module)
     sources = {file: (REPO / "src" / "keyctl" / file).read_text() for file in _files(module)}
     sites = [site for file, text in sources.items() for site in _Mutator(ast.parse(text)).sites(file)]
     if only is not None:
@@ -219,7 +275,7 @@ def run_module(
         for file, line, description in sorted(lost):
             print(f"  (not found any more: {file}:{line} {description})", flush=True)
     elif sample and sample < len(sites):
-        chosen = sorted(rng.sample(sites, sample), key=lambda s: (s.file, s.index))
+        chosen = sorted(random.Random(seed).sample(sites, sample), key=lambda s: (s.file, s.index))
     else:
         chosen = sites
     if not chosen:
@@ -248,7 +304,11 @@ def run_module(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--module", action="append", choices=sorted(MODULES), help="default: all")
+    parser.add_argument(
+        "--module",
+        action="append",
+        help="a key of MODULES, or a prefix of some (server/policy); default: all",
+    )
     parser.add_argument("--sample", type=int, help="mutants drawn per module (default: all)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, help="write every outcome here")
@@ -256,15 +316,17 @@ def main() -> None:
         "--survivors-of", type=Path, help="run again only the mutants that survived in this --json report"
     )
     args = parser.parse_args()
-    rng = random.Random(args.seed)
+    modules = [m for m in MODULES if not args.module or any(m.startswith(a) for a in args.module)]
+    if not modules:
+        parser.error(f"--module: none of {args.module} names or begins a module of {sorted(MODULES)}")
     only = None
     if args.survivors_of:
         report = json.loads(args.survivors_of.read_text())
         only = {(o["file"], o["line"], o["description"]) for o in report if not o["killed"]}
     outcomes: list[Outcome] = []
     with tempfile.TemporaryDirectory(prefix="keyctl-mutation-") as work:
-        for module in args.module or list(MODULES):
-            outcomes += run_module(module, args.sample, rng, Path(work), only)
+        for module in modules:
+            outcomes += run_module(module, args.sample, args.seed, Path(work), only)
     print("\nmodule | mutants run | killed | score")
     for module in dict.fromkeys(o.module for o in outcomes):
         mine = [o for o in outcomes if o.module == module]

@@ -65,3 +65,20 @@ def run_keyctl(
         env={**os.environ, **(env or {})},
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+# What the docs tests measured (the README's length, the docs pages built, the examples run), printed at
+# the end of the pytest run so that CI's output shows it.
+DOCS_FACTS: list[str] = []
+
+
+@pytest.fixture
+def docs_fact() -> list[str]:
+    return DOCS_FACTS
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if DOCS_FACTS:
+        terminalreporter.section("docs")
+        for fact in DOCS_FACTS:
+            terminalreporter.write_line(fact)

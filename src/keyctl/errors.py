@@ -11,42 +11,82 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Process exit codes; the README's table is generated from the same values."""
+    """Process exit codes; what each means is ``MEANINGS``."""
 
     OK = 0
-    ERROR = 1  # unexpected failure (a bug): rerun with --debug
-    USAGE = 2  # the command line itself is wrong (Typer/Click's own code)
-    INVALID_INPUT = 3  # a value given to keyctl is malformed (URI, base32, file, option value)
-    NOT_FOUND = 4  # a named thing does not exist (TOTP entry, virtual authenticator, ...)
-    ALREADY_EXISTS = 5  # the name is taken; --force where offered
-    SECRET_STORE = 6  # the OS keyring is missing, locked, or did not answer
-    STATE = 7  # a stored file is corrupt or cannot be written
-    CANCELED = 8  # the user said no at a confirmation prompt, or pressed Ctrl-C
-    AUDIT_FINDINGS = 9  # an audit found problems at or above the --fail-on severity
+    ERROR = 1
+    USAGE = 2
+    INVALID_INPUT = 3
+    NOT_FOUND = 4
+    ALREADY_EXISTS = 5
+    SECRET_STORE = 6
+    STATE = 7
+    CANCELED = 8
+    AUDIT_FINDINGS = 9
     # WebAuthn and security-key failures, in the words users know from their sign-in page.
-    NO_CREDENTIAL = 10  # "No passkeys available" / "Passkey not found on this device"
-    CREDENTIAL_EXCLUDED = 11  # "Passkey already registered for this device"
-    PASSKEY_LIMIT = 12  # "Passkey limit reached"
-    TIMEOUT = 13  # "Passkey request timed out"
-    PASSKEY_CANCELED = 14  # "Passkey setup canceled" / "Request canceled"
-    NOT_VERIFIED = 15  # "We could not verify you" (PIN wrong/blocked, UV failed)
-    NOT_SUPPORTED = 16  # "Passkeys not supported" (no authenticator, algorithm, capability)
-    NO_DEVICE = 17  # "No compatible device found"
-    SESSION_EXPIRED = 18  # "Session expired"
-    VERIFICATION_FAILED = 19  # "Verification failed"
-    SERVER_UNAVAILABLE = 20  # "Passkey unavailable"
-    SIGN_IN_FAILED = 21  # password / TOTP step refused by the server
-    PHISHING = 22  # origin / rpId mismatch refused before any authenticator is touched
+    NO_CREDENTIAL = 10
+    CREDENTIAL_EXCLUDED = 11
+    PASSKEY_LIMIT = 12
+    TIMEOUT = 13
+    PASSKEY_CANCELED = 14
+    NOT_VERIFIED = 15
+    NOT_SUPPORTED = 16
+    NO_DEVICE = 17
+    SESSION_EXPIRED = 18
+    VERIFICATION_FAILED = 19
+    SERVER_UNAVAILABLE = 20
+    SIGN_IN_FAILED = 21
+    PHISHING = 22
     # Security-key management failures (keyctl key ...).
-    PIN_BLOCKED = 23  # too many wrong PINs: only a reset helps
-    PIN_AUTH_BLOCKED = 24  # 3 wrong PINs in a row: remove and re-insert the key
-    PIN_POLICY = 25  # PIN too short / too long / refused by the key's policy
-    PIN_NOT_SET = 26  # the operation needs a PIN and the key has none
-    DEVICE_REMOVED = 27  # the key disappeared mid-operation
-    RESET_REFUSED = 28  # reset asked for outside the key's power-up window
+    PIN_BLOCKED = 23
+    PIN_AUTH_BLOCKED = 24
+    PIN_POLICY = 25
+    PIN_NOT_SET = 26
+    DEVICE_REMOVED = 27
+    RESET_REFUSED = 28
     # Signals, as a shell reports them (128 + signal number).
-    INTERRUPTED = 130  # Ctrl-C (SIGINT), at a prompt or anywhere else: nothing half-done is kept
-    PIPE_CLOSED = 141  # the reader of stdout went away (SIGPIPE), e.g. `keyctl ... | head`
+    INTERRUPTED = 130
+    PIPE_CLOSED = 141
+
+
+# What each exit code means, for people: the docs' exit-code table is generated from it (tests/docs).
+MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "success",
+    ExitCode.ERROR: "unexpected failure (a bug): rerun with `--debug` for a traceback",
+    ExitCode.USAGE: "the command line itself is wrong (unknown command or option)",
+    ExitCode.INVALID_INPUT: "a value given to keyctl is malformed (URI, base32 secret, image, option value)",
+    ExitCode.NOT_FOUND: "a named thing does not exist (TOTP entry, virtual authenticator, ...)",
+    ExitCode.ALREADY_EXISTS: "the name is already taken (use `--force` where offered)",
+    ExitCode.SECRET_STORE: "the OS keyring is missing, locked, or did not answer in time",
+    ExitCode.STATE: "a stored file is corrupt or cannot be written",
+    ExitCode.CANCELED: (
+        "the user declined a confirmation, `--yes` was needed without a terminal, or Ctrl-D at a prompt"
+    ),
+    ExitCode.AUDIT_FINDINGS: "an audit found problems at or above the `--fail-on` severity",
+    ExitCode.NO_CREDENTIAL: "No passkeys available / Passkey not found on this device",
+    ExitCode.CREDENTIAL_EXCLUDED: "Passkey already registered for this device",
+    ExitCode.PASSKEY_LIMIT: "Passkey limit reached",
+    ExitCode.TIMEOUT: "Passkey request timed out",
+    ExitCode.PASSKEY_CANCELED: "Passkey setup canceled / Request canceled",
+    ExitCode.NOT_VERIFIED: "We could not verify you (wrong PIN, PIN blocked, UV failed)",
+    ExitCode.NOT_SUPPORTED: "Passkeys not supported",
+    ExitCode.NO_DEVICE: "No compatible device found",
+    ExitCode.SESSION_EXPIRED: "Session expired",
+    ExitCode.VERIFICATION_FAILED: "Verification failed",
+    ExitCode.SERVER_UNAVAILABLE: "Passkey unavailable (server unreachable, 5xx, not JSON)",
+    ExitCode.SIGN_IN_FAILED: "Sign-in failed (password or 2FA step refused)",
+    ExitCode.PHISHING: "Origin / rpId mismatch refused before any authenticator was touched",
+    ExitCode.PIN_BLOCKED: "PIN blocked: too many wrong PINs, only a reset helps",
+    ExitCode.PIN_AUTH_BLOCKED: "PIN temporarily blocked: 3 wrong PINs in a row, remove and re-insert the key",
+    ExitCode.PIN_POLICY: "PIN too short, too long, or refused by the key's policy",
+    ExitCode.PIN_NOT_SET: "the key has no PIN and the operation needs one",
+    ExitCode.DEVICE_REMOVED: "the key was removed during the operation",
+    ExitCode.RESET_REFUSED: "reset refused: only allowed within seconds of plugging the key in",
+    ExitCode.INTERRUPTED: "interrupted with Ctrl-C, at a prompt or anywhere else (nothing half-done is kept)",
+    ExitCode.PIPE_CLOSED: (
+        "the reader of stdout went away (`keyctl ... | head`): ends quietly, as after SIGPIPE"
+    ),
+}
 
 
 class KeyctlError(Exception):

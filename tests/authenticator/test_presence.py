@@ -111,3 +111,38 @@ def test_a_uv_token_carries_its_touch_into_one_command(transport: Transport) -> 
     assert len(asked) == 1  # no second question for the same ceremony
     make_with_token()
     assert len(asked) == 2  # the token's touch served once
+
+
+def test_a_uv_token_carries_its_touch_into_one_assertion_and_only_with_the_token(
+    transport: Transport,
+) -> None:
+    """The same rule for getAssertion: a sign-in made with the token built-in UV just issued asks for no
+    second touch, and one made without the token asks for its own touch, whatever token is pending."""
+    asked: list[str] = []
+
+    def prompter(request: PresenceRequest) -> bool:
+        asked.append(request.action)
+        return True
+
+    policy = Policy(presence=PresenceMode.PROMPT, presence_timeout_s=5, prompter=prompter)
+    ctap = Ctap2(transport(VirtualAuthenticator(policy=policy)))
+    client_pin = ClientPin(ctap)
+    made = _make(ctap)
+    allow = [{"type": "public-key", "id": made.auth_data.credential_data.credential_id}]  # type: ignore[attr-defined]
+    assert asked == ["create a passkey"]
+
+    token = client_pin.get_uv_token(ClientPin.PERMISSION.GET_ASSERTION, RP["id"])
+    assert len(asked) == 2
+    protocol = client_pin.protocol
+    signed = ctap.get_assertion(
+        RP["id"], CDH, allow, pin_uv_param=protocol.authenticate(token, CDH), pin_uv_protocol=protocol.VERSION
+    )
+    assert signed.auth_data.is_user_present()
+    assert signed.auth_data.is_user_verified()
+    assert len(asked) == 2  # the token's touch served this sign-in
+
+    client_pin.get_uv_token(ClientPin.PERMISSION.GET_ASSERTION, RP["id"])  # a fresh touch, then unused
+    assert len(asked) == 3
+    plain = ctap.get_assertion(RP["id"], CDH, allow)
+    assert plain.auth_data.is_user_present()
+    assert asked[3:] == ["sign in"]  # asked for its own touch

@@ -5,7 +5,8 @@ into a cache directory, never committed: ``$KEYCTL_TEST_CACHE`` or ``~/.cache/ke
 one pytest session, as it is built (its PIN set once, its own factory resets), in a subprocess with the
 shim ``keyctl_suite_shim.py`` loaded, once in-process and once over CTAPHID-over-UDP. Every test must
 pass or be skipped for a reason in SKIP_REASONS (a feature keyctl does not offer; a reason no skip gives
-any more fails the test); the README table is this run's result (``KEYCTL_WRITE_README=1`` writes it).
+any more fails the test); the table in docs/virtual.md is this run's result (``KEYCTL_WRITE_DOCS=1``
+writes it).
 """
 
 from __future__ import annotations
@@ -25,11 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs.generated import check_block
 from tests.fido2_suite.keyctl_suite_shim import EP_RP_ID, TRANSPORTS
 
 HERE = Path(__file__).parent
-README = HERE.parents[1] / "README.md"
-BEGIN, END = "<!-- device-suite:begin -->", "<!-- device-suite:end -->"
 SUITE_TIMEOUT_S = 600
 PIP_DOWNLOAD = (sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--quiet")
 SUITE_PYTEST = (sys.executable, "-m", "pytest", "-q", "-p", "keyctl_suite_shim", "-p", "no:cacheprovider")
@@ -114,7 +114,7 @@ def skip_reason(message: str) -> str | None:
     return None
 
 
-def readme_block(outcomes: list[Outcome], version: str) -> str:
+def docs_block(outcomes: list[Outcome], version: str) -> str:
     counts: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     skipped: dict[str, set[str]] = collections.defaultdict(set)
     for outcome in outcomes:
@@ -169,19 +169,10 @@ def test_the_suite_passes_in_one_session(results: dict[str, list[Outcome]], tran
 
 
 @pytest.mark.slow
-def test_both_transports_agree_and_the_readme_shows_the_run(results: dict[str, list[Outcome]]) -> None:
+def test_both_transports_agree_and_the_docs_show_the_run(results: dict[str, list[Outcome]]) -> None:
     def summary(outcomes: list[Outcome]) -> list[tuple[str, str, str]]:
         return sorted((o.module, o.name, o.result) for o in outcomes)
 
     assert summary(results["inprocess"]) == summary(results["udp"])
-    block = readme_block(results["inprocess"], importlib.metadata.version("fido2"))
-    text = README.read_text(encoding="utf-8")
-    assert BEGIN in text, "README.md lacks the device-suite markers"
-    assert END in text, "README.md lacks the device-suite markers"
-    if os.environ.get("KEYCTL_WRITE_README") == "1":
-        text = text[: text.index(BEGIN) + len(BEGIN)] + "\n" + block + "\n" + text[text.index(END) :]
-        README.write_text(text, encoding="utf-8")
-    assert text[text.index(BEGIN) + len(BEGIN) : text.index(END)].strip() == block, (
-        "README device-suite table differs from this run: KEYCTL_WRITE_README=1 pytest tests/fido2_suite\n"
-        + block
-    )
+    block = docs_block(results["inprocess"], importlib.metadata.version("fido2"))
+    check_block("virtual.md", "device-suite", block, "pytest tests/fido2_suite")

@@ -1,18 +1,17 @@
 """keyctl against relying parties on four server libraries, each with its own defaults (issue #13 items
-2 and 3); the README's interop tables are this run's results (``test_readme_tables``)."""
+2 and 3); the interop tables in docs/interop.md are this run's results (``test_docs_tables``)."""
 
 from __future__ import annotations
 
-import os
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from keyctl.errors import CredentialExcluded, NotSupported, VerificationFailed
+from tests.docs.generated import check_block
 from tests.interop import matrix
-from tests.interop.conftest import LIBRARIES, ROOT, RelyingParty
+from tests.interop.conftest import LIBRARIES, RelyingParty
 
 TABLES = {"ceremonies": matrix.CEREMONIES, "variants": matrix.VARIANTS, "output": matrix.OUTPUT}
 
@@ -131,7 +130,7 @@ def test_the_libraries_verify_what_the_virtual_authenticator_makes(library: str,
 
 
 def render(outcomes: Any, versions: dict[str, str]) -> str:
-    """The README's interop tables, one row per library."""
+    """The interop tables of docs/interop.md, one row per library."""
     lines: list[str] = []
     for table, columns in TABLES.items():
         lines += ["| library | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
@@ -143,9 +142,6 @@ def render(outcomes: Any, versions: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-BEGIN, END = "<!-- interop-matrix:begin -->", "<!-- interop-matrix:end -->"
-
-
 def _stable(text: str) -> str:
     """Cell texts without the run's random user names."""
     import re
@@ -153,18 +149,7 @@ def _stable(text: str) -> str:
     return re.sub(r"u[0-9a-f]{8}@example\.com", "user", text)
 
 
-def test_readme_tables(outcomes: Any, library_versions: dict[str, str]) -> None:
-    """The README shows this run's results; KEYCTL_WRITE_README=1 writes them there."""
-    readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
+def test_docs_tables(outcomes: Any, library_versions: dict[str, str]) -> None:
+    """docs/interop.md shows this run's results; KEYCTL_WRITE_DOCS=1 writes them there."""
     table = _stable(render(outcomes, library_versions))
-    head, _, rest = text.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    updated = f"{head}{BEGIN}\n{table}{END}{tail}"
-    if os.environ.get("KEYCTL_WRITE_README") == "1":
-        Path(readme).write_text(updated, encoding="utf-8")
-    assert BEGIN in text, "README.md lacks the interop-matrix markers"
-    assert END in text, "README.md lacks the interop-matrix markers"
-    assert text == updated, (
-        "README interop tables differ from this run: KEYCTL_WRITE_README=1 pytest tests/interop"
-    )
+    check_block("interop.md", "interop-matrix", table, "pytest tests/interop/test_matrix.py")

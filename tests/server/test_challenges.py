@@ -1,7 +1,7 @@
 """Ceremony challenges, in the database (storage/state.py) on both backends: single use (also for threads
 released together on one challenge), expiry, kind, the sweep of expired ones, a restart that keeps the
-ceremonies in flight, four verifies of one assertion released together, and the old challenges table
-dropped from existing databases."""
+ceremonies in flight, four verifies of one assertion released together on two instances of the server,
+and the old challenges table dropped from existing databases."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from keyctl.server import ServerHandle, start
 from keyctl.server.challenges import CHALLENGE_TTL, SWEEP_EVERY, Challenge
 from keyctl.server.storage import open_database
 from keyctl.server.storage.state import ChallengeStore
-from tests.server.conftest import EMAIL, FakeClock, client, enroll, error_of, register, sql
+from tests.server.conftest import EMAIL, FakeClock, client, enroll, error_of, http_client, register, sql
 from tests.server.softauth import SoftAuthenticator
 
 
@@ -105,28 +105,44 @@ def test_a_ceremony_begun_before_a_restart_completes_after_it(
         assert http.post("/api/passkeys/login/verify", json=key.get(fresh)).status_code == 200
 
 
-def test_two_concurrent_verifies_of_one_assertion_sign_in_once(
-    server: ServerHandle, clock: FakeClock
+def test_concurrent_verifies_of_one_assertion_on_two_instances_sign_in_once(
+    server: ServerHandle, db_target: Path | str, clock: FakeClock
 ) -> None:
+    """One assertion posted four times at once, two to each of two server instances on one database, in
+    five rounds: one sign-in a round, the other three 'Session expired'. Each instance answers on its own
+    thread and connection, so two verifies really run at the same time (one server alone answers the
+    four one after another, and a look-up and removal of the challenge in separate transactions would
+    pass; with a gap between them, this test fails)."""
     key = SoftAuthenticator(server.url)
     register(enroll(server, clock).http, key)
-    options = client(server).post("/api/passkeys/login/options", json={"email": EMAIL}).json()
-    response = key.get(options)
-    clients = [client(server) for _ in range(4)]
-    for http in clients:  # each on its own open connection, so the four requests leave together
-        assert http.get("/api/me").status_code == 401
-    start = threading.Barrier(4)
+    rounds = 5
+    with (
+        start(db_target, clock=clock, rate_limit=100_000, origin=server.url) as other,
+        ThreadPoolExecutor(4) as pool,
+    ):
+        for _ in range(rounds):
+            clients = [http_client(url) for url in (server.local_url, other.local_url) * 2]
+            for http in clients:  # each on its own open connection, so the four requests leave together
+                assert http.get("/api/me").status_code == 401
+            options = clients[0].post("/api/passkeys/login/options", json={"email": EMAIL}).json()
+            response = key.get(options)
+            together = threading.Barrier(4)
 
-    def verify(http: httpx.Client) -> httpx.Response:
-        start.wait()  # released together (under load one may still be answered before another leaves)
-        return http.post("/api/passkeys/login/verify", json=response)
+            def verify(
+                http: httpx.Client,
+                response: dict[str, object] = response,
+                together: threading.Barrier = together,
+            ) -> httpx.Response:
+                together.wait()
+                return http.post("/api/passkeys/login/verify", json=response)
 
-    with ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(verify, clients))
-    assert sorted(r.status_code for r in answers) == [200, 401, 401, 401]
-    assert all(error_of(r) == "session_expired" for r in answers if r.status_code != 200)
+            answers = list(pool.map(verify, clients))
+            for http in clients:
+                http.close()
+            assert sorted(r.status_code for r in answers) == [200, 401, 401, 401], [r.text for r in answers]
+            assert all(error_of(r) == "session_expired" for r in answers if r.status_code != 200)
     details = [row[0] for row in sql(server, "SELECT detail FROM audit WHERE event = 'signin_ok'")]
-    assert sum(json.loads(detail).get("method") == "passkey" for detail in details) == 1
+    assert sum(json.loads(detail).get("method") == "passkey" for detail in details) == rounds
 
 
 def test_a_database_from_before_loses_its_challenges_table(tmp_path: Path) -> None:

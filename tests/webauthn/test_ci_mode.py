@@ -1,5 +1,5 @@
 """CI mode of the TOTP vault, as a CI runner has it: no D-Bus session at all (DBUS_SESSION_BUS_ADDRESS
-unset), the vault in an encrypted file keyed from $KEYCTL_TOTP_KEY, and the README's CI recipes run as
+unset), the vault in an encrypted file keyed from $KEYCTL_TOTP_KEY, and the CI guide's recipes run as
 they are written against the reference server."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from keyctl.webauthn import signin
 from tests.conftest import Result, run_keyctl
 from tests.webauthn.conftest import PASSWORD, Reference, oathtool_code
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CI_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "ci.md"
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
 
 
@@ -44,8 +44,8 @@ def keyctl(args: list[str], env: dict[str, str], stdin: str | None = None) -> Re
 
 
 def recipes() -> list[str]:
-    """The shell scripts of the README's CI recipes: each `|` block of the YAML after a ci-recipe mark."""
-    text = README.read_text()
+    """The shell scripts of the CI guide's recipes: each `|` block of the YAML after a ci-recipe mark."""
+    text = CI_GUIDE.read_text()
     scripts = []
     for mark in re.finditer(r"<!-- ci-recipe.*?-->\n```yaml\n(.*?)```", text, re.S):
         lines = mark.group(1).splitlines()
@@ -76,16 +76,14 @@ def account_with_totp(reference: Reference, email: str) -> str:
     return secret[0]
 
 
-def test_the_readme_has_two_ci_recipes() -> None:
+def test_the_ci_guide_has_two_recipes() -> None:
     scripts = recipes()
     assert len(scripts) == 2
     assert all(script.startswith("export KEYCTL_VIRTUAL_KEY=") for script in scripts)
 
 
 @pytest.mark.parametrize("which", [0, 1], ids=["file-vault", "secret-from-env"])
-def test_a_readme_ci_recipe_runs_without_a_dbus_session(
-    which: int, reference: Reference, tmp_path: Path
-) -> None:
+def test_a_ci_recipe_runs_without_a_dbus_session(which: int, reference: Reference, tmp_path: Path) -> None:
     email = f"ci{which}@example.com"
     secret = account_with_totp(reference, email)
     bin_dir = str(Path(sys.executable).parent)

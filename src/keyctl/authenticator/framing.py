@@ -221,7 +221,7 @@ class HidDevice:
         else:
             # Resynchronise: abort whatever this channel was doing. A CID this device never allocated
             # (or forgot) is adopted, as Solo does: the spec only describes INIT on an allocated CID, and
-            # answering it keeps a host that resynchronises a remembered channel working (README).
+            # answering it keeps a host that resynchronises a remembered channel working (docs/virtual.md).
             new_cid = cid
             self._remember(cid)
             current = self._current

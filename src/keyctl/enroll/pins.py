@@ -45,7 +45,7 @@ class Policy:
 
 def load(path: Path) -> Policy:
     def bad(problem: str) -> InvalidInput:
-        return InvalidInput(f"PIN policy {path}: {problem}", "see the README section on keyctl enroll")
+        return InvalidInput(f"PIN policy {path}: {problem}", "see the PIN policy file in docs/enroll.md")
 
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))

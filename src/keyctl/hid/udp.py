@@ -54,6 +54,8 @@ class UdpConnection(CtapHidConnection):
 
 
 def open_udp(host: str, port: int, timeout_s: float = READ_TIMEOUT_S) -> CtapHidDevice:
+    """A fido2 CtapHidDevice for a CTAPHID-over-UDP simulator (``keyctl virtual serve --udp``) at
+    ``host``:``port``; one datagram is one 64-byte report."""
     descriptor = HidDescriptor(
         path=f"udp:{host}:{port}",
         vid=0,

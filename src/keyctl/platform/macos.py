@@ -1,4 +1,4 @@
-"""macOS: why a command-line program cannot reach the platform authenticator (see the README).
+"""macOS: why a command-line program cannot reach the platform authenticator (see docs/platform.md).
 
 Two ways were considered and neither works for a program installed with pip:
 - AuthenticationServices (ASAuthorizationPlatformPublicKeyCredentialProvider) serves passkeys only to

@@ -28,7 +28,7 @@ from uvicorn.supervisors import Multiprocess
 from keyctl.errors import AlreadyExists, InvalidInput, KeyctlError, StateError
 from keyctl.server.policy import Clock, Policy, PolicyError, Settings
 from keyctl.server.storage import open_database
-from keyctl.server.web import build_app
+from keyctl.server.web import STATUS, build_app
 
 DEFAULT_PORT = 8765
 DEFAULT_RATE_LIMIT = 120
@@ -82,7 +82,7 @@ class HttpProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         logger.debug("refused a malformed HTTP request from %s", self.client)
-        self._send_error(400, "invalid_request", "malformed HTTP request (check Content-Length and headers)")
+        self._send_error("invalid_request", "malformed HTTP request (check Content-Length and headers)")
 
     def _arm(self) -> None:
         self._disarm()
@@ -104,11 +104,10 @@ class HttpProtocol(HttpToolsProtocol):
         if cycle is not None and cycle.response_started and not cycle.response_complete:
             self.transport.close()
             return
-        self._send_error(
-            408, "request_timeout", f"the request did not arrive within {self.request_timeout} s"
-        )
+        self._send_error("request_timeout", f"the request did not arrive within {self.request_timeout} s")
 
-    def _send_error(self, status: int, code: str, message: str) -> None:
+    def _send_error(self, code: str, message: str) -> None:
+        status = STATUS[code]
         body = json.dumps({"error": code, "message": message}).encode()
         head = b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(
             body

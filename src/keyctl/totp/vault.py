@@ -149,10 +149,12 @@ def _exists(name: str, replace_with: str) -> AlreadyExists:
 
 
 def entries() -> list[Entry]:
+    """Every entry of the vault (names and settings, no secrets), sorted by name."""
     return sorted(_read_index().values(), key=lambda entry: entry.name.casefold())
 
 
 def get(name: str) -> Entry:
+    """The entry ``name``; ``NotFound`` when there is none."""
     entry = _read_index().get(name)
     if entry is None:
         raise _not_found(name)
@@ -192,6 +194,8 @@ def _restore(name: str, previous: str | None) -> None:
 
 
 def add(credential: Credential, force: bool = False) -> None:
+    """Store a credential: its secret in the keyring (or the CI file vault), then its entry in the index;
+    ``AlreadyExists`` for a taken name unless ``force``. A failure changes nothing."""
     entry = credential.entry
     check_name(entry.name)
     with _locked():
@@ -234,6 +238,7 @@ def add_many(credentials: Iterable[Credential]) -> tuple[list[str], list[str]]:
 
 
 def rename(old: str, new: str) -> None:
+    """Rename an entry, its secret with it; never over an existing entry (``AlreadyExists``)."""
     check_name(new)
     with _locked():
         index = _read_index()
@@ -259,6 +264,7 @@ def rename(old: str, new: str) -> None:
 
 
 def remove(name: str) -> None:
+    """Delete an entry and its secret; ``NotFound`` when there is none."""
     with _locked():
         index = _read_index()
         if name not in index:
@@ -273,6 +279,7 @@ def remove(name: str) -> None:
 
 
 def totp_code(credential: Credential, now: float) -> Code:
+    """The TOTP code of ``credential`` at Unix time ``now``, with the seconds it has left."""
     entry = credential.entry
     return totp(credential.secret, now, entry.period, entry.digits, entry.algorithm, entry.encoder)
 

@@ -324,6 +324,9 @@ def assertion(client: Client, raw: Any, request: Request) -> tuple[dict[str, Any
 
 
 def login(session: Session, client: Client, request: Request) -> Result:
+    """Sign in with a passkey: the server's options, checked as a browser checks them (origin, rpId), the
+    authenticator's assertion, the server's verdict. Username-first with ``request.user``, else
+    username-less (the account chosen as ``request`` says when the authenticator holds several)."""
     steps = session.profile.login
     values = _values(request)
     raw = _begin(session, steps.begin, values)

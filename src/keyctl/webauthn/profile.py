@@ -125,7 +125,7 @@ class _Reader:
     def fail(self, key: str, problem: str) -> InvalidInput:
         return InvalidInput(
             f"server profile {self.source}: {key} {problem}",
-            "fix the profile (see the README section on server profiles)",
+            "fix the profile (see Server profiles in docs/signin.md)",
         )
 
     def table(self, doc: Mapping[str, Any], key: str, where: str, required: bool = True) -> dict[str, Any]:
