@@ -4,10 +4,12 @@ and checked as another uid (``setpriv`` to nobody) where it matters."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -113,3 +115,32 @@ def test_totp_index_is_private(isolated_home: Path) -> None:
     assert mode(index) == 0o600
     assert mode(config.data_dir() / "totp.lock") == 0o600
     assert mode(config.data_dir()) == 0o700
+
+
+def test_an_outbox_and_database_left_0644_by_an_older_release_are_made_0600(shared_dir: Path) -> None:
+    """Files an older release left readable (or someone chmod-ed): the server makes them private when it
+    opens them, the -wal and -shm SQLite reuses included, and keeps their content."""
+    db = shared_dir / "rp.sqlite3"
+    with start(db) as server:
+        server.create_user("alice@example.com", PASSWORD)
+        outbox = server.outbox_path
+    outbox.write_text('{"time": "2026-01-01T00:00:00Z", "to": "x", "subject": "old", "link": "l"}\n')
+    wal, shm = db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")
+    with closing(sqlite3.connect(db)) as older:  # an older release still holding it open: -wal and -shm
+        older.execute("PRAGMA journal_mode = WAL")
+        older.execute("INSERT INTO audit (time, event, detail) VALUES (0, 'older', '{}')")
+        older.commit()
+        for path in (db, wal, shm, outbox):
+            path.chmod(0o644)
+            assert as_nobody("test", "-r", str(path)).returncode == 0  # another user can read it
+        with start(db) as server, httpx.Client(base_url=server.url) as c:
+            assert [mode(p) for p in (db, wal, shm)] == [0o600] * 3
+            for _ in range(5):  # the fifth failure writes an unblock link to the outbox
+                c.post("/api/signin/password", json={"email": "alice@example.com", "password": "wrong" * 3})
+    assert mode(outbox) == 0o600
+    assert [line.split('"subject": ')[1][:8] for line in outbox.read_text().splitlines()] == [
+        '"old", "',
+        '"Sign-in',
+    ]
+    for path in (db, outbox):
+        assert as_nobody("test", "-r", str(path)).returncode != 0

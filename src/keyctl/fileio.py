@@ -34,6 +34,19 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.close(dir_fd)
 
 
+def open_private(path: Path, flags: int, create: bool = True) -> int:
+    """``os.open`` for a file others must not read: created 0600 (``create``), and made 0600 when it
+    exists with a looser mode (left by an older release, or made by hand). The descriptor."""
+    fd = os.open(path, flags | (os.O_CREAT if create else 0), 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class FileLock:
     """An exclusive lock shared by processes: ``flock(2)`` on ``path`` (created with ``mode``), waited for
     up to ``timeout`` seconds, then ``TimeoutError``. Re-entrant in the thread holding it; other threads

@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 from keyctl.server import ServerHandle, captcha, start
+from tests.docs.pictures import screenshot
 from tests.server.conftest import PASSWORD, FakeClock, error_of, http_client
 
 ANSWER = "K7MXP2"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 CAROL = "carol@example.com"
 
 
@@ -132,8 +132,7 @@ def test_the_page_shows_the_captcha_and_sends_the_answer(server: ServerHandle, c
             expect(page.locator("#captcha-image")).to_be_visible()
             expect(page.locator("#message")).to_contain_text("Type the characters in the image")
             assert page.evaluate("document.getElementById('captcha-image').naturalWidth") == 240
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=SCREENSHOTS / "captcha.png", full_page=True)
+            screenshot(page, "captcha")
             page.fill("#captcha-answer", ANSWER)
             page.click("#signin-btn")
             expect(page.locator("#enroll")).to_be_visible()

@@ -173,10 +173,16 @@ def test_the_brute_force_block_counts_the_failures_on_both_instances(
 def test_kill_9_of_one_instance_under_load_loses_no_acknowledged_write(
     pair: tuple[Instance, Instance], database: str
 ) -> None:
+    """Four threads create accounts on A and B in turn; once 40 are acknowledged, the thread that next
+    gets an acknowledgement from A kills A at once (microseconds after it, while the other threads'
+    requests are in flight), so a write acknowledged before its commit would be lost: that last one
+    above all. B keeps serving; every acknowledged account is in the database."""
     a, b = pair
     acknowledged: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
+    killed = threading.Event()
+    last_from_a: list[str] = []  # the acknowledgement that triggered the kill
 
     def load(worker: int) -> None:
         with a.admin() as to_a, b.admin() as to_b:
@@ -189,18 +195,22 @@ def test_kill_9_of_one_instance_under_load_loses_no_acknowledged_write(
                     answer = target.post("/api/admin/users", json={"email": email, "password": PASSWORD})
                 except httpx.TransportError:
                     continue  # the killed instance: not acknowledged
-                if answer.status_code == 201:
-                    with lock:
-                        acknowledged.append(email)
+                if answer.status_code != 201:
+                    continue
+                with lock:
+                    acknowledged.append(email)
+                    if target is to_a and len(acknowledged) >= 40 and not killed.is_set():
+                        a.process.send_signal(signal.SIGKILL)  # right after A's acknowledgement
+                        killed.set()
+                        last_from_a.append(email)
 
     threads = [threading.Thread(target=load, args=(w,)) for w in range(4)]
     for thread in threads:
         thread.start()
-    while len(acknowledged) < 40:
-        threading.Event().wait(0.01)
-    a.process.send_signal(signal.SIGKILL)  # mid-load: requests in flight on A die with it
+    assert killed.wait(timeout=120)
     a.process.wait(timeout=20)
-    before = len(acknowledged)
+    with lock:
+        before = len(acknowledged)
     while len(acknowledged) < before + 20:  # B keeps serving
         threading.Event().wait(0.01)
     stop.set()
@@ -208,6 +218,7 @@ def test_kill_9_of_one_instance_under_load_loses_no_acknowledged_write(
         thread.join()
     with psycopg.connect(database) as check:
         stored = {row[0] for row in check.execute("SELECT email FROM users")}
+    assert last_from_a[0] in stored
     assert set(acknowledged) <= stored
     with b.admin() as admin:
         assert (

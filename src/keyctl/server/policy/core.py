@@ -33,6 +33,7 @@ from fido2.webauthn import (
 )
 
 from keyctl.fido2_speedups import cache_fido2_class_lookups
+from keyctl.fileio import open_private
 from keyctl.server.challenges import CHALLENGE_TTL
 from keyctl.server.storage import Database, Row, Tx
 from keyctl.server.storage.state import ChallengeStore, RateCounter
@@ -341,17 +342,38 @@ class Context:
         self.challenges = ChallengeStore(db)
         self.rates = RateCounter(db, settings.rate_limit)
         self._outbox_lock = threading.Lock()
+        self._mail_queue = threading.local()  # the mail of the unit of work running in this thread
 
     def run(self, work: Callable[[Tx, float], T]) -> T:
         """One unit of work in one transaction. A refusal rolls it back, then its ``record`` step (audit
         event, failure count, used-up challenge) runs in a transaction of its own."""
         now = self.clock()
         try:
-            return self.db.run(lambda db: work(db, now))
+            return self._transaction(lambda db: work(db, now))
         except PolicyError as error:
             if error.record is not None:
-                self.db.run(error.record)
+                self._transaction(error.record)
             raise
+
+    def _transaction(self, step: Callable[[Tx], T]) -> T:
+        """``step`` in one transaction; the mail it queued (``mail``) goes to the outbox once the
+        transaction has committed. A transaction run again (a PostgreSQL serialization conflict) starts
+        with an empty queue, so each line is written once; one rolled back writes none; a process dying
+        between the commit and the write loses the line (the user asks for a new link)."""
+        queued: list[str] = []
+
+        def attempt(db: Tx) -> T:
+            queued.clear()
+            self._mail_queue.lines = queued
+            try:
+                return step(db)
+            finally:
+                self._mail_queue.lines = None
+
+        result = self.db.run(attempt)
+        if queued:
+            self._write_outbox(queued)
+        return result
 
     def audit(self, db: Tx, event: str, email: str | None, ip: str | None, **detail: Any) -> None:
         db.execute(
@@ -371,13 +393,19 @@ class Context:
         return PolicyError(code, message, record)
 
     def mail(self, to: str, subject: str, link: str, now: float) -> None:
-        line = json.dumps({"time": iso(now), "to": to, "subject": subject, "link": link})
+        """Queue a mail for the outbox: written when the unit of work calling this commits."""
+        queued: list[str] | None = getattr(self._mail_queue, "lines", None)
+        if queued is None:
+            raise RuntimeError("Context.mail is for units of work run by Context.run")
+        queued.append(json.dumps({"time": iso(now), "to": to, "subject": subject, "link": link}))
+
+    def _write_outbox(self, lines: list[str]) -> None:
         with self._outbox_lock:
             self.settings.outbox.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # 0600: the links in it let whoever reads them set a password or lift a block.
-            fd = os.open(self.settings.outbox, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = open_private(self.settings.outbox, os.O_WRONLY | os.O_APPEND)
             with os.fdopen(fd, "a", encoding="utf-8") as out:
-                out.write(line + "\n")
+                out.write("".join(line + "\n" for line in lines))
 
     def user_by_email(self, db: Tx, email: str) -> Row | None:
         return db.one("SELECT * FROM users WHERE email = ?", (email,))

@@ -7,6 +7,7 @@ runs) through SQLite's write lock, waited for up to ``BUSY_TIMEOUT_MS``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from keyctl.errors import StateError
+from keyctl.fileio import open_private
 from keyctl.server.storage.port import Dialect, Param, Row, Tx
 
 T = TypeVar("T")
@@ -49,9 +51,13 @@ class SqliteDatabase:
         self.path = path
         self.description = str(path)
         try:
-            # A directory made here is private; SQLite gives the -wal and -shm files the database's mode.
+            # A directory made here is private; SQLite gives the -wal and -shm files it creates the
+            # database's mode, and reuses existing ones as they are: all three are made 0600.
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.close(open_private(path, os.O_RDWR))
+            for sidecar in (f"{path}-wal", f"{path}-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.close(open_private(Path(sidecar), os.O_RDONLY, create=False))
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.row_factory = _dict_row
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
