@@ -90,7 +90,7 @@ MODULES: dict[str, list[str]] = {
                 "test_seed_policy",
             ],
             "two_factor": ["test_enrollment", "test_signin", "test_hardening", "test_hardening_more"],
-            "sessions": ["test_session_expiry", "test_signin"],
+            "sessions": ["test_session_expiry", "test_signin", "test_enrollment"],  # enrollment sessions
             "passkeys": ["test_challenges", "test_device_bound", "test_passkeys"],
             "prompt": ["test_enrollment", "test_signin", "test_passkeys"],
             "protection": ["test_protection", "test_seed_policy", "test_proxy"],
