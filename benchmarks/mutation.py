@@ -45,17 +45,19 @@ MODULES: dict[str, list[str]] = {
         "tests/authenticator/test_webauthn_verification.py",
         "tests/authenticator/test_extensions.py",  # hmac-secret, credBlob, largeBlob(Key), thirdPartyPayment
         "tests/authenticator/test_presence.py",  # when a command asks for a touch (a UV token carries one)
+        "tests/authenticator/test_kinds.py",  # security key, synced provider, platform (alwaysUv)
     ],
     "authenticator/framing.py": [
         "tests/authenticator/test_framing.py",
         "tests/authenticator/test_presence.py",  # keepalives and CANCEL while a touch is awaited
         "tests/authenticator/test_keepalive.py",
     ],
-    # The sign-in policy, one entry per module of the package: its own tests (tests/server/policy/, where
-    # the module has some), then the HTTP tests of its concern (not the browser ones: too slow).
+    # The sign-in policy, one entry per module of the package: its own tests (tests/server/policy/; all of
+    # them for core, which every module uses), then the HTTP tests of its concern (not the browser ones:
+    # too slow).
     **{
         f"server/policy/{name}.py": [
-            f"tests/server/policy/test_{name}.py",
+            "tests/server/policy" if name == "core" else f"tests/server/policy/test_{name}.py",
             *(f"tests/server/{t}.py" for t in tests),
         ]
         for name, tests in {
@@ -65,6 +67,7 @@ MODULES: dict[str, list[str]] = {
                 "test_admin",
                 "test_risk",
                 "test_step_up",
+                "test_admin_step_up",
                 "test_enrollment",
                 "test_signin",
                 "test_passkeys",
@@ -74,6 +77,7 @@ MODULES: dict[str, list[str]] = {
             "core": [
                 "test_told_times",
                 "test_passwords",
+                "test_bad_input",  # core's checks of names, credential IDs, enums, responses, transports
                 "test_signin",
                 "test_session_expiry",
                 "test_passkeys",
@@ -86,15 +90,21 @@ MODULES: dict[str, list[str]] = {
                 "test_seed_policy",
             ],
             "two_factor": ["test_enrollment", "test_signin", "test_hardening", "test_hardening_more"],
-            "sessions": ["test_session_expiry", "test_signin"],
+            "sessions": ["test_session_expiry", "test_signin", "test_enrollment"],  # enrollment sessions
             "passkeys": ["test_challenges", "test_device_bound", "test_passkeys"],
             "prompt": ["test_enrollment", "test_signin", "test_passkeys"],
             "protection": ["test_protection", "test_seed_policy", "test_proxy"],
             "risk": ["test_risk"],
             "bots": ["test_captcha"],
-            "step_up": ["test_step_up"],
+            "step_up": ["test_step_up", "test_admin_step_up"],
             "password_reset": ["test_password_reset"],
-            "admin": ["test_told_times", "test_admin", "test_admin_changes", "test_enrollment"],
+            "admin": [
+                "test_told_times",
+                "test_admin",
+                "test_admin_changes",
+                "test_admin_step_up",
+                "test_enrollment",
+            ],
             "audit": ["test_admin", "test_admin_changes"],
         }.items()
     },

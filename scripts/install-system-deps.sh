@@ -5,13 +5,14 @@
 # parties (tests/interop; @simplewebauthn/server itself comes from npm, `npm ci` in the tests), PostgreSQL
 # for the server's storage tests (tests/postgres.py starts a throwaway cluster of its own and never touches
 # one the package may have started); for `keyctl virtual attach` (tests/vm): QEMU, a Debian kernel with the
-# uhid module and busybox to boot a throwaway guest, and libfido2's tools as a foreign client.
+# uhid module and busybox to boot a throwaway guest, and libfido2's tools as a foreign client; man-db and
+# groff to render the man pages, bash-completion, zsh and fish to test shell completion for real (tests/cli).
 set -euo pipefail
 # The guest's kernel: Debian's and Ubuntu's generic kernel packages have different names.
 kernel=linux-image-amd64
 grep -qsx 'ID=ubuntu' /etc/os-release && kernel=linux-image-generic
 packages=(gnome-keyring dbus-daemon dbus-x11 oathtool chromium curl ruby-webauthn ruby-webrick postgresql
-  qemu-system-x86 "$kernel" busybox-static fido2-tools)
+  qemu-system-x86 "$kernel" busybox-static fido2-tools man-db groff-base bash-completion zsh fish)
 command -v node >/dev/null || packages+=(nodejs)
 command -v npm >/dev/null || packages+=(npm)
 missing=()

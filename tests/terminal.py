@@ -6,17 +6,26 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import sys
 import time
 from collections.abc import Sequence
 
 
 class TerminalSession:
-    def __init__(self, args: Sequence[str], env: dict[str, str] | None = None) -> None:
-        environment = {**os.environ, **(env or {}), "TERM": "dumb"}
+    """``keyctl ARGS`` on a pseudo-terminal, or with ``program`` that program (an interactive shell)."""
+
+    def __init__(
+        self, args: Sequence[str], env: dict[str, str] | None = None, program: Sequence[str] = ()
+    ) -> None:
+        environment = {**os.environ, "TERM": "dumb", **(env or {})}
+        argv = [*program, *args] if program else [sys.executable, "-m", "keyctl", *args]
         pid, fd = pty.fork()  # the child: new session, the pty as controlling terminal and stdio
         if pid == 0:
-            os.execve(sys.executable, [sys.executable, "-m", "keyctl", *args], environment)
+            # A shell's job started with & ignores SIGINT, and exec keeps that: a test run launched so
+            # would see Ctrl-C do nothing. A technician's shell gives its commands the default.
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            os.execvpe(argv[0], argv, environment)
         self.pid, self.fd = pid, fd
         self.output = b""
         self.exit_code: int | None = None

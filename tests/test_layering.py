@@ -7,6 +7,21 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "keyctl"
 
+# The layers of keyctl's top-level modules, top to bottom: a module imports modules of its own layer or of
+# layers below it, never above (test_imports_go_down_the_layers). docs/architecture.md draws this table
+# (tests/docs/pictures.py).
+LAYERS: list[tuple[str, tuple[str, ...]]] = [
+    ("command line", ("__main__", "cli")),
+    ("what the commands do", ("enroll", "audit", "doctor", "admin")),
+    ("ceremonies, keys, TOTP, server", ("webauthn", "platform", "device", "totp", "server")),
+    ("transports", ("hid",)),
+    ("the virtual authenticator", ("authenticator",)),
+    (
+        "foundation",
+        ("__init__", "errors", "config", "fileio", "logs", "secrets", "fido2_fixes", "fido2_speedups"),
+    ),
+]
+
 
 def _imports(path: Path) -> set[str]:
     names: set[str] = set()
@@ -15,6 +30,8 @@ def _imports(path: Path) -> set[str]:
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
+            if node.module == "keyctl":  # from keyctl import secrets: the module keyctl.secrets
+                names.update(f"keyctl.{alias.name}" for alias in node.names)
     return names
 
 
@@ -28,6 +45,24 @@ def _imports_any(imports: set[str], roots: tuple[str, ...]) -> list[str]:
 
 def test_the_tree_is_not_empty() -> None:
     assert len(_modules()) >= 5
+
+
+def _top(name: str) -> str:
+    """keyctl's top-level module a path (``webauthn/flows.py``) or a dotted name belongs to."""
+    return name.removeprefix("keyctl.").replace("/", ".").split(".")[0]
+
+
+def test_imports_go_down_the_layers() -> None:
+    layer = {module: index for index, (_, modules) in enumerate(LAYERS) for module in modules}
+    tops = {_top(path) for path, _ in _modules()}
+    assert tops == set(layer), "place every top-level module in LAYERS"
+    upward = {
+        (path, name)
+        for path, imports in _modules()
+        for name in _imports_any(imports, ("keyctl",))
+        if name != "keyctl" and layer.get(_top(name), len(LAYERS)) < layer[_top(path)]
+    }
+    assert upward == set()
 
 
 def test_only_cli_imports_typer_or_rich() -> None:

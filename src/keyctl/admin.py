@@ -24,8 +24,14 @@ from keyctl.errors import (
     NotFound,
     ServerUnavailable,
     SignInFailed,
+    StepUpRequired,
 )
 
+STEP_UP_HEADER = "Keyctl-Step-Up"  # where a named admin's step-up token goes (the reference server)
+STEP_UP_REMEDY = (
+    "pass --as ADMIN_EMAIL with --totp NAME, --totp-secret-env VAR or --device SPEC: a code or passkey "
+    "of that admin's own account"
+)
 ENV_SERVER = "KEYCTL_ADMIN_SERVER"
 ENV_TOKEN = "KEYCTL_ADMIN_TOKEN"
 PROFILE_FILE = "admin.json"
@@ -169,6 +175,25 @@ class AdminApi:
             )
         raise _refusal(self.server, method, path, response.status_code, answer)
 
+    # a named admin's step-up, for the actions that remove an account's protection
+    def step_up_totp(self, email: str, code: str) -> None:
+        self._stepped_up(self._call("POST", "/api/admin/step-up/totp", {"email": email, "code": code}))
+
+    def step_up_passkey_options(self, email: str) -> dict[str, Any]:
+        return self._call("POST", "/api/admin/step-up/passkey/options", {"email": email})
+
+    def step_up_passkey_verify(self, response: Mapping[str, Any]) -> None:
+        self._stepped_up(self._call("POST", "/api/admin/step-up/passkey/verify", response))
+
+    def _stepped_up(self, answer: Mapping[str, Any]) -> None:
+        """The later requests carry the step-up's token."""
+        token = answer.get("step_up_token")
+        if not isinstance(token, str):
+            raise ServerUnavailable(
+                f"{self.server} answered the step-up without a token", "check that this is a keyctl server"
+            )
+        self._http.headers[STEP_UP_HEADER] = token
+
     # users
     def users(self) -> Iterator[dict[str, Any]]:
         cursor: str | None = None
@@ -256,11 +281,22 @@ def _matches(event: Mapping[str, Any], query: AuditQuery) -> bool:
     return query.since is None or str(event.get("time", "")) >= query.since
 
 
+_STEP_UP_FIXES = {
+    "invalid_code": "check that --totp or --totp-secret-env holds the --as admin's own TOTP secret",
+    "blocked": "too many wrong codes: use the unblock link the server emailed the admin, or lift the block",
+}
+
+
 def _refusal(server: str, method: str, path: str, status: int, answer: Any) -> KeyctlError:
     said = answer.get("message") if isinstance(answer, dict) else None
     detail = f"{method} {server}{path} answered HTTP {status}" + (
         f": {said}" if isinstance(said, str) else ""
     )
+    code = answer.get("error") if isinstance(answer, dict) else None
+    if code == "step_up_required":
+        return StepUpRequired(str(said) if said else detail, STEP_UP_REMEDY)
+    if code in _STEP_UP_FIXES:  # only the step-up checks codes on the admin API
+        return SignInFailed(f"{server} refused the step-up: {said}", _STEP_UP_FIXES[code])
     if status == 401 or status == 403:
         return SignInFailed(
             f"{server} refused the admin token ({status})",
@@ -268,7 +304,6 @@ def _refusal(server: str, method: str, path: str, status: int, answer: Any) -> K
         )
     if answer is None:
         return ServerUnavailable(f"{detail} without JSON", "check that the URL is a keyctl server")
-    code = answer.get("error") if isinstance(answer, dict) else None
     if code == "not_found" and said == "no such page or endpoint":
         return ServerUnavailable(
             detail, "this server has no such admin endpoint: check the URL (and its version)"

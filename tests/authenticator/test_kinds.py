@@ -64,6 +64,21 @@ def test_security_key_without_uv_request_is_not_verified(transport: Transport) -
     assert rp.register(platform, user_verification="discouraged").verified.user_verified is True
 
 
+@pytest.mark.parametrize("kind", [Kind.PLATFORM, Kind.SYNCED])
+def test_a_command_without_uv_evidence_is_verified_by_an_always_uv_kind(
+    transport: Transport, kind: Kind
+) -> None:
+    """A client that sends neither a token nor the uv option (a CTAP 2.0 host, a raw command) still gets a
+    verified user from a platform or provider (alwaysUv with UV built in, CTAP 2.1 §6.1.2 step 6), and the
+    UV flag says so: a relying party requiring verification accepts the sign-in."""
+    ctap = Ctap2(transport(VirtualAuthenticator(new_state(kind=kind))))
+    cdh = bytes(32)
+    made = ctap.make_credential(cdh, {"id": "example.com"}, {"id": b"u"}, [{"type": "public-key", "alg": -7}])
+    assert made.auth_data.is_user_verified()
+    credential = {"type": "public-key", "id": made.auth_data.credential_data.credential_id}  # type: ignore[union-attr]
+    assert ctap.get_assertion("example.com", cdh, [credential]).auth_data.is_user_verified()
+
+
 @pytest.mark.parametrize(
     ("kind", "transports", "plat"),
     [

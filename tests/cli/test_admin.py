@@ -1,5 +1,6 @@
 """`keyctl admin` against a real reference server on loopback: every command, the token's three sources,
-80-column tables with short ids (full with --json), confirmations, and refusals that change nothing."""
+80-column tables with short ids (full with --json), confirmations, refusals that change nothing, and the
+named admin's step-up the server asks for before reset-2fa and deletions (#19 item 2)."""
 
 from __future__ import annotations
 
@@ -11,25 +12,35 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
 from keyctl.hid.inprocess import connect
 from keyctl.server import ServerHandle, start
-from keyctl.webauthn import flows, profile
+from keyctl.webauthn import flows, profile, signin
 from keyctl.webauthn.session import Session
 from tests.conftest import Result
 from tests.terminal import TerminalSession
-from tests.webauthn.conftest import PASSWORD, authenticator, client, sign_up
+from tests.webauthn.conftest import PASSWORD, authenticator, client, oathtool_code, sign_up, udp_authenticator
 
 Cli = Callable[..., Result]
 TOKEN = "admin-token-for-tests-0123456789"
+ROOT = "root@example.com"  # the server's named admin (--admin-email)
+AS_ROOT = ("--as", ROOT, "--totp-secret-env", "ROOT_TOTP")
+__all__ = ["udp_authenticator"]  # a fixture
 
 
 @pytest.fixture
 def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ServerHandle]:
-    with start(tmp_path / "rp.sqlite3", admin_token=TOKEN, max_failures=3, rate_limit=100_000) as handle:
+    with start(
+        tmp_path / "rp.sqlite3",
+        admin_token=TOKEN,
+        max_failures=3,
+        rate_limit=100_000,
+        admin_emails=(ROOT,),
+    ) as handle:
         monkeypatch.setenv("ADMIN_TOKEN", TOKEN)
         monkeypatch.setenv("KEYCTL_ADMIN_SERVER", handle.url)
         yield handle
@@ -44,6 +55,22 @@ def with_passkeys(server: ServerHandle, email: str, count: int) -> Session:
         request = flows.Request(user=email, name=f"key {number}", resident=True)
         flows.register(session, client(server.url, lambda key=key: connect(key)), request)
     return session
+
+
+def root_admin(server: ServerHandle, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The admin's account, enrolled with a code of the previous TOTP step (keyctl's own code for the
+    step-up is then fresh); its TOTP secret in $ROOT_TOTP, and returned."""
+    server.create_user(ROOT, PASSWORD)
+    secrets: list[str] = []
+
+    def enroll(uri: str) -> signin.CodeSource:
+        secrets.append(parse_qs(urlsplit(uri).query)["secret"][0])
+        return lambda: oathtool_code(secrets[0], time.time() - 30)
+
+    with Session(server.url, profile.load("keyctl"), server.url) as session:
+        signin.password_sign_in(session, signin.Password(ROOT, PASSWORD, enroll=enroll), lambda step: None)
+    monkeypatch.setenv("ROOT_TOTP", secrets[0])
+    return secrets[0]
 
 
 def admin(cli: Cli, *args: str) -> Result:
@@ -77,7 +104,10 @@ def test_users_add_list_show(cli: Cli, server: ServerHandle, monkeypatch: pytest
     assert "fix: list the accounts with: keyctl admin users list" in missing.stderr
 
 
-def test_passkeys_list_short_ids_and_delete_after_confirmation(cli: Cli, server: ServerHandle) -> None:
+def test_passkeys_list_short_ids_and_delete_after_confirmation(
+    cli: Cli, server: ServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root_admin(server, monkeypatch)
     session = with_passkeys(server, "bea@example.com", 2)
     full = json.loads(admin(cli, "passkeys", "list", "bea@example.com", "--json").stdout)
     ids = [p["id"] for p in full]
@@ -93,7 +123,7 @@ def test_passkeys_list_short_ids_and_delete_after_confirmation(cli: Cli, server:
     assert len(session.call("GET", "/api/passkeys")["passkeys"]) == 2
     unknown = admin(cli, "passkeys", "delete", "bea@example.com", "zzzz", "--yes")
     assert unknown.exit_code == 4
-    deleted = admin(cli, "passkeys", "delete", "bea@example.com", ids[0][:11], "--yes")
+    deleted = admin(cli, "passkeys", "delete", "bea@example.com", ids[0][:11], "--yes", *AS_ROOT)
     assert deleted.exit_code == 0, deleted.stderr
     assert [p["id"] for p in session.call("GET", "/api/passkeys")["passkeys"]] == ids[1:]
     session.close()
@@ -152,9 +182,12 @@ def test_a_whole_ip_block_is_listed_and_lifted(
         assert password("kai@example.com", PASSWORD).status_code == 200
 
 
-def test_reset_2fa_invites_and_the_audit_log(cli: Cli, server: ServerHandle) -> None:
+def test_reset_2fa_invites_and_the_audit_log(
+    cli: Cli, server: ServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root_admin(server, monkeypatch)
     with_passkeys(server, "dov@example.com", 0).close()
-    reset = admin(cli, "users", "reset-2fa", "dov@example.com", "--yes")
+    reset = admin(cli, "users", "reset-2fa", "dov@example.com", "--yes", *AS_ROOT)
     assert reset.exit_code == 0, reset.stderr
     assert (
         json.loads(admin(cli, "users", "show", "dov@example.com", "--json").stdout)["totp_enrolled"] is False
@@ -171,7 +204,7 @@ def test_reset_2fa_invites_and_the_audit_log(cli: Cli, server: ServerHandle) -> 
     assert len(json.loads(admin(cli, "audit", "--since", "10m", "--json").stdout)) >= 4
     text = admin(cli, "audit", "--event", "totp_reset")
     assert "totp_reset  dov@example.com" in text.stdout
-    assert "by=admin" in text.stdout
+    assert f"by={ROOT}" in text.stdout
     bad = admin(cli, "audit", "--since", "yesterday")
     assert bad.exit_code == 3
     assert "--since 'yesterday'" in bad.stderr
@@ -226,7 +259,10 @@ def test_the_token_from_a_stored_profile_and_refusals(
     assert cli("admin", "users", "list").exit_code == 3
 
 
-def test_users_delete_asks_first_and_ends_the_account(cli: Cli, server: ServerHandle) -> None:
+def test_users_delete_asks_first_and_ends_the_account(
+    cli: Cli, server: ServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root_admin(server, monkeypatch)
     session = with_passkeys(server, "gus@example.com", 1)
     server.create_user("hal@example.com", PASSWORD)
     refused = admin(cli, "users", "delete", "gus@example.com")
@@ -237,19 +273,22 @@ def test_users_delete_asks_first_and_ends_the_account(cli: Cli, server: ServerHa
     unknown = admin(cli, "users", "delete", "nobody@example.com", "--yes")
     assert unknown.exit_code == 4
     assert "keyctl admin users list" in unknown.stderr
-    deleted = admin(cli, "users", "delete", "Gus@Example.com", "--yes")
+    deleted = admin(cli, "users", "delete", "Gus@Example.com", "--yes", *AS_ROOT)
     assert deleted.exit_code == 0, deleted.stderr
     assert "deleted the account gus@example.com and its 1 passkey(s)" in deleted.stderr
     listed = json.loads(admin(cli, "users", "list", "--json").stdout)
-    assert [u["email"] for u in listed] == ["hal@example.com"]
+    assert [u["email"] for u in listed] == [ROOT, "hal@example.com"]
     gone = httpx.get(f"{server.url}/api/me", cookies=session.client.cookies)
     assert gone.status_code == 401
     session.close()
 
 
-def test_users_delete_on_a_terminal_asks_and_no_keeps_the_account(server: ServerHandle) -> None:
+def test_users_delete_on_a_terminal_asks_and_no_keeps_the_account(
+    server: ServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root_admin(server, monkeypatch)
     server.create_user("ida@example.com", PASSWORD)
-    args = ["admin", "users", "delete", "ida@example.com", "--token-env", "ADMIN_TOKEN"]
+    args = ["admin", "users", "delete", "ida@example.com", "--token-env", "ADMIN_TOKEN", *AS_ROOT]
     answers = {"n": 8, "y": 0}
     for answer, code in answers.items():
         term = TerminalSession(args)
@@ -257,7 +296,7 @@ def test_users_delete_on_a_terminal_asks_and_no_keeps_the_account(server: Server
         term.type(answer + "\n")
         assert term.wait() == code, term.text
         emails = [u["email"] for u in httpx_admin(server).get("/api/admin/users").json()["users"]]
-        assert emails == ([] if answer == "y" else ["ida@example.com"])
+        assert emails == ([ROOT] if answer == "y" else [ROOT, "ida@example.com"])
 
 
 def httpx_admin(server: ServerHandle) -> httpx.Client:
@@ -332,3 +371,121 @@ def test_an_endpoint_the_server_lacks_is_exit_20(cli: Cli, server: ServerHandle)
     assert lacking.exit_code == 20, lacking.stderr
     assert f"GET {server.url}/old/api/admin/invites answered HTTP 404" in lacking.stderr
     assert "this server has no such admin endpoint" in lacking.stderr
+
+
+def events(server: ServerHandle, name: str) -> list[dict[str, object]]:
+    answer = httpx_admin(server).get("/api/admin/audit", params={"limit": 1000}).json()["events"]
+    return [e for e in answer if e["event"] == name]
+
+
+def test_without_a_step_up_the_sensitive_commands_say_what_is_needed(
+    cli: Cli, server: ServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root_admin(server, monkeypatch)
+    session = with_passkeys(server, "kim@example.com", 1)
+    [passkey] = session.call("GET", "/api/passkeys")["passkeys"]
+    server.create_user("lou@example.com", PASSWORD)
+    with Session(server.url, profile.load("keyctl"), server.url) as lou:
+        sign_up(lou, "lou@example.com", time.time)
+    before = httpx_admin(server).get("/api/admin/users").json()
+    for command in (
+        ("users", "reset-2fa", "kim@example.com"),
+        ("users", "delete", "kim@example.com"),
+        ("passkeys", "delete", "kim@example.com", passkey["id"]),
+    ):
+        refused = admin(cli, *command, "--yes")
+        assert refused.exit_code == 21, refused.stderr
+        lines = refused.stderr.strip().splitlines()
+        assert lines[0] == (
+            "error: Confirm it's you: this admin action needs a named admin's step-up (a TOTP code or a "
+            "passkey of an --admin-email account) at most 5 minutes old"
+        ), refused.stderr
+        assert "--as ADMIN_EMAIL with --totp NAME, --totp-secret-env VAR or --device SPEC" in lines[1]
+    # Bad step-up options: refused before any request (exit 3).
+    monkeypatch.setenv("LOU_TOTP", "JBSWY3DPEHPK3PXP")
+    for options, said in (
+        (("--totp-secret-env", "ROOT_TOTP"), "--totp-secret-env confirms the admin named with --as"),
+        (("--as", ROOT), "--as needs a way to confirm it's that admin"),
+        (("--as", ROOT, "--totp", "root", "--device", "virtual:x"), "--totp and --device exclude each other"),
+        (("--as", ROOT, "--totp-secret-env", "UNSET_VAR"), "environment variable UNSET_VAR is not set"),
+        # Another account is no admin, whatever its code; the server says so.
+        (("--as", "lou@example.com", "--totp-secret-env", "LOU_TOTP"), "lou@example.com is not an admin"),
+    ):
+        bad = admin(cli, "users", "delete", "kim@example.com", "--yes", *options)
+        assert bad.exit_code == 3, (options, bad.stderr)
+        assert said in bad.stderr, bad.stderr
+    # A wrong code of the admin: refused (exit 21), and it counts as a failed attempt of that account.
+    monkeypatch.setenv("WRONG_TOTP", "JBSWY3DPEHPK3PXP")
+    wrong = admin(
+        cli, "users", "delete", "kim@example.com", "--yes", "--as", ROOT, "--totp-secret-env", "WRONG_TOTP"
+    )
+    assert wrong.exit_code == 21, wrong.stderr
+    assert "refused the step-up: Incorrect code" in wrong.stderr
+    assert [e["email"] for e in events(server, "admin_step_up_failed")] == [ROOT]
+    assert httpx_admin(server).get("/api/admin/users").json() == before  # nothing changed
+    session.close()
+
+
+def test_an_admin_steps_up_with_a_code_from_the_vault(
+    cli: Cli, server: ServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyctl.totp import model, vault
+
+    secret = root_admin(server, monkeypatch)
+    vault.add(model.parse_uri(f"otpauth://totp/keyctl:{ROOT}?secret={secret}&issuer=keyctl", "root"))
+    with_passkeys(server, "max@example.com", 0).close()
+    deleted = admin(cli, "users", "delete", "max@example.com", "--yes", "--as", ROOT, "--totp", "root")
+    assert deleted.exit_code == 0, deleted.stderr
+    assert [e["email"] for e in events(server, "admin_step_up")] == [ROOT]
+    [event] = events(server, "user_deleted")
+    assert event["detail"] == {"by": ROOT, "passkeys": 0}
+
+
+def test_an_admin_steps_up_with_a_passkey(
+    cli: Cli, server: ServerHandle, monkeypatch: pytest.MonkeyPatch, udp_authenticator: Callable[..., str]
+) -> None:
+    root_admin(server, monkeypatch)
+    roots_key = authenticator()
+    with Session(server.url, profile.load("keyctl"), server.url) as root:
+        secret = os.environ["ROOT_TOTP"]
+        code = oathtool_code(secret, time.time() + 30)  # the next step: the enrollment used the previous
+        signin.password_sign_in(root, signin.Password(ROOT, PASSWORD, totp=lambda: code), lambda step: None)
+        flows.register(root, client(server.url, lambda: connect(roots_key)), flows.Request(user=ROOT))
+    session = with_passkeys(server, "ned@example.com", 2)
+    users_passkey = session.call("GET", "/api/passkeys")["passkeys"][0]
+    # The user's own authenticator holds no passkey of the admin: refused, nothing deleted.
+    users_key = udp_authenticator(authenticator())
+    foreign = admin(
+        cli,
+        "passkeys",
+        "delete",
+        "ned@example.com",
+        users_passkey["id"],
+        "--yes",
+        "--as",
+        ROOT,
+        "--device",
+        users_key,
+    )
+    assert foreign.exit_code == 10, foreign.stderr
+    assert len(session.call("GET", "/api/passkeys")["passkeys"]) == 2
+    device = udp_authenticator(roots_key)
+    deleted = admin(
+        cli,
+        "passkeys",
+        "delete",
+        "ned@example.com",
+        users_passkey["id"],
+        "--yes",
+        "--as",
+        ROOT,
+        "--device",
+        device,
+    )
+    assert deleted.exit_code == 0, deleted.stderr
+    assert [p["id"] for p in session.call("GET", "/api/passkeys")["passkeys"]] != [users_passkey["id"]]
+    assert len(session.call("GET", "/api/passkeys")["passkeys"]) == 1
+    assert [e["detail"] for e in events(server, "admin_step_up")] == [{"method": "passkey"}]
+    [event] = events(server, "passkey_deleted")
+    assert event["detail"] == {"by": ROOT, "credential_id": users_passkey["id"]}
+    session.close()

@@ -7,12 +7,9 @@ from __future__ import annotations
 import ast
 import json
 import os
-import pty
 import re
-import select
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import pytest
 from keyctl.cli import app as app_module
 from keyctl.server import start
 from tests.conftest import Result
+from tests.terminal import TerminalSession
 from tests.totp.conftest import index_names
 
 Cli = Callable[..., Result]
@@ -203,19 +201,10 @@ def test_a_bad_choice_is_exit_3_in_keyctl_s_error_format(cli: Cli) -> None:
 
 
 def test_ctrl_c_at_a_hidden_prompt_is_130_and_adds_nothing() -> None:
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: keyctl on a real terminal
-        os.execv(sys.executable, [sys.executable, "-m", "keyctl", "totp", "add", "bank", "--secret"])
-    output = b""
-    deadline = time.monotonic() + 30
-    while b"secret:" not in output.lower() and time.monotonic() < deadline:
-        if select.select([fd], [], [], 1)[0]:
-            output += os.read(fd, 1024)
-    assert b"secret:" in output.lower(), output
-    os.write(fd, b"\x03")  # Ctrl-C as the terminal sends it
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 130
+    terminal = TerminalSession(["totp", "add", "bank", "--secret"])  # keyctl on a real terminal
+    terminal.expect("secret:")
+    terminal.type("\x03")  # Ctrl-C as the terminal sends it
+    assert terminal.wait() == 130, terminal.text
     assert index_names() == []
 
 

@@ -23,6 +23,9 @@ from tests.server.softauth import SoftAuthenticator
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "alice@example.com"
+ADMIN = (
+    "root@example.com"  # the servers' named admin (--admin-email): sensitive admin actions need its step-up
+)
 
 
 class FakeClock:
@@ -61,7 +64,7 @@ def db_target(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
 
 @pytest.fixture
 def server(db_target: Path | str, clock: FakeClock) -> Iterator[ServerHandle]:
-    with start(db_target, clock=clock, rate_limit=100_000) as handle:
+    with start(db_target, clock=clock, rate_limit=100_000, admin_emails=(ADMIN,)) as handle:
         yield handle
 
 
@@ -131,6 +134,22 @@ def sign_in(server: ServerHandle, clock: FakeClock, account: Account) -> httpx.C
     done = http.post("/api/signin/totp", json={"code": totp_code(account.secret, clock())})
     assert done.status_code == 200, done.text
     return http
+
+
+def stepped_up(server: ServerHandle, clock: FakeClock, admin_account: Account) -> httpx.Client:
+    """The admin API as the named admin ``admin_account`` (enrolled with ``enroll``) just confirmed with a
+    TOTP code: its requests carry the step-up token, valid 5 minutes of ``clock``."""
+    clock.advance(30)  # a TOTP step of its own: each works once
+    with admin(server) as a:
+        answer = a.post(
+            "/api/admin/step-up/totp",
+            json={"email": admin_account.email, "code": totp_code(admin_account.secret, clock())},
+        )
+    assert answer.status_code == 200, answer.text
+    token = answer.json()["step_up_token"]
+    return http_client(
+        server.url, headers={"Authorization": f"Bearer {server.admin_token}", "Keyctl-Step-Up": token}
+    )
 
 
 def register(http: httpx.Client, authenticator: SoftAuthenticator, **options: Any) -> httpx.Response:

@@ -8,6 +8,7 @@ import httpx
 
 from keyctl.server import ServerHandle
 from tests.server.conftest import (
+    ADMIN,
     EMAIL,
     PASSWORD,
     FakeClock,
@@ -20,6 +21,7 @@ from tests.server.conftest import (
     register,
     snapshot,
     sql,
+    stepped_up,
 )
 from tests.server.softauth import SoftAuthenticator
 
@@ -64,11 +66,12 @@ def test_deleting_an_account_ends_its_sessions_passkeys_and_invites(
     soft = SoftAuthenticator(server.url)
     assert register(account.http, soft).status_code == 200
     create_user(server, "bob@example.com")
-    with admin(server) as a:
+    root = enroll(server, clock, ADMIN)
+    with stepped_up(server, clock, root) as a:
         deleted = a.delete(f"/api/admin/users/{EMAIL.upper()}")
         assert deleted.status_code == 200, deleted.text
         assert deleted.json() == {"status": "deleted"}
-        assert [u["email"] for u in a.get("/api/admin/users").json()["users"]] == ["bob@example.com"]
+        assert [u["email"] for u in a.get("/api/admin/users").json()["users"]] == ["bob@example.com", ADMIN]
     assert error_of(account.http.get("/api/me")) == "not_signed_in"
     options = client(server).post("/api/passkeys/login/options", json={}).json()
     login = client(server).post("/api/passkeys/login/verify", json=soft.get(options))
@@ -76,7 +79,7 @@ def test_deleting_an_account_ends_its_sessions_passkeys_and_invites(
     assert error_of(accept(server, stale_link)) == "not_found"
     assert sql(server, "SELECT COUNT(*) FROM passkeys") == [(0,)]
     event = [e for e in audit_events(server) if e["event"] == "user_deleted"]
-    assert [(e["email"], e["detail"]) for e in event] == [(EMAIL, {"by": "admin", "passkeys": 1})]
+    assert [(e["email"], e["detail"]) for e in event] == [(EMAIL, {"by": ADMIN, "passkeys": 1})]
     # The address is free again.
     create_user(server, EMAIL)
 

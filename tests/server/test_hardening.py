@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from keyctl.server import ServerHandle, passwords
 from tests.server.conftest import (
+    ADMIN,
     EMAIL,
     PASSWORD,
     FakeClock,
@@ -26,6 +27,7 @@ from tests.server.conftest import (
     register,
     snapshot,
     sql,
+    stepped_up,
     totp_code,
 )
 from tests.server.softauth import UP, UV, Credential, SoftAuthenticator, cbor
@@ -231,11 +233,12 @@ def test_admin_2fa_reset_during_the_password_step(
 ) -> None:
     """The reset lands while the password hash is being checked (outside the database lock)."""
     account = enroll(server, clock)
+    root = stepped_up(server, clock, enroll(server, clock, ADMIN))
     verify = passwords.verify_password
 
     def verify_then_reset(password: str, stored: str) -> bool:
         ok = verify(password, stored)
-        with admin(server) as a:
+        with root as a:
             assert a.post(f"/api/admin/users/{EMAIL}/reset-2fa", json={}).status_code == 200
         return ok
 

@@ -10,6 +10,7 @@ import pytest
 
 from keyctl.server import ServerHandle, start
 from tests.server.conftest import (
+    ADMIN,
     EMAIL,
     PASSWORD,
     FakeClock,
@@ -20,6 +21,7 @@ from tests.server.conftest import (
     register,
     snapshot,
     sql,
+    stepped_up,
     totp_code,
 )
 from tests.server.softauth import SoftAuthenticator
@@ -33,11 +35,12 @@ def test_admin_2fa_reset_between_the_password_step_and_the_2fa_step(
 ) -> None:
     """The issue's own sequence: password step done, then the reset, then the code (once a 500)."""
     account = enroll(server, clock)
+    root = stepped_up(server, clock, enroll(server, clock, ADMIN))
     clock.advance(30)
     http = client(server)
     step = http.post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD})
     assert step.json() == {"status": "totp_required"}, step.text
-    with admin(server) as a:
+    with root as a:
         assert a.post(f"/api/admin/users/{EMAIL}/reset-2fa", json={}).status_code == 200
     before = snapshot(server)
     body = {"code": totp_code(account.secret, clock()), "recovery_code": account.recovery_code}

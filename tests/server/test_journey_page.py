@@ -2,25 +2,21 @@
 authenticator: password, TOTP enrollment, recovery code, the "Log in faster on this device" offer with
 "Continue without passkeys" and "Don't show me this again" (the 30-day snooze), "Device registration
 successful" with the default device name renamed, the passkey list. A screenshot of each state goes to
-test-artifacts/screenshots/ (the README shows them)."""
+test-artifacts/screenshots/ (docs/policy.md shows them: tests/docs/pictures.py)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from keyctl.server import ServerHandle
+from tests.docs.pictures import screenshot
 from tests.server.conftest import EMAIL, PASSWORD, FakeClock, audit_events, totp_code
 from tests.server.test_browser import log_out, page  # noqa: F401  (the Chromium page fixture)
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-
 
 def shot(browser_page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser_page.screenshot(path=SCREENSHOTS / f"journey-{name}.png", full_page=True)
+    screenshot(browser_page, f"journey-{name}")
 
 
 @pytest.mark.browser

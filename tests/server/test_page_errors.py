@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, Route, expect, sync_playwright
 
 from keyctl.server import ServerHandle, passwords
+from tests.docs.pictures import screenshot
 from tests.server.conftest import EMAIL, PASSWORD, FakeClock, enroll, sql, totp_code
 from tests.server.test_browser import CHROMIUM_ARGS
 
@@ -81,6 +82,7 @@ def test_a_browser_without_webauthn_says_passkeys_are_not_supported(
     expect(page.locator("#no-passkeys")).to_be_visible()
     expect(page.locator("#no-passkeys")).to_contain_text("Passkeys not supported on this device")
     expect(page.locator("#passkey-btn")).to_be_disabled()
+    screenshot(page, "passkeys-not-supported")
     account = enroll(server, clock)  # password + TOTP still work
     clock.advance(30)
     page.fill("#email", EMAIL)

@@ -10,6 +10,7 @@ import pytest
 
 from keyctl.server import ServerHandle
 from tests.server.conftest import (
+    ADMIN,
     EMAIL,
     FakeClock,
     admin,
@@ -20,6 +21,7 @@ from tests.server.conftest import (
     register,
     sign_in,
     snapshot,
+    stepped_up,
 )
 from tests.server.softauth import BE, BS, UP, UV, Excluded, SoftAuthenticator, b64url, unb64url
 
@@ -342,11 +344,12 @@ def test_admin_sees_and_deletes_passkeys(server: ServerHandle, clock: FakeClock)
         users = a.get("/api/admin/users").json()["users"]
         assert users[0]["passkeys"][0]["sign_count"] == 1
         assert users[0]["passkeys"][0]["aaguid"] == passkey["aaguid"]
+    with stepped_up(server, clock, enroll(server, clock, ADMIN)) as a:
         assert a.delete(f"/api/admin/users/{EMAIL}/passkeys/{passkey['id']}").json() == {"status": "deleted"}
         assert error_of(a.delete(f"/api/admin/users/{EMAIL}/passkeys/{passkey['id']}")) == "not_found"
     assert error_of(login(server, key, email=None)) == "unknown_credential"
     deleted = [e for e in audit_events(server) if e["event"] == "passkey_deleted"]
-    assert deleted[0]["detail"] == {"credential_id": passkey["id"], "by": "admin"}
+    assert deleted[0]["detail"] == {"credential_id": passkey["id"], "by": ADMIN}
 
 
 def test_flags_of_synced_passkeys_follow_logins(server: ServerHandle, clock: FakeClock) -> None:

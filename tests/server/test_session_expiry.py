@@ -6,24 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from keyctl.server import ServerHandle
+from tests.docs.pictures import screenshot
 from tests.server.conftest import PASSWORD, FakeClock, client, enroll, error_of, register, totp_code
 from tests.server.softauth import SoftAuthenticator
 from tests.server.test_browser import CHROMIUM_ARGS
 
 HOUR = 3600
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 DAY = 24 * HOUR
-
-
-def shot(page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
 def iso(at: float) -> str:
@@ -113,16 +107,21 @@ def test_the_page_warns_before_the_enforced_logout(
     page.clock.fast_forward(61 * 1000)  # 4 hours minus a second left
     expect(notice).to_be_visible()
     expect(page.locator("#expiry-text")).to_contain_text("in about 4 hours")
-    shot(page, "expiry-4h")
+    screenshot(page, "expiry-4h")
     page.click("#expiry-dismiss")
     expect(notice).to_be_hidden()
 
-    page.clock.fast_forward((4 * HOUR - 5 * 60) * 1000)  # 5 minutes minus a second left
+    page.clock.fast_forward((4 * HOUR - 5 * 60 - 2) * 1000)  # 5 minutes and a second left: still dismissed
+    expect(notice).to_be_hidden()
+    page.clock.fast_forward(2 * 1000)  # 5 minutes minus a second left
     expect(notice).to_be_visible()
     expect(page.locator("#expiry-text")).to_contain_text("ends in 5 minutes")
-    shot(page, "expiry-5min")
+    screenshot(page, "expiry-5min")
 
-    page.clock.fast_forward(4 * 60 * 1000)  # 59 s left: the countdown, over everything, no way to close it
+    page.clock.fast_forward((4 * 60 - 2) * 1000)  # 61 s left: no countdown yet
+    expect(notice).to_be_visible()
+    expect(countdown).to_be_hidden()
+    page.clock.fast_forward(2 * 1000)  # 59 s left: the countdown, over everything, no way to close it
     expect(countdown).to_be_visible()
     expect(page.locator("#countdown-seconds")).to_have_text("59")
     expect(notice).to_be_hidden()
@@ -130,7 +129,7 @@ def test_the_page_warns_before_the_enforced_logout(
     page.keyboard.press("Escape")
     page.clock.run_for(10_000)
     expect(page.locator("#countdown-seconds")).to_have_text("49")
-    shot(page, "expiry-countdown")
+    screenshot(page, "expiry-countdown")
 
     # At the end the page logs out, as the server does at the same moment.
     clock.advance(DAY + 1)

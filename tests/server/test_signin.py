@@ -210,12 +210,12 @@ def test_sign_in_issues_a_new_session_token(server: ServerHandle, clock: FakeClo
 
 
 def test_admin_reset_of_2fa_keeps_passkeys_and_reenrolls(server: ServerHandle, clock: FakeClock) -> None:
-    from tests.server.conftest import register
+    from tests.server.conftest import ADMIN, register, stepped_up
     from tests.server.softauth import SoftAuthenticator
 
     account = enroll(server, clock)
     assert register(account.http, SoftAuthenticator(server.url)).status_code == 200
-    with admin(server) as a:
+    with stepped_up(server, clock, enroll(server, clock, ADMIN)) as a:
         reset = a.post(f"/api/admin/users/{EMAIL}/reset-2fa", json={})
     assert reset.json()["totp_enrolled"] is False
     assert len(reset.json()["passkeys"]) == 1

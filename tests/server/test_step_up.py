@@ -6,8 +6,9 @@ assertions from the tests' own software authenticator."""
 from __future__ import annotations
 
 import httpx
+import pytest
 
-from keyctl.server import ServerHandle
+from keyctl.server import ServerHandle, passwords
 from tests.server.conftest import (
     EMAIL,
     PASSWORD,
@@ -64,7 +65,10 @@ def test_sensitive_actions_need_a_verification_at_most_5_minutes_old(
     assert done.json()["status"] == "verified", done.text
     assert error_of(account.http.post("/api/step-up/totp", json={"code": code})) == "invalid_code"  # once
     clock.advance(STEP_UP - 1)
-    assert account.http.patch(f"/api/passkeys/{passkey['id']}", json={"name": "Renamed"}).status_code == 200
+    allowed = sensitive_actions(account.http, passkey["id"])
+    assert [allowed[action].status_code for action in ("add", "rename", "password")] == [200, 200, 200]
+    assert allowed["delete"].status_code == 200, allowed["delete"].text
+    passkey = register(account.http, key).json()["passkey"]
     clock.advance(1)
     assert error_of(account.http.delete(f"/api/passkeys/{passkey['id']}")) == "step_up_required"
 
@@ -105,6 +109,26 @@ def test_a_passkey_assertion_steps_up(server: ServerHandle, clock: FakeClock) ->
     assert done.json()["status"] == "verified", done.text
     assert account.http.delete(f"/api/passkeys/{passkey['id']}").status_code == 200
     assert error_of(second.delete(f"/api/passkeys/{passkey['id']}")) == "step_up_required"
+
+
+def test_a_verification_running_out_during_the_password_hash_refuses_the_change(
+    server: ServerHandle, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The step-up is checked again once the new password is hashed (a slow hash): at 4:59 before it and
+    5:01 after it, the change is refused and the old password stays."""
+    account = enroll(server, clock)
+    clock.advance(STEP_UP - 1)
+    slow = passwords.hash_password
+
+    def hashing(password: str) -> str:
+        clock.advance(2)
+        return slow(password)
+
+    monkeypatch.setattr(passwords, "hash_password", hashing)
+    refused = account.http.post("/api/account/password", json={"new_password": NEW_PASSWORD})
+    assert error_of(refused) == "step_up_required", refused.text
+    step = client(server).post("/api/signin/password", json={"email": EMAIL, "password": PASSWORD})
+    assert step.json() == {"status": "totp_required"}
 
 
 def test_a_password_change_ends_the_other_sessions(server: ServerHandle, clock: FakeClock) -> None:

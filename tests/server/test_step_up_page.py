@@ -4,21 +4,13 @@ once with the passkey; the action runs again by itself after the confirmation.""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import Page, expect
 
 from keyctl.server import ServerHandle
+from tests.docs.pictures import screenshot
 from tests.server.conftest import FakeClock, enroll, totp_code
 from tests.server.test_browser import page  # noqa: F401  (the Chromium page with a virtual authenticator)
-
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-
-
-def shot(browser_page: Page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    browser_page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
 
 
 @pytest.mark.browser
@@ -43,13 +35,13 @@ def test_rename_and_delete_a_passkey_with_step_up(
     expect(page.locator("#stepup")).to_be_visible()
     expect(page.locator("#message")).to_contain_text("Confirm it's you")
     expect(page.locator(".passkey-name")).to_have_text("Chromium key")
-    shot(page, "step-up")
+    screenshot(page, "step-up")
     page.fill("#stepup-code", totp_code(account.secret, clock()))
     page.click("#stepup-totp-btn")
     expect(page.locator("#message")).to_have_text('Passkey renamed to "Work laptop"')
     expect(page.locator(".passkey-name")).to_have_text("Work laptop")
     expect(page.locator("#stepup")).to_be_hidden()
-    shot(page, "passkey-list")
+    screenshot(page, "passkey-list")
 
     clock.advance(5 * 60)
     page.click(".delete-btn")

@@ -90,6 +90,22 @@ def sign_up(session: Session, email: str, clock: Callable[[], float]) -> signin.
     )
 
 
+def account_with_totp(reference: Reference, email: str) -> str:
+    """An account that enrolled TOTP two steps ago (as a pipeline's account did long before): its secret."""
+    reference.server.create_user(email, PASSWORD)
+    secret: list[str] = []
+
+    def enroll(uri: str) -> signin.CodeSource:
+        secret.append(parse_qs(urlsplit(uri).query)["secret"][0])
+        return lambda: oathtool_code(secret[0], reference.clock())
+
+    reference.clock.offset = -60
+    with reference.session() as session:
+        signin.password_sign_in(session, signin.Password(email, PASSWORD, enroll=enroll), lambda step: None)
+    reference.clock.offset = 0
+    return secret[0]
+
+
 @pytest.fixture
 def reference(tmp_path: Path) -> Iterator[Reference]:
     clock = Clock()

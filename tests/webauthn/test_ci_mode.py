@@ -13,14 +13,12 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from keyctl.config import data_dir
-from keyctl.webauthn import signin
 from tests.conftest import Result, run_keyctl
-from tests.webauthn.conftest import PASSWORD, Reference, oathtool_code
+from tests.webauthn.conftest import PASSWORD, Reference, account_with_totp, oathtool_code
 
 CI_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "ci.md"
 SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
@@ -58,22 +56,6 @@ def recipes() -> list[str]:
             block.append(line)
         scripts.append(textwrap.dedent("\n".join(block)))
     return scripts
-
-
-def account_with_totp(reference: Reference, email: str) -> str:
-    """An account that enrolled TOTP two steps ago (as a pipeline's account did long before): its secret."""
-    reference.server.create_user(email, PASSWORD)
-    secret: list[str] = []
-
-    def enroll(uri: str) -> signin.CodeSource:
-        secret.append(parse_qs(urlsplit(uri).query)["secret"][0])
-        return lambda: oathtool_code(secret[0], reference.clock())
-
-    reference.clock.offset = -60
-    with reference.session() as session:
-        signin.password_sign_in(session, signin.Password(email, PASSWORD, enroll=enroll), lambda step: None)
-    reference.clock.offset = 0
-    return secret[0]
 
 
 def test_the_ci_guide_has_two_recipes() -> None:

@@ -7,15 +7,18 @@ while these commands talk HTTP to any deployed server, like `gh api` or `kubectl
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from keyctl.cli.output import JsonOption, Terminal, YesOption
-from keyctl.errors import InvalidInput
+from keyctl.cli.output import JsonOption, Terminal, YesOption, check_device
+from keyctl.errors import InvalidInput, StepUpRequired
 
 if TYPE_CHECKING:
     from keyctl.admin import AdminApi
+
+T = TypeVar("T")
 
 app = typer.Typer(no_args_is_help=True)
 users_app = typer.Typer(no_args_is_help=True, help="Accounts: list, show, add, delete, reset-2fa.")
@@ -46,12 +49,123 @@ TokenEnvOption = Annotated[
     ),
 ]
 EmailArg = Annotated[str, typer.Argument(metavar="EMAIL", help="The account's email address.")]
+# A named admin's step-up, for the actions that remove an account's protection (reset-2fa, deleting an
+# account or a passkey): the reference server asks for one at most 5 minutes old.
+AsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        metavar="EMAIL",
+        help="Step up as this admin (one of the server's --admin-email accounts) when the server asks.",
+    ),
+]
+StepUpTotpOption = Annotated[
+    str | None,
+    typer.Option(
+        "--totp", metavar="NAME", help="Step-up: the --as admin's code from this keyctl TOTP vault entry."
+    ),
+]
+StepUpTotpEnvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--totp-secret-env",
+        metavar="VAR",
+        help="Step-up: codes from the --as admin's TOTP secret (base32 or otpauth URI) in this variable.",
+    ),
+]
+StepUpDeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        "-d",
+        metavar="SPEC",
+        callback=check_device,
+        help="Step-up: the --as admin's passkey on this authenticator: usb[:PATH], udp:HOST:PORT, "
+        "virtual:NAME or platform.",
+    ),
+]
+StepUpPinEnvOption = Annotated[
+    str | None,
+    typer.Option(
+        "--pin-env",
+        metavar="VAR",
+        help="Step-up with --device: the key's PIN from this variable (else a prompt).",
+    ),
+]
+StepUp = Callable[["AdminApi"], None]
 
 
 def _api(server: str | None, token_env: str | None) -> AdminApi:
     from keyctl.admin import AdminApi, resolve
 
     return AdminApi(*resolve(server, token_env))
+
+
+def _step_up(
+    term: Terminal,
+    as_email: str | None,
+    totp: str | None,
+    totp_secret_env: str | None,
+    device: str | None,
+    pin_env: str | None,
+) -> StepUp | None:
+    """How the admin named with --as confirms it's them, checked before any request: a TOTP code of
+    their account (--totp, --totp-secret-env) or its passkey (--device); None without --as."""
+    from keyctl.cli.ceremony import totp_codes
+
+    ways = [
+        name
+        for name, value in (("--totp", totp), ("--totp-secret-env", totp_secret_env), ("--device", device))
+        if value
+    ]
+    if len(ways) > 1:
+        raise InvalidInput(
+            f"{' and '.join(ways)} exclude each other", "give one way to confirm: a code or a passkey"
+        )
+    if as_email is None:
+        if ways:
+            raise InvalidInput(
+                f"{ways[0]} confirms the admin named with --as",
+                "add --as ADMIN_EMAIL (one of the server's admins)",
+            )
+        return None
+    if device is not None:
+        return lambda api: _passkey_step_up(term, api, as_email, device, pin_env)
+    code = totp_codes(totp, totp_secret_env)
+    if code is None:
+        raise InvalidInput(
+            "--as needs a way to confirm it's that admin",
+            "add --totp NAME, --totp-secret-env VAR or --device SPEC",
+        )
+    return lambda api: api.step_up_totp(as_email, code())
+
+
+def _passkey_step_up(term: Terminal, api: AdminApi, email: str, spec: str, pin_env: str | None) -> None:
+    """The admin's passkey assertion, claimed for the server's own origin as a browser there would."""
+    from keyctl.cli.ceremony import passkey_client
+    from keyctl.webauthn import flows
+    from keyctl.webauthn import origin as origins
+
+    origin = origins.origin_of(api.server)
+    origins.require_secure(origin)
+    client, interaction = passkey_client(term, origin, spec, pin_env, 60.0, False)
+    try:
+        response, _ = flows.assertion(client, api.step_up_passkey_options(email), flows.Request(user=email))
+    finally:
+        interaction.done()
+    api.step_up_passkey_verify(response)
+
+
+def _confirmed(api: AdminApi, step_up: StepUp | None, action: Callable[[], T]) -> T:
+    """Run a sensitive admin action; when the server wants a named admin's step-up and --as says how,
+    step up and run it again (once)."""
+    try:
+        return action()
+    except StepUpRequired:
+        if step_up is None:
+            raise
+        step_up(api)
+        return action()
 
 
 def _short(credential_id: str) -> str:
@@ -169,18 +283,25 @@ def users_add(
 def users_reset_2fa(
     email: EmailArg,
     yes: YesOption = False,
+    as_admin: AsOption = None,
+    totp: StepUpTotpOption = None,
+    totp_secret_env: StepUpTotpEnvOption = None,
+    device: StepUpDeviceOption = None,
+    pin_env: StepUpPinEnvOption = None,
     server: ServerOption = None,
     token_env: TokenEnvOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Reset an account's 2FA (TOTP and recovery code).
 
-    The account enrolls TOTP again at its next sign-in; its passkeys stay."""
+    The account enrolls TOTP again at its next sign-in; its passkeys stay. The server asks for a named
+    admin's step-up: --as EMAIL with --totp, --totp-secret-env or --device."""
     term = Terminal(as_json)
+    step_up = _step_up(term, as_admin, totp, totp_secret_env, device, pin_env)
     with _api(server, token_env) as api:
         api.user(email)
         term.confirm(f"Reset the 2FA of {email} on {api.server}?", yes)
-        user = api.reset_2fa(email)
+        user = _confirmed(api, step_up, lambda: api.reset_2fa(email))
     if as_json:
         term.json(user)
     else:
@@ -191,18 +312,25 @@ def users_reset_2fa(
 def users_delete(
     email: EmailArg,
     yes: YesOption = False,
+    as_admin: AsOption = None,
+    totp: StepUpTotpOption = None,
+    totp_secret_env: StepUpTotpEnvOption = None,
+    device: StepUpDeviceOption = None,
+    pin_env: StepUpPinEnvOption = None,
     server: ServerOption = None,
     token_env: TokenEnvOption = None,
 ) -> None:
     """Delete an account, its passkeys, sessions and invites.
 
-    Its failed-attempt blocks stay. The audit log keeps its events."""
+    Its failed-attempt blocks stay. The audit log keeps its events. The server asks for a named admin's
+    step-up: --as EMAIL with --totp, --totp-secret-env or --device."""
     term = Terminal()
+    step_up = _step_up(term, as_admin, totp, totp_secret_env, device, pin_env)
     with _api(server, token_env) as api:
         user = api.user(email)
         count = len(user.get("passkeys", []))
         term.confirm(f"Delete the account {user['email']} and its {count} passkey(s) on {api.server}?", yes)
-        api.delete_user(user["email"])
+        _confirmed(api, step_up, lambda: api.delete_user(user["email"]))
     term.success(f"deleted the account {user['email']} and its {count} passkey(s)")
 
 
@@ -363,15 +491,23 @@ def passkeys_delete(
         str, typer.Argument(metavar="ID", help="The passkey's id, or a unique start of it.")
     ],
     yes: YesOption = False,
+    as_admin: AsOption = None,
+    totp: StepUpTotpOption = None,
+    totp_secret_env: StepUpTotpEnvOption = None,
+    device: StepUpDeviceOption = None,
+    pin_env: StepUpPinEnvOption = None,
     server: ServerOption = None,
     token_env: TokenEnvOption = None,
 ) -> None:
-    """Delete one of a user's passkeys."""
+    """Delete one of a user's passkeys.
+
+    The server asks for a named admin's step-up: --as EMAIL with --totp, --totp-secret-env or --device."""
     term = Terminal()
+    step_up = _step_up(term, as_admin, totp, totp_secret_env, device, pin_env)
     with _api(server, token_env) as api:
         passkey = _one_passkey(api, email, credential_id)
         term.confirm(f"Delete passkey {passkey.get('name') or _short(passkey['id'])} of {email}?", yes)
-        api.delete_passkey(email, passkey["id"])
+        _confirmed(api, step_up, lambda: api.delete_passkey(email, passkey["id"]))
     term.success(f"deleted passkey {_short(passkey['id'])} of {email}")
 
 

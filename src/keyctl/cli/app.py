@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ COMMANDS: list[tuple[str, str, str, str]] = [
     ("login", "keyctl.cli.ceremony", "login", "Sign in with a passkey, or with a password and 2FA."),
     ("demo", "keyctl.cli.ceremony", "demo", "The whole sign-in journey against a throwaway server."),
     ("enroll", "keyctl.cli.enroll", "enroll", "Enroll security keys for a batch of users."),
+    ("man", "keyctl.cli.manpages", "man", "Install the man pages: keyctl(1) and one per command."),
 ]
 
 _debug = False
@@ -59,11 +61,30 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _show_completion(ctx: click.Context, shell: str | None) -> None:
+    if shell is not None:
+        from keyctl.cli.completion import script
+
+        sys.stdout.write(script(ctx.command, shell))
+        raise typer.Exit()
+
+
 def _root(
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
     ] = False,
+    show_completion: Annotated[
+        str | None,
+        typer.Option(
+            "--show-completion",
+            click_type=click.Choice(["bash", "zsh", "fish"]),
+            metavar="SHELL",
+            callback=_show_completion,
+            is_eager=True,
+            help="Print the completion script for SHELL (bash, zsh or fish) and exit.",
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Log to stderr and show tracebacks.")] = False,
     traffic: Annotated[
         bool,
@@ -77,6 +98,7 @@ def _root(
 
 
 GLOBAL_FLAGS = ("--debug", "--traffic")  # root options that may also come after the subcommand
+COMPLETE_VAR = "_KEYCTL_COMPLETE"  # set by the shell completion scripts (keyctl.cli.completion)
 
 
 class _PipeClosed(Exception):
@@ -156,6 +178,13 @@ def build_app(only: str | None = None) -> typer.Typer:
     return app
 
 
+def command_tree() -> click.Group:
+    """The click command of the whole app (what --help, completion and the man pages describe)."""
+    root = typer.main.get_command(build_app())
+    assert isinstance(root, click.Group)
+    return root
+
+
 def report(error: KeyctlError) -> None:
     """Print an expected failure as one line (plus a remedy line when there is one)."""
     sys.stderr.write(f"error: {error.message}\n")
@@ -165,6 +194,10 @@ def report(error: KeyctlError) -> None:
 
 def run(args: Sequence[str]) -> int:
     global _debug
+    if os.environ.get(COMPLETE_VAR):  # a completion script asking (with no arguments: no fast path)
+        from keyctl.cli.completion import complete
+
+        return complete(command_tree(), os.environ[COMPLETE_VAR])
     args = _hoisted(args)
     _debug = args[:1] in (["--debug"], ["--traffic"])
     try:

@@ -6,6 +6,7 @@ the response back. Heavy libraries (fido2, httpx) are imported inside the comman
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from keyctl.webauthn.flows import Client, Result
     from keyctl.webauthn.profile import Profile
     from keyctl.webauthn.session import Session
-    from keyctl.webauthn.signin import SignedIn
+    from keyctl.webauthn.signin import CodeSource, SignedIn
 
 # Required options: show_envvar=False, or click 8.2 ends "Missing option" errors with "(env var: 'None')".
 ServerOption = Annotated[
@@ -103,6 +104,16 @@ RecoveryEnvOption = Annotated[
     str | None,
     typer.Option(
         "--recovery-code-env", metavar="VAR", help="2FA: the recovery code in this environment variable."
+    ),
+]
+StepUpDeviceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--step-up-device",
+        metavar="SPEC",
+        callback=check_device,
+        help="In a reused session: confirm it's you with one of the account's passkeys on this authenticator "
+        "when the server asks (the PIN: --pin-env).",
     ),
 ]
 SaveTotpOption = Annotated[
@@ -276,7 +287,7 @@ def _model(verdict: object) -> dict[str, str | None]:
     return {"aaguid": aaguid, "model": model}
 
 
-def _client(
+def passkey_client(
     term: Terminal,
     origin: str,
     spec: str,
@@ -334,11 +345,7 @@ def _password_sign_in(
         given.append("--recovery-code-env")
     if len(given) > 1:
         raise InvalidInput(f"{' and '.join(given)} exclude each other", "give one 2FA method")
-    code = None
-    if totp:
-        code = signin.vault_code(totp, _wait_for_next_step)
-    elif totp_secret_env:
-        code = signin.env_code(totp_secret_env, _wait_for_next_step)
+    code = totp_codes(totp, totp_secret_env)
     credentials = signin.Password(
         email=user,
         # stdin may carry the key's PIN, so a password comes from the variable or a terminal prompt only
@@ -351,17 +358,33 @@ def _password_sign_in(
     return signin.password_sign_in(session, credentials, term.status)
 
 
-def _step_up(session: Session, totp: str | None, totp_secret_env: str | None) -> Callable[[], None] | None:
-    """How a reused session confirms its user when the server asks: a code of --totp or --totp-secret-env."""
+def totp_codes(totp: str | None, totp_secret_env: str | None) -> CodeSource | None:
+    """Codes of ``--totp NAME`` (the vault) or ``--totp-secret-env VAR``; None when neither is given."""
     from keyctl.webauthn import signin
 
     if totp and totp_secret_env:
         raise InvalidInput("--totp and --totp-secret-env exclude each other", "give one 2FA method")
     if totp:
-        code = signin.vault_code(totp, _wait_for_next_step)
-    elif totp_secret_env:
-        code = signin.env_code(totp_secret_env, _wait_for_next_step)
-    else:
+        return signin.vault_code(totp, _wait_for_next_step)
+    if totp_secret_env:
+        return signin.env_code(totp_secret_env, _wait_for_next_step)
+    return None
+
+
+def _step_up(
+    session: Session, user: str, totp: str | None, totp_secret_env: str | None, passkey: Client | None
+) -> Callable[[], None] | None:
+    """How a reused session confirms its user when the server asks: a code of --totp or
+    --totp-secret-env, or an assertion of one of the account's passkeys (--step-up-device)."""
+    from keyctl.webauthn import flows, signin
+
+    if passkey is not None and (totp or totp_secret_env):
+        given = "--totp" if totp else "--totp-secret-env"
+        raise InvalidInput(f"{given} and --step-up-device exclude each other", "give one way to confirm")
+    if passkey is not None:
+        return lambda: flows.step_up(session, passkey, user)
+    code = totp_codes(totp, totp_secret_env)
+    if code is None:
         return None
     return lambda: signin.step_up(session, code)
 
@@ -400,6 +423,7 @@ def register(
     totp_secret_env: TotpSecretEnvOption = None,
     recovery_code_env: RecoveryEnvOption = None,
     save_totp: SaveTotpOption = None,
+    step_up_device: StepUpDeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Register a passkey for an account (signing in with password and 2FA first if the server needs it)."""
@@ -408,14 +432,23 @@ def register(
     term = Terminal(as_json)
     spec = _device_spec(device, authenticator)
     the_profile, claimed = _prepare(term, server, profile, origin, insecure_origin_override)
-    client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
+    client, interaction = passkey_client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
     request = flows.Request(user=user, name=name, resident=resident, uv=uv)  # type: ignore[arg-type]
     with _open_session(server, the_profile, claimed, cookie_jar) as session:
         recovery_code = None
         has_session = bool(the_profile.session_cookie and session.cookie(the_profile.session_cookie))
         # With a session, --totp/--totp-secret-env alone confirm the user if the server asks (step-up).
         step_up_only = has_session and not (password_env or recovery_code_env or save_totp)
-        step_up = _step_up(session, totp, totp_secret_env) if step_up_only else None
+        confirm = None  # the same prompts and origin, on the other authenticator
+        if step_up_device is not None:
+            from keyctl.webauthn import ceremony
+
+            confirm = dataclasses.replace(
+                client,
+                authenticator=step_up_device,
+                open_device=lambda: ceremony.open_authenticator(step_up_device),
+            )
+        step_up = _step_up(session, user, totp, totp_secret_env, confirm) if step_up_only else None
         wants_password = bool(password_env or totp or totp_secret_env or recovery_code_env or save_totp)
         if (wants_password and not step_up_only) or (the_profile.signin and not has_session):
             signed_in = _password_sign_in(
@@ -488,7 +521,7 @@ def login(
             if isinstance(signed_in.server, dict) and signed_in.server.get("passkey_prompt"):
                 term.status(f"the server suggests a passkey: keyctl register --server {server} --user {user}")
             return
-        client, interaction = _client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
+        client, interaction = passkey_client(term, claimed, spec, pin_env, timeout, insecure_origin_override)
         request = flows.Request(user=user, account=account, credential=credential)
         try:
             result = flows.login(session, client, request)

@@ -130,7 +130,9 @@ def run(
     admin_email: Annotated[
         list[str] | None,
         typer.Option(
-            "--admin-email", help="Where security alerts (risk blocks) go, in the outbox (repeatable)."
+            "--admin-email",
+            help="An admin (repeatable): gets security alerts (risk blocks) in the outbox; that account's "
+            "TOTP code or passkey confirms sensitive admin actions (step-up).",
         ),
     ] = None,
     captcha_allow: Annotated[

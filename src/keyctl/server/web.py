@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from keyctl.server.policy import Invite, Policy, PolicyError, SignedIn, iso
+from keyctl.server.policy import ADMIN_HEADER, AdminStepUp, Invite, Policy, PolicyError, SignedIn, iso
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +85,11 @@ ERRORS: dict[str, ErrorCode] = {
         403,
         "a sensitive action (adding, renaming or deleting a passkey, changing the password) in a session "
         "whose last verification (the sign-in, or a step-up with a TOTP code or a passkey) is 5 minutes "
-        "old or more: step up (`/api/step-up/*`) and repeat it; nothing was changed",
+        "old or more: step up (`/api/step-up/*`) and repeat it; or an admin action that removes an "
+        "account's protection (reset its 2FA, delete it, delete one of its passkeys) without a named "
+        "admin's step-up token less than 5 minutes old in the `Keyctl-Step-Up` header: the body then also "
+        'has `"step_up": {"header": "Keyctl-Step-Up", "methods": {"totp": "/api/admin/step-up/totp", '
+        '"passkey": "/api/admin/step-up/passkey/options"}, "max_age_seconds": 300}`. Nothing was changed',
     ),
     "risk_blocked": ErrorCode(
         403,
@@ -158,6 +162,7 @@ class Call:
     body: Mapping[str, Any]
     path: Mapping[str, str]
     query: Mapping[str, str]
+    step_up: str | None = None  # an admin's step-up token (the Keyctl-Step-Up header)
 
 
 @dataclass(frozen=True)
@@ -289,6 +294,7 @@ def _route(policy: Policy, endpoint: Endpoint, secure_cookie: bool, trusted: Seq
                 body=body,
                 path=dict(request.path_params),
                 query=dict(request.query_params),
+                step_up=request.headers.get(ADMIN_HEADER),
             )
             reply = (
                 endpoint.handler(call) if endpoint.inline else await run_in_threadpool(endpoint.handler, call)
@@ -377,6 +383,11 @@ class Api:
             Endpoint("DELETE", "/api/passkeys/{id}", self.delete_passkey),
             Endpoint("POST", "/api/passkeys/login/options", self.login_options, "auth", inline=True),
             Endpoint("POST", "/api/passkeys/login/verify", self.login_verify, "auth", inline=True),
+            Endpoint("POST", "/api/admin/step-up/totp", self.admin_step_up_totp, "admin"),
+            Endpoint(
+                "POST", "/api/admin/step-up/passkey/options", self.admin_step_up_passkey_options, "admin"
+            ),
+            Endpoint("POST", "/api/admin/step-up/passkey/verify", self.admin_step_up_passkey_verify, "admin"),
             Endpoint("POST", "/api/admin/users", self.admin_create_user, "admin"),
             Endpoint("GET", "/api/admin/users", self.admin_users, "admin"),
             Endpoint("DELETE", "/api/admin/users/{email}", self.admin_delete_user, "admin"),
@@ -602,6 +613,29 @@ class Api:
         return _signed_in(self.p.login_verify(c.body, c.ip))
 
     # admin
+    def admin_step_up_totp(self, c: Call) -> Reply:
+        """Request: `{"email", "code"}` (an `--admin-email` account and its TOTP code)
+
+        Response: `{"status": "verified", "admin", "step_up_token", "header": "Keyctl-Step-Up",
+        "step_up_expires_at"}`: the token goes in that header of the admin actions that need a step-up,
+        for 5 minutes (`invalid_request` for an email that is not an admin's or has no account here;
+        each code once, a wrong one counts as a failed attempt of that account toward its block)"""
+        step_up = self.p.admin_step_up_totp(text(c.body, "email", 320), text(c.body, "code", 16), c.ip)
+        return _admin_step_up(step_up)
+
+    def admin_step_up_passkey_options(self, c: Call) -> Reply:
+        """Request: `{"email"}`
+
+        Response: request options for one of that admin's passkeys, `userVerification: "required"`
+        (`unknown_credential` when it has none)"""
+        return Reply(self.p.admin_step_up_passkey_options(text(c.body, "email", 320)))
+
+    def admin_step_up_passkey_verify(self, c: Call) -> Reply:
+        """Request: `AuthenticationResponseJSON`
+
+        Response: as `POST /api/admin/step-up/totp`"""
+        return _admin_step_up(self.p.admin_step_up_passkey_verify(c.body, c.ip))
+
     def admin_create_user(self, c: Call) -> Reply:
         """Request: `{"email", "password"}`
 
@@ -629,8 +663,9 @@ class Api:
 
     def admin_delete_user(self, c: Call) -> Reply:
         """Response: `{"status": "deleted"}`: the account, its passkeys, its sessions (signed in or not) and
-        its pending invites; its failed-attempt blocks stay (they exist for unknown emails too)"""
-        self.p.admin_delete_user(c.path["email"])
+        its pending invites; its failed-attempt blocks stay (they exist for unknown emails too). Needs a
+        named admin's step-up (the `Keyctl-Step-Up` header)"""
+        self.p.admin_delete_user(c.path["email"], c.step_up, c.ip)
         return Reply({"status": "deleted"})
 
     def admin_invites(self, c: Call) -> Reply:
@@ -650,16 +685,16 @@ class Api:
         return Reply(passkey.as_json())
 
     def admin_delete_passkey(self, c: Call) -> Reply:
-        """Response: `{"status": "deleted"}`"""
-        self.p.admin_delete_passkey(c.path["email"], c.path["id"])
+        """Response: `{"status": "deleted"}`. Needs a named admin's step-up (the `Keyctl-Step-Up` header)"""
+        self.p.admin_delete_passkey(c.path["email"], c.path["id"], c.step_up, c.ip)
         return Reply({"status": "deleted"})
 
     def admin_reset_2fa(self, c: Call) -> Reply:
         """Request: `{}`
 
         Response: `User` (TOTP and recovery code removed, passkeys kept; next password sign-in enrolls
-        again)"""
-        return Reply(self.p.admin_reset_2fa(c.path["email"]).as_json())
+        again). Needs a named admin's step-up (the `Keyctl-Step-Up` header)"""
+        return Reply(self.p.admin_reset_2fa(c.path["email"], c.step_up, c.ip).as_json())
 
     def admin_enrollment(self, c: Call) -> Reply:
         """Request: `{}`
@@ -723,6 +758,18 @@ class Api:
             number(c.query, "after", 0, 0, 2**62), number(c.query, "limit", 100, 1, 1000)
         )
         return Reply({"events": [e.as_json() for e in events], "next_after": after})
+
+
+def _admin_step_up(step_up: AdminStepUp) -> Reply:
+    return Reply(
+        {
+            "status": "verified",
+            "admin": step_up.email,
+            "step_up_token": step_up.token,
+            "header": ADMIN_HEADER,
+            "step_up_expires_at": iso(step_up.expires_at),
+        }
+    )
 
 
 def _invite_json(invite: Invite) -> dict[str, Any]:

@@ -293,13 +293,9 @@ def register(
     )
 
 
-def login(session: Session, client: Client, request: Request) -> Result:
-    """Sign in with a passkey: the server's options, checked as a browser checks them (origin, rpId), the
-    authenticator's assertion, the server's verdict. Username-first with ``request.user``, else
-    username-less (the account chosen as ``request`` says when the authenticator holds several)."""
-    steps = session.profile.login
-    values = _values(request)
-    raw = _begin(session, steps.begin, values)
+def assertion(client: Client, raw: Any, request: Request) -> tuple[dict[str, Any], str]:
+    """The authenticator's answer to request options a server gave (a login, a step-up), checked as a
+    browser checks them: the response as JSON, and the rpId it is for."""
     _check_shape("login options", raw, _REQUEST)
     try:
         options = PublicKeyCredentialRequestOptions.from_dict(raw)
@@ -324,7 +320,18 @@ def login(session: Session, client: Client, request: Request) -> Result:
             client.insecure,
             _picker(request, rp_id, client),
         )
-    verdict = _finish(session, steps.finish, _json(response), values)
+    return _json(response), rp_id
+
+
+def login(session: Session, client: Client, request: Request) -> Result:
+    """Sign in with a passkey: the server's options, checked as a browser checks them (origin, rpId), the
+    authenticator's assertion, the server's verdict. Username-first with ``request.user``, else
+    username-less (the account chosen as ``request`` says when the authenticator holds several)."""
+    steps = session.profile.login
+    values = _values(request)
+    raw = _begin(session, steps.begin, values)
+    response, rp_id = assertion(client, raw, request)
+    verdict = _finish(session, steps.finish, response, values)
     said = dig(verdict, session.profile.verdict_user) if session.profile.verdict_user else None
     user = request.user or (said if isinstance(said, str) else None)
     return Result(
@@ -332,8 +339,22 @@ def login(session: Session, client: Client, request: Request) -> Result:
         verified=True,
         user=user,
         method="passkey",
-        credential_id=websafe_encode(response.raw_id),
+        credential_id=str(response["id"]),
         authenticator=client.authenticator,
         rp_id=rp_id,
         server=verdict,
     )
+
+
+def step_up(session: Session, client: Client, user: str) -> None:
+    """Confirm the signed-in ``user`` with one of their passkeys, for a sensitive action the server
+    refused with ``step_up_required`` (the profile's ``[signin]`` step-up endpoints)."""
+    paths = session.profile.signin
+    if "step_up_passkey_options" not in paths or "step_up_passkey_verify" not in paths:
+        raise InvalidInput(
+            f"server profile {session.profile.name} has no passkey step-up",
+            "confirm with a code instead: --totp NAME or --totp-secret-env VAR",
+        )
+    raw = session.call("POST", paths["step_up_passkey_options"], {})
+    response, _ = assertion(client, raw, Request(user=user))
+    session.call("POST", paths["step_up_passkey_verify"], response, finish=True)

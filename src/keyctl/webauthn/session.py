@@ -56,7 +56,8 @@ _REMEDIES: dict[ServerError, str] = {
     ServerError.VERIFICATION_FAILED: "check that the authenticator is the one registered for this account",
     ServerError.SIGN_IN_FAILED: "check the user name, password and 2FA code",
     ServerError.STEP_UP_REQUIRED: (
-        "pass --totp NAME or --totp-secret-env VAR to confirm with a code, or sign in again (a fresh session)"
+        "pass --totp NAME or --totp-secret-env VAR to confirm with a code, or --step-up-device SPEC with a "
+        "passkey, or sign in again (a fresh session)"
     ),
     ServerError.SERVER_UNAVAILABLE: "check the server URL and that the server is running",
     ServerError.ORIGIN_REFUSED: "the server belongs to another origin: use its real URL",

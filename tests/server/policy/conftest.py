@@ -40,6 +40,7 @@ TABLES = (
     "signin_locations",
     "captchas",
     "ceremony_challenges",
+    "admin_step_ups",
 )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 
-from keyctl.server.policy import admin, passkeys
+from keyctl.server.policy import admin, passkeys, step_up
 from keyctl.server.policy.core import (
     ACTIVE,
     INVITE_TTL,
@@ -17,9 +17,10 @@ from keyctl.server.policy.core import (
     Context,
     token_hash,
 )
-from tests.server.conftest import FakeClock
+from tests.server.conftest import FakeClock, totp_code
 from tests.server.policy.conftest import (
     ADMIN_TOKEN,
+    ALERTS,
     EMAIL,
     IP,
     ORIGIN,
@@ -39,6 +40,13 @@ from tests.server.policy.conftest import (
 from tests.server.softauth import SoftAuthenticator
 
 NEW = "new@example.com"
+
+
+def _stepped_up(ctx: Context) -> str:
+    """A step-up token of the first admin (an --admin-email account with TOTP), for the actions that
+    remove an account's protection."""
+    root = add_enrolled(ctx, ALERTS[0])
+    return step_up.admin_with_totp(ctx, root.email, totp_code(root.secret, ctx.clock()), IP).token
 
 
 def _token(link: str) -> str:
@@ -121,12 +129,14 @@ def test_deleting_an_account_takes_its_passkeys_sessions_invites_and_challenges_
     passkeys.register_options(ctx, token, None, None, None, IP)
     ctx.db.run(lambda tx: tx.execute("INSERT INTO invites VALUES ('h', ?, 0)", (EMAIL,)))
     ctx.db.run(lambda tx: tx.execute("INSERT INTO failures (ip, email, count) VALUES (?, ?, 2)", (IP, EMAIL)))
-    admin.admin_delete_user(ctx, " ALICE@example.com")
-    for table in ("users", "passkeys", "sessions", "invites", "ceremony_challenges"):
+    admin.admin_delete_user(ctx, " ALICE@example.com", _stepped_up(ctx), IP)
+    for table in ("passkeys", "invites", "ceremony_challenges"):
         assert rows(ctx, f"SELECT * FROM {table}") == [], table
+    assert [r["email"] for r in rows(ctx, "SELECT email FROM users")] == [ALERTS[0]]
+    assert rows(ctx, "SELECT * FROM sessions") == []
     assert len(rows(ctx, "SELECT * FROM failures")) == 1
-    assert events(ctx)[-1] == ("user_deleted", EMAIL, None, {"by": "admin", "passkeys": 1})
-    assert refusal(lambda: admin.admin_delete_user(ctx, EMAIL)).code == "not_found"
+    assert events(ctx)[-1] == ("user_deleted", EMAIL, IP, {"by": ALERTS[0], "passkeys": 1})
+    assert refusal(lambda: admin.admin_delete_user(ctx, EMAIL, None, IP)).code == "not_found"
 
 
 def test_an_admin_renames_and_removes_a_passkey_of_the_named_account_only(ctx: Context) -> None:
@@ -136,13 +146,17 @@ def test_an_admin_renames_and_removes_a_passkey_of_the_named_account_only(ctx: C
         refusal(lambda: admin.admin_rename_passkey(ctx, "bob@example.com", credential, "X")).code
         == "not_found"
     )
-    assert refusal(lambda: admin.admin_delete_passkey(ctx, "bob@example.com", credential)).code == "not_found"
+    token = _stepped_up(ctx)
+    assert (
+        refusal(lambda: admin.admin_delete_passkey(ctx, "bob@example.com", credential, token, IP)).code
+        == "not_found"
+    )
     assert admin.admin_rename_passkey(ctx, EMAIL, credential, "Lab key").name == "Lab key"
-    admin.admin_delete_passkey(ctx, EMAIL, credential)
+    admin.admin_delete_passkey(ctx, EMAIL, credential, token, IP)
     assert rows(ctx, "SELECT * FROM passkeys") == []
     assert [(e, d.get("by")) for e, _, _, d in events(ctx)][-2:] == [
         ("passkey_renamed", "admin"),
-        ("passkey_deleted", "admin"),
+        ("passkey_deleted", ALERTS[0]),
     ]
 
 
@@ -172,10 +186,14 @@ def test_a_2fa_reset_clears_the_second_factor_and_ends_sign_ins_in_progress_only
     ctx.db.run(lambda tx: tx.execute("UPDATE users SET totp_last_step = 99"))
     signed_in = session_for(ctx, account.id, ACTIVE)
     session_for(ctx, account.id, TOTP)
-    user = admin.admin_reset_2fa(ctx, EMAIL)
+    token = _stepped_up(ctx)
+    user = admin.admin_reset_2fa(ctx, EMAIL, token, IP)
     assert not user.totp_enrolled
-    assert rows(ctx, "SELECT totp_secret, totp_last_step, recovery_hash FROM users") == [
-        {"totp_secret": None, "totp_last_step": 0, "recovery_hash": None}
-    ]
+    assert rows(
+        ctx, "SELECT totp_secret, totp_last_step, recovery_hash FROM users WHERE email = ?", (EMAIL,)
+    ) == [{"totp_secret": None, "totp_last_step": 0, "recovery_hash": None}]
     assert [r["token_hash"] for r in rows(ctx, "SELECT token_hash FROM sessions")] == [token_hash(signed_in)]
-    assert events(ctx) == [("totp_reset", EMAIL, None, {"by": "admin"})]
+    assert events(ctx) == [
+        ("admin_step_up", ALERTS[0], IP, {"method": "totp"}),
+        ("totp_reset", EMAIL, IP, {"by": ALERTS[0]}),
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fido2.utils import websafe_encode
 
 from keyctl.server.policy import passkeys
@@ -78,6 +79,24 @@ def test_a_failed_registration_writes_nothing_but_still_uses_up_the_challenge(ct
     good = key.create(options)
     assert refusal(lambda: passkeys.register_verify(ctx, token, good, IP)).code == "session_expired"
     assert names(ctx) == ["passkey_register_refused"]
+
+
+@pytest.mark.parametrize("transports", [[""], ["x" * 17], ["usb"] * 9, "usb", [5]])
+def test_malformed_transports_are_refused_and_the_challenge_kept(ctx: Context, transports: object) -> None:
+    """``response.transports`` is a list of at most 8 names of 1 to 16 characters; anything else (an empty
+    name too) is refused as invalid_request before the ceremony starts: nothing stored, and the challenge
+    is still there for a corrected response."""
+    token = session_for(ctx, add_user(ctx))
+    options = passkeys.register_options(ctx, token, None, None, None, IP)
+    good = SoftAuthenticator(ORIGIN).create(options)
+    bad = {**good, "response": {**good["response"], "transports": transports}}
+    refused = refusal(lambda: passkeys.register_verify(ctx, token, bad, IP))
+    assert (refused.code, refused.message) == (
+        "invalid_request",
+        "response.transports must be a list of transport names",
+    )
+    assert rows(ctx, "SELECT * FROM passkeys") == []
+    assert _challenges(ctx) == ["register"]
 
 
 def test_a_challenge_issued_to_another_session_is_refused(ctx: Context) -> None:

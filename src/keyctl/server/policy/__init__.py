@@ -3,7 +3,8 @@
 - ``core``: settings, limits, the refusal type, views, input checks, the ``Context`` every part runs in;
 - ``accounts``: accounts and passwords (the password step, breached passwords, password change);
 - ``password_reset``: forgotten passwords (reset links, the reset);
-- ``step_up``: a fresh verification (TOTP or passkey) for sensitive actions (``sessions.require_step_up``);
+- ``step_up``: a fresh verification (TOTP or passkey) for sensitive actions (``sessions.require_step_up``),
+  and a named admin's step-up for the admin actions that remove an account's protection;
 - ``two_factor``: TOTP enrollment, the TOTP and recovery-code steps, completing a sign-in;
 - ``sessions``: session tokens, stages, expiry, sign-out;
 - ``passkeys``: registration, the passkey list, passkey sign-in; ``prompt``: the add-a-passkey prompt;
@@ -58,13 +59,16 @@ from keyctl.server.policy.core import (
 from keyctl.server.policy.prompt import Me
 from keyctl.server.policy.protection import Block, IpBlock
 from keyctl.server.policy.risk import RiskBlock
+from keyctl.server.policy.step_up import ADMIN_HEADER, AdminStepUp
 from keyctl.server.policy.two_factor import Enrollment
 from keyctl.server.storage import Database
 
 __all__ = [
+    "ADMIN_HEADER",
     "MAX_PASSKEYS",
     "PENDING_TTL",
     "SYNCED_MESSAGE",
+    "AdminStepUp",
     "AuditEvent",
     "Block",
     "Clock",
@@ -132,6 +136,15 @@ class Policy:
 
     def step_up_passkey_verify(self, token: str | None, body: Mapping[str, Any], ip: str) -> float:
         return step_up.passkey_verify(self.ctx, token, body, ip)
+
+    def admin_step_up_totp(self, email: str, code: str, ip: str) -> AdminStepUp:
+        return step_up.admin_with_totp(self.ctx, email, code, ip)
+
+    def admin_step_up_passkey_options(self, email: str) -> dict[str, Any]:
+        return step_up.admin_passkey_options(self.ctx, email)
+
+    def admin_step_up_passkey_verify(self, body: Mapping[str, Any], ip: str) -> AdminStepUp:
+        return step_up.admin_passkey_verify(self.ctx, body, ip)
 
     # forgotten passwords
     def request_password_reset(self, email: str, ip: str) -> None:
@@ -209,8 +222,8 @@ class Policy:
     def admin_users(self, limit: int, cursor: int) -> tuple[list[User], int | None]:
         return admin.admin_users(self.ctx, limit, cursor)
 
-    def admin_delete_user(self, email: str) -> None:
-        admin.admin_delete_user(self.ctx, email)
+    def admin_delete_user(self, email: str, step_up_token: str | None, ip: str) -> None:
+        admin.admin_delete_user(self.ctx, email, step_up_token, ip)
 
     def admin_invites(self) -> list[Invite]:
         return admin.admin_invites(self.ctx)
@@ -221,14 +234,16 @@ class Policy:
     def admin_rename_passkey(self, email: str, credential_id: str, name: str) -> Passkey:
         return admin.admin_rename_passkey(self.ctx, email, credential_id, name)
 
-    def admin_delete_passkey(self, email: str, credential_id: str) -> None:
-        admin.admin_delete_passkey(self.ctx, email, credential_id)
+    def admin_delete_passkey(
+        self, email: str, credential_id: str, step_up_token: str | None, ip: str
+    ) -> None:
+        admin.admin_delete_passkey(self.ctx, email, credential_id, step_up_token, ip)
 
     def admin_enrollment(self, email: str, ip: str) -> tuple[str, str, float]:
         return admin.admin_enrollment(self.ctx, email, ip)
 
-    def admin_reset_2fa(self, email: str) -> User:
-        return admin.admin_reset_2fa(self.ctx, email)
+    def admin_reset_2fa(self, email: str, step_up_token: str | None, ip: str) -> User:
+        return admin.admin_reset_2fa(self.ctx, email, step_up_token, ip)
 
     def check_captcha(self, ip: str, captcha_id: str | None, answer: str | None) -> None:
         bots.check(self.ctx, ip, captcha_id, answer)

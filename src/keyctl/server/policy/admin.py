@@ -1,6 +1,8 @@
 """Invites and the admin API: the bearer token, invite links (create, list, revoke, accept), accounts
 (list, delete), an admin's passkey rename and removal, technicians' enrollment sessions, and resetting an
-account's 2FA. Every admin change is an audit event with ``by: admin``."""
+account's 2FA. Every admin change is an audit event with ``by``: ``admin`` (the token), or for the
+actions that remove an account's protection (delete it, reset its 2FA, delete a passkey), which need a
+named admin's step-up (``step_up.require_admin``), that admin's email."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 
 from keyctl.server import passwords
-from keyctl.server.policy import sessions
+from keyctl.server.policy import sessions, step_up
 from keyctl.server.policy.accounts import insert_user
 from keyctl.server.policy.core import (
     ACTIVE,
@@ -108,20 +110,22 @@ def admin_users(ctx: Context, limit: int, cursor: int) -> tuple[list[User], int 
     return ctx.run(work)
 
 
-def admin_delete_user(ctx: Context, email: str) -> None:
+def admin_delete_user(ctx: Context, email: str, step_up_token: str | None, ip: str) -> None:
     """Delete an account with its passkeys and sessions (signed in or not), and its pending invites (an
     old link must not create the account again). Failed-attempt counts stay: they exist for unknown
     emails too, and a block must outlive the account it protected."""
 
     def work(db: Tx, now: float) -> None:
         user = _admin_user(ctx, db, email)
+        by = step_up.require_admin(ctx, db, step_up_token, "delete_user", user["email"], ip, now)
         passkeys = len(ctx.passkey_rows(db, user["id"]))
         db.execute("DELETE FROM ceremony_challenges WHERE user_id = ?", (user["id"],))
         db.execute("DELETE FROM passkeys WHERE user_id = ?", (user["id"],))
         db.execute("DELETE FROM sessions WHERE user_id = ?", (user["id"],))
         db.execute("DELETE FROM invites WHERE email = ?", (user["email"],))
+        db.execute("DELETE FROM admin_step_ups WHERE user_id = ?", (user["id"],))
         db.execute("DELETE FROM users WHERE id = ?", (user["id"],))
-        ctx.audit(db, "user_deleted", user["email"], None, by="admin", passkeys=passkeys)
+        ctx.audit(db, "user_deleted", user["email"], ip, by=by, passkeys=passkeys)
 
     ctx.run(work)
 
@@ -175,14 +179,17 @@ def admin_rename_passkey(ctx: Context, email: str, credential_id: str, name: str
     return ctx.run(work)
 
 
-def admin_delete_passkey(ctx: Context, email: str, credential_id: str) -> None:
+def admin_delete_passkey(
+    ctx: Context, email: str, credential_id: str, step_up_token: str | None, ip: str
+) -> None:
     raw = credential_id_bytes(credential_id)
 
     def work(db: Tx, now: float) -> None:
         user = _admin_user(ctx, db, email)
+        by = step_up.require_admin(ctx, db, step_up_token, "delete_passkey", user["email"], ip, now)
         if not db.execute("DELETE FROM passkeys WHERE credential_id = ? AND user_id = ?", (raw, user["id"])):
             raise PolicyError("not_found", "no such passkey for this account")
-        ctx.audit(db, "passkey_deleted", user["email"], None, credential_id=credential_id, by="admin")
+        ctx.audit(db, "passkey_deleted", user["email"], ip, credential_id=credential_id, by=by)
 
     ctx.run(work)
 
@@ -207,15 +214,16 @@ def admin_enrollment(ctx: Context, email: str, ip: str) -> tuple[str, str, float
     return ctx.run(work)
 
 
-def admin_reset_2fa(ctx: Context, email: str) -> User:
+def admin_reset_2fa(ctx: Context, email: str, step_up_token: str | None, ip: str) -> User:
     def work(db: Tx, now: float) -> User:
         user = _admin_user(ctx, db, email)
+        by = step_up.require_admin(ctx, db, step_up_token, "reset_2fa", user["email"], ip, now)
         db.execute(
             "UPDATE users SET totp_secret = NULL, totp_last_step = 0, recovery_hash = NULL WHERE id = ?",
             (user["id"],),
         )
         db.execute("DELETE FROM sessions WHERE user_id = ? AND stage != ?", (user["id"], ACTIVE))
-        ctx.audit(db, "totp_reset", user["email"], None, by="admin")
+        ctx.audit(db, "totp_reset", user["email"], ip, by=by)
         return ctx.user_view(db, _admin_user(ctx, db, email))
 
     return ctx.run(work)

@@ -123,7 +123,9 @@ class Settings:
     ip_max_failures: int = 100  # failed sign-ins a day from one IP, any accounts, before the IP is blocked
     device_bound_only: bool = False  # refuse synced (backup-eligible) passkeys at registration and login
     trusted_proxies: tuple[str, ...] = ()  # networks whose X-Forwarded-For names the client (web.py)
-    admin_emails: tuple[str, ...] = ()  # who gets security alerts (risk blocks) in the outbox
+    # The admins, as people: they get security alerts (risk blocks) in the outbox, and their accounts step
+    # up (TOTP or passkey) for the admin actions that remove an account's protection (policy/step_up.py).
+    admin_emails: tuple[str, ...] = ()
     captcha_exempt: tuple[str, ...] = ()  # networks never asked for a CAPTCHA (CI runners)
 
 

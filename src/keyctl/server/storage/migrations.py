@@ -266,6 +266,20 @@ _V7_TABLES = (
 SQLITE_V7: tuple[Step, ...] = tuple(s.format(real="REAL") for s in _V7_TABLES)
 POSTGRESQL_V7: tuple[Step, ...] = tuple(s.format(real="DOUBLE PRECISION") for s in _V7_TABLES)
 
+# Version 8: admin step-up (a named admin confirmed with a TOTP code or a passkey): the token the sensitive
+# admin requests carry, hashed, for STEP_UP_TTL; it goes with the admin's account.
+_V8_TABLES = (
+    """CREATE TABLE admin_step_ups (
+        token_hash TEXT PRIMARY KEY,
+        user_id {int} NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        method TEXT NOT NULL,
+        created_at {real} NOT NULL
+    )""",
+    "CREATE INDEX admin_step_ups_created ON admin_step_ups(created_at)",
+)
+SQLITE_V8: tuple[Step, ...] = tuple(s.format(real="REAL", int="INTEGER") for s in _V8_TABLES)
+POSTGRESQL_V8: tuple[Step, ...] = tuple(s.format(real="DOUBLE PRECISION", int="BIGINT") for s in _V8_TABLES)
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "accounts, passkeys, sessions, invites, failures, audit", SQLITE_V1, POSTGRESQL_V1),
     Migration(2, "shared state: challenges, request counts; passkey order", SQLITE_V2, POSTGRESQL_V2),
@@ -274,6 +288,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "step-up: sessions.verified_at", SQLITE_V5, POSTGRESQL_V5),
     Migration(6, "risk assessment: sign-in locations", SQLITE_V6, POSTGRESQL_V6),
     Migration(7, "bot detection: CAPTCHAs", SQLITE_V7, POSTGRESQL_V7),
+    Migration(8, "admin step-up tokens", SQLITE_V8, POSTGRESQL_V8),
 )
 LATEST = MIGRATIONS[-1].version
 
