@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from keyctl.errors import InvalidInput
@@ -89,7 +89,7 @@ entries = st.builds(
     Entry,
     name=st.text(st.characters(codec="utf-8", categories=["L", "N", "P", "Zs"]), min_size=1, max_size=30)
     .map(str.strip)
-    .filter(bool),
+    .filter(lambda s: bool(s) and s.isprintable()),  # what check_name accepts
     issuer=st.text(st.characters(codec="utf-8", categories=["L", "N"]), max_size=10),
     account=st.text(st.characters(codec="utf-8", categories=["L", "N", "P"]), max_size=20).filter(
         lambda s: ":" not in s and s == s.strip()
@@ -104,6 +104,9 @@ entries = st.builds(
 
 @settings(max_examples=60, deadline=None)
 @given(entry=entries, secret=st.binary(min_size=1, max_size=64))
+# A colon in a name used as the account, with no issuer, is not read back as an issuer's separator.
+@example(entry=Entry(name="work:laptop", issuer="", account=""), secret=b"\x00")
+@example(entry=Entry(name="0:", issuer="", account=""), secret=b"\x00")
 def test_build_then_parse_round_trips(entry: Entry, secret: bytes) -> None:
     parsed = parse_uri(build_uri(Credential(entry, secret)), name=entry.name)
     expected_account = entry.account or entry.name

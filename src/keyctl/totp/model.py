@@ -141,7 +141,10 @@ def parse_uri(uri: str, name: str | None = None) -> Credential:
         raise InvalidInput("the otpauth URI has no secret= parameter", _URI_HELP)
     secret = decode_base32(params["secret"])
     label = unquote(parts.path.lstrip("/"))
-    label_issuer, _, account = label.rpartition(":")
+    # An issuer holds no colon (Key URI format), so the first one separates it; an account may hold more.
+    label_issuer, colon, account = label.partition(":")
+    if not colon:
+        label_issuer, account = "", label
     issuer = params.get("issuer", "") or label_issuer.strip()
     entry = Entry(
         name=check_name(name if name is not None else label.strip()),
@@ -162,7 +165,9 @@ def parse_uri(uri: str, name: str | None = None) -> Credential:
 def build_uri(credential: Credential) -> str:
     """The otpauth URI of ``credential`` (contains the secret: only for the user's explicit request)."""
     entry = credential.entry
-    label = f"{entry.issuer}:{entry.account or entry.name}" if entry.issuer else entry.account or entry.name
+    account = entry.account or entry.name
+    # Without an issuer, a colon in the account would read as the issuer separator: an empty issuer keeps it.
+    label = f"{entry.issuer}:{account}" if entry.issuer or ":" in account else account
     params = {"secret": encode_base32(credential.secret)}
     if entry.issuer:
         params["issuer"] = entry.issuer
