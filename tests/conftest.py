@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -13,6 +14,10 @@ from pathlib import Path
 import pytest
 
 from keyctl.cli.app import run
+
+# A shell's job started with & ignores SIGINT, and every child would inherit that: Ctrl-C tests would see
+# it do nothing. A Python handler is reset to the default at exec, as a technician's shell gives it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

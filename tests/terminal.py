@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import pty
 import select
-import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -22,9 +21,6 @@ class TerminalSession:
         argv = [*program, *args] if program else [sys.executable, "-m", "keyctl", *args]
         pid, fd = pty.fork()  # the child: new session, the pty as controlling terminal and stdio
         if pid == 0:
-            # A shell's job started with & ignores SIGINT, and exec keeps that: a test run launched so
-            # would see Ctrl-C do nothing. A technician's shell gives its commands the default.
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
             os.execvpe(argv[0], argv, environment)
         self.pid, self.fd = pid, fd
         self.output = b""
