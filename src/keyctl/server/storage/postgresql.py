@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 POOL_SIZE = 10  # connections per server process: uvicorn's thread pool runs at most this many queries
 CONNECT_TIMEOUT = 10
 ATTEMPTS = 20  # a unit of work that keeps conflicting is given up after this many runs
+BACKOFF, MAX_BACKOFF = 0.001, 0.2  # seconds: the wait before a rerun grows from 2 ms to at most 200 ms
 MIGRATION_LOCK = 0x6B6579637472  # pg_advisory_lock key of exclusive units of work ("keyctr")
 
 
@@ -130,7 +131,9 @@ class PostgresDatabase:
                 if attempt == ATTEMPTS:
                     raise
                 logger.debug("serialization conflict, running the transaction again (%d)", attempt)
-                time.sleep(random.uniform(0, 0.002 * attempt))
+                # Exponential, jittered: a burst of one IP's requests (each counting its rate hits) conflicts
+                # pairwise under SERIALIZABLE; growing waits spread them out instead of colliding again.
+                time.sleep(random.uniform(0, min(BACKOFF * 2**attempt, MAX_BACKOFF)))
         raise AssertionError("unreachable")
 
     def close(self) -> None:
